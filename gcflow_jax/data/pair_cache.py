@@ -1,0 +1,264 @@
+"""On-disk cache of teacher reflow pairs, written in shards.
+
+Reflow needs the teacher ODE integrated from noise for every pair; for large
+runs it pays to do this once. A cache directory holds
+
+  meta.json              what was generated (knots, alignment times, teacher
+                         steps/method, data shape, layout, `complete`)
+  shard_00000.npy ...    float32 [n, F] rows, one pair per row:
+                         states [K + 1, *shape] | align_states [K, *shape] |
+                         delta_logp [K]   (F = (2K + 1) D + K)
+
+Each shard is written to a temporary name with `np.save` and moved into place
+with `os.replace` (atomic on POSIX), so a crash never leaves a half-written
+shard; generation resumes at the first missing shard, and shard i's noise is
+`fold_in(key, i)`, so a resumed cache equals an uninterrupted one. `meta.json`
+is rewritten (atomically) with `complete: true` last.
+
+Integration with the trainer: the trainer's batches carry data only, so the
+reflow method generates/opens the cache in `from_config` (host, before
+anything is compiled) and `init` places up to `reflow.cache_buffer` pairs in
+`extras['pairs']` (replicated and checkpointed with the state); the loss
+gathers random rows from it with the step key. For caches larger than device
+memory use `PairCache.batches` in a custom loop (host-side iterator of
+shuffled row batches).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from typing import Callable, Dict, Iterator, Optional, Tuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = ["PairCache", "generate", "write_shard", "ensure_teacher_cache",
+           "FIELDS"]
+
+FIELDS = ("states", "align_states", "delta_logp")
+_FORMAT = 1
+
+
+def _layout(num_intervals: int, data_shape: Tuple[int, ...]):
+  """name -> (offset, per-row shape) in the flat row."""
+  d = math.prod(data_shape)
+  k = num_intervals
+  shapes = {"states": (k + 1,) + tuple(data_shape),
+            "align_states": (k,) + tuple(data_shape),
+            "delta_logp": (k,)}
+  sizes = {"states": (k + 1) * d, "align_states": k * d, "delta_logp": k}
+  out, off = {}, 0
+  for name in FIELDS:
+    out[name] = (off, shapes[name])
+    off += sizes[name]
+  return out, off
+
+
+def _atomic_write_json(path: str, obj) -> None:
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=1, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def write_shard(directory: str, index: int, rows: np.ndarray) -> str:
+  """Writes `rows` [n, F] as shard `index` atomically; returns its path."""
+  path = os.path.join(directory, f"shard_{index:05d}.npy")
+  tmp = f"{path}.tmp.{os.getpid()}"
+  with open(tmp, "wb") as f:
+    np.save(f, np.ascontiguousarray(rows, np.float32))
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+  return path
+
+
+def _read_meta(directory: str) -> Optional[dict]:
+  path = os.path.join(directory, "meta.json")
+  if not os.path.exists(path):
+    return None
+  with open(path) as f:
+    return json.load(f)
+
+
+class PairCache:
+  """Read access to a complete cache directory (memory-mapped shards)."""
+
+  def __init__(self, directory: str):
+    meta = _read_meta(directory)
+    if meta is None or not meta.get("complete"):
+      raise FileNotFoundError(f"{directory!r} holds no complete pair cache")
+    self.directory = directory
+    self.meta = meta
+    self.num_intervals = int(meta["num_intervals"])
+    self.data_shape = tuple(meta["data_shape"])
+    self._layout, self._width = _layout(self.num_intervals, self.data_shape)
+    self._shards = [
+        np.load(os.path.join(directory, f"shard_{i:05d}.npy"), mmap_mode="r")
+        for i in range(int(meta["num_shards"]))]
+    for i, s in enumerate(self._shards):
+      if s.ndim != 2 or s.shape[1] != self._width:
+        raise ValueError(f"shard {i} of {directory!r} has shape {s.shape}, "
+                         f"expected [n, {self._width}]")
+    self._starts = np.cumsum([0] + [len(s) for s in self._shards])
+    self.num_pairs = int(self._starts[-1])
+
+  def _rows(self, indices: np.ndarray) -> np.ndarray:
+    indices = np.asarray(indices, np.int64)
+    if indices.size and (indices.min() < 0 or
+                         indices.max() >= self.num_pairs):
+      raise IndexError(f"pair index out of range [0, {self.num_pairs})")
+    shard = np.searchsorted(self._starts, indices, side="right") - 1
+    out = np.empty((len(indices), self._width), np.float32)
+    for s in np.unique(shard):
+      m = shard == s
+      out[m] = self._shards[s][indices[m] - self._starts[s]]
+    return out
+
+  def _split(self, rows: np.ndarray) -> Dict[str, np.ndarray]:
+    n = rows.shape[0]
+    out = {}
+    for name, (off, shape) in self._layout.items():
+      size = math.prod(shape)
+      out[name] = rows[:, off:off + size].reshape((n,) + shape)
+    return out
+
+  def read(self, indices) -> Dict[str, np.ndarray]:
+    """Rows `indices` as {'states' [n, K+1, ...], 'align_states' [n, K, ...],
+    'delta_logp' [n, K]} (float32)."""
+    return self._split(self._rows(indices))
+
+  def load(self, max_pairs: Optional[int] = None) -> Dict[str, np.ndarray]:
+    """The first `max_pairs` (default all) pairs, in memory."""
+    n = self.num_pairs if not max_pairs else min(max_pairs, self.num_pairs)
+    return self.read(np.arange(n))
+
+  def batches(self, batch_size: int, seed: int = 0
+              ) -> Iterator[Dict[str, np.ndarray]]:
+    """Endless shuffled batches; epoch e uses a Philox(seed, e) permutation
+    (no global RNG), so the stream is a pure function of (seed, position)."""
+    epoch, pos = 0, 0
+    perm = np.random.Generator(np.random.Philox(key=[seed, 0])).permutation(
+        self.num_pairs)
+    while True:
+      if pos + batch_size > self.num_pairs:
+        epoch, pos = epoch + 1, 0
+        perm = np.random.Generator(
+            np.random.Philox(key=[seed, epoch])).permutation(self.num_pairs)
+      yield self.read(np.sort(perm[pos:pos + batch_size]))
+      pos += batch_size
+
+
+def generate(directory: str, segments_fn: Callable, meta: dict,
+             num_pairs: int, shard_size: int, key: jax.Array,
+             chunk: int = 1024, verbose: bool = True) -> PairCache:
+  """Generates (or resumes, or reuses) a cache of `num_pairs` pairs.
+
+  Args:
+    directory: cache directory (created).
+    segments_fn: (key, n) -> dict of arrays in `teacher_segments` layout:
+      'states' [K + 1, n, ...], 'align_states' [K, n, ...], 'delta_logp'
+      [K, n]. Called with n <= `chunk` (pad-free: the last chunk is smaller).
+    meta: what identifies the pairs (must include 'num_intervals' and
+      'data_shape'); an existing cache with a different `meta` is an error.
+    num_pairs, shard_size: total pairs and pairs per shard.
+    key: root key; shard i uses fold_in(key, i), chunk j of it
+      fold_in(fold_in(key, i), j).
+  Returns:
+    the opened `PairCache`.
+  """
+  os.makedirs(directory, exist_ok=True)
+  num_shards = -(-num_pairs // shard_size)
+  want = dict(meta, format=_FORMAT, num_pairs=num_pairs,
+              shard_size=shard_size, num_shards=num_shards)
+  old = _read_meta(directory)
+  if old is not None:
+    old_id = {k: v for k, v in old.items() if k != "complete"}
+    if old_id != json.loads(json.dumps(want)):
+      raise ValueError(
+          f"pair cache {directory!r} was generated with different settings "
+          f"({old_id}) than requested ({want}); remove it or use another "
+          "reflow.cache_dir")
+    if old.get("complete"):
+      return PairCache(directory)
+  _atomic_write_json(os.path.join(directory, "meta.json"),
+                     dict(want, complete=False))
+  k_int = int(meta["num_intervals"])
+  shape = tuple(meta["data_shape"])
+  layout, width = _layout(k_int, shape)
+  for i in range(num_shards):
+    path = os.path.join(directory, f"shard_{i:05d}.npy")
+    n = min(shard_size, num_pairs - i * shard_size)
+    if os.path.exists(path):
+      arr = np.load(path, mmap_mode="r")
+      if arr.shape == (n, width):
+        continue                       # resumed: shard already complete
+    k_shard = jax.random.fold_in(key, i)
+    rows = []
+    for j, lo in enumerate(range(0, n, chunk)):
+      m = min(chunk, n - lo)
+      segs = jax.device_get(segments_fn(jax.random.fold_in(k_shard, j), m))
+      part = []
+      for name in FIELDS:
+        a = np.asarray(segs[name], np.float32)
+        a = np.moveaxis(a, 1, 0)         # [K(+1), m, ...] -> [m, K(+1), ...]
+        if a.shape[1:] != layout[name][1]:
+          raise ValueError(f"segments_fn returned {name} with row shape "
+                           f"{a.shape[1:]}, expected {layout[name][1]}")
+        part.append(a.reshape(m, -1))
+      rows.append(np.concatenate(part, axis=1))
+    write_shard(directory, i, np.concatenate(rows))
+    if verbose:
+      print(f"[pair_cache] shard {i + 1}/{num_shards} ({n} pairs) -> "
+            f"{path}", flush=True)
+  _atomic_write_json(os.path.join(directory, "meta.json"),
+                     dict(want, complete=True))
+  return PairCache(directory)
+
+
+def ensure_teacher_cache(directory: str, teacher, data_shape, *,
+                         num_intervals: int, align_eps: float, steps: int,
+                         method: str, track_logp: bool, divergence: str,
+                         num_probes: int, probe: str, hutchinson_mode: str,
+                         num_pairs: int, shard_size: int, seed: int = 0,
+                         chunk: int = 1024) -> PairCache:
+  """Opens the cache of `teacher`'s reflow pairs, generating it if missing.
+
+  The pairs are exactly what `reflow.teacher_segments` computes online
+  (same knots, clamp, steps and method; Δ^T tracked when `track_logp`).
+  """
+  from gcflow_jax.math import ode  # pylint: disable=g-import-not-at-top
+  from gcflow_jax.methods import reflow  # pylint: disable=g-import-not-at-top
+  data_shape = tuple(data_shape)
+  knots = reflow.make_knots(num_intervals)
+  ends = (reflow.make_align_ends(knots, align_eps) if align_eps > 0
+          else knots[1:])
+  tparams = teacher.params
+  velocity = lambda x, t: teacher.velocity(tparams, x, t)
+
+  def segments_fn(key, n):
+    k_x0, k_probe = jax.random.split(key)
+    x0 = jax.random.normal(k_x0, (n,) + data_shape)
+    probes = (ode.sample_probes(k_probe, x0.shape, num_probes, probe)
+              if track_logp and divergence == "hutchinson" else None)
+    return reflow.teacher_segments(
+        velocity, x0, knots, ends, steps, method, track_logp=track_logp,
+        divergence=divergence, probes=probes,
+        hutchinson_mode=hutchinson_mode)
+
+  meta = {"num_intervals": num_intervals, "data_shape": list(data_shape),
+          "knots": [float(t) for t in knots],
+          "align_ends": [float(t) for t in ends], "teacher_steps": steps,
+          "teacher_method": method, "track_logp": bool(track_logp),
+          "divergence": divergence if track_logp else "",
+          "num_probes": num_probes if track_logp else 0,
+          "teacher_workdir": str(teacher.workdir), "seed": seed}
+  jitted = jax.jit(segments_fn, static_argnums=1)
+  key = jax.random.fold_in(jax.random.key(seed), 0x9A1C)   # cache stream
+  return generate(directory, jitted, meta, num_pairs, shard_size, key,
+                  chunk=chunk)

@@ -1,0 +1,442 @@
+"""The one training loop every method uses.
+
+`train_and_evaluate(config, workdir) -> TrainState`:
+  validate config -> dataset -> (teacher) -> method -> mesh/optimizer ->
+  state (own checkpoint > config.init_from > scratch) -> compiled step ->
+  loop (log / checkpoint / eval / plots) -> final eval -> metrics.json.
+
+Resume order: the workdir's own newest readable checkpoint; else
+`config.init_from` (parameters only, a fresh optimizer); else scratch. Keys
+are `fold_in(stream, step)` and batches are a pure function of the step, so a
+resumed run replays exactly the randomness and data of an uninterrupted one
+and no key is saved. SIGTERM (preemption) saves a checkpoint and returns.
+A non-finite metric raises FloatingPointError naming the metric and the step
+window; checkpoints are only written after the metrics since the last check
+were verified finite, so the newest checkpoint is always a good one.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import queue
+import signal
+import threading
+import time
+from typing import Any, Dict, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from gcflow_jax import checkpoint as ckpt_lib
+from gcflow_jax import config_utils, data, methods, metric_writers, plotting
+from gcflow_jax import sharding, teachers
+from gcflow_jax.math import ema as ema_lib
+from gcflow_jax.models import count_params
+from gcflow_jax.train_state import TrainState
+
+__all__ = ["train_and_evaluate", "make_optimizer", "make_train_step",
+           "restore_state", "has_checkpoint", "data_shape_of", "build",
+           "Preempted"]
+
+
+class Preempted(Exception):
+  """Raised inside the loop when SIGTERM arrived (after saving)."""
+
+
+def data_shape_of(config):
+  return data.data_shape(config.data)
+
+
+def has_checkpoint(workdir: str) -> bool:
+  return bool(workdir) and ckpt_lib.Checkpointer(
+      workdir, create=False).latest_step() is not None
+
+
+# ----------------------------------------------------------------- optim --
+def make_optimizer(optim_cfg, total_steps: int) -> optax.GradientTransformation:
+  """Adam / AdamW / RAdam / Lion with warm-up, optional cosine decay and
+  global-norm clipping. Lion's weight decay is taken from the config (0 by
+  default, as in the consistency papers; optax's own default is 1e-3)."""
+  lr = optim_cfg.lr
+  # A warm-up longer than the run (e.g. a smoke variant) is cut to the run.
+  warmup = min(optim_cfg.warmup_steps, max(total_steps - 1, 0))
+  if optim_cfg.schedule == "cosine":
+    sched = optax.warmup_cosine_decay_schedule(
+        0.0, lr, max(warmup, 1), max(total_steps, warmup + 2))
+  elif warmup > 0:
+    sched = optax.linear_schedule(0.0, lr, warmup)
+    sched = optax.join_schedules([sched, optax.constant_schedule(lr)],
+                                 [warmup])
+  else:
+    sched = lr
+  name = optim_cfg.name
+  if name == "adam":
+    tx = optax.adam(sched, b1=optim_cfg.b1, b2=optim_cfg.b2,
+                    eps=optim_cfg.eps)
+    if optim_cfg.weight_decay:
+      tx = optax.chain(optax.add_decayed_weights(optim_cfg.weight_decay), tx)
+  elif name == "adamw":
+    tx = optax.adamw(sched, b1=optim_cfg.b1, b2=optim_cfg.b2,
+                     eps=optim_cfg.eps, weight_decay=optim_cfg.weight_decay)
+  elif name == "radam":
+    tx = optax.radam(sched, b1=optim_cfg.b1, b2=optim_cfg.b2,
+                     eps=optim_cfg.eps)
+    if optim_cfg.weight_decay:
+      tx = optax.chain(optax.add_decayed_weights(optim_cfg.weight_decay), tx)
+  elif name == "lion":
+    tx = optax.lion(sched, b1=optim_cfg.b1, b2=optim_cfg.b2,
+                    weight_decay=optim_cfg.weight_decay)
+  else:
+    raise ValueError(f"optim.name={name!r} is not one of "
+                     "('adam', 'adamw', 'radam', 'lion')")
+  if optim_cfg.grad_clip > 0:
+    tx = optax.chain(optax.clip_by_global_norm(optim_cfg.grad_clip), tx)
+  return tx
+
+
+# ------------------------------------------------------------------ step --
+def make_train_step(method, tx, ema_cfg):
+  """train_step(state, batch, key) -> (state, metrics).
+
+  `key` is the run's train stream; the step folds in `state.step`, so step k
+  always draws the same randomness. The mean of the method's per-example
+  loss is differentiated w.r.t. `state.params` only.
+  """
+  traces = []
+
+  def train_step(state: TrainState, batch, key):
+    traces.append(1)  # Python side effect: runs once per trace.
+    key = jax.random.fold_in(key, state.step)
+
+    def objective(params):
+      per_example, aux = method.loss_fn(
+          params, batch, key, step=state.step, ema_params=state.ema_params,
+          extras=state.extras)
+      return jnp.mean(per_example), aux
+
+    (loss, aux), grads = jax.value_and_grad(objective, has_aux=True)(
+        state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    step = state.step + 1
+    ema_params = ema_lib.update(step, state.ema_params, params,
+                                schedule=ema_cfg.schedule,
+                                decay=ema_cfg.decay, power=ema_cfg.power,
+                                every=ema_cfg.every)
+    extras = state.extras
+    if method.update_extras is not None:
+      extras = method.update_extras(step, params, ema_params, extras)
+    metrics = {"loss": loss, "grad_norm": optax.global_norm(grads),
+               "param_norm": optax.global_norm(params)}
+    metrics.update(aux)
+    new_state = state.replace(step=step, params=params,
+                              ema_params=ema_params, opt_state=opt_state,
+                              extras=extras)
+    return new_state, metrics
+
+  train_step.traces = traces
+  return train_step
+
+
+# ----------------------------------------------------------------- build --
+class _Run:
+  """Everything built from a config, before any step runs."""
+
+  def __init__(self, config, *, load_teacher: bool = True, dataset=None,
+               devices=None):
+    self.config = config
+    self.dataset = dataset or data.make_dataset(config.data, config.seed)
+    self.teacher = None
+    if load_teacher and methods.needs_teacher(config):
+      self.teacher = teachers.load(config, self.dataset.shape)
+    self.method = methods.get(config, self.dataset.shape, self.teacher)
+    tx = make_optimizer(config.optim, config.train.steps)
+    if self.method.wrap_optimizer is not None:
+      tx = self.method.wrap_optimizer(tx)
+    self.tx = tx
+    self.mesh = sharding.make_mesh(config.mesh.model, devices)
+    root = jax.random.key(config.seed)
+    # Named streams, split once (STYLE §2.6).
+    self.k_init, self.k_train, self.k_eval, self.k_sample = (
+        jax.random.fold_in(root, i) for i in range(4))
+    # Host array (init_state is traced by eval_shape / jit).
+    self._example = self.dataset.global_batch(0, 2)
+
+  def init_state(self) -> TrainState:
+    example = {"x": jnp.asarray(self._example)}
+    params, extras = self.method.init(self.k_init, example)
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params,
+                      ema_params=jax.tree_util.tree_map(jnp.copy, params),
+                      opt_state=self.tx.init(params), extras=extras)
+
+  def abstract_state(self):
+    """Abstract state with replicated shardings (no allocation for params;
+    a method's host-side `init` may still load a teacher)."""
+    rep = sharding.replicated(self.mesh)
+    shapes = jax.eval_shape(self.init_state)
+    return jax.tree_util.tree_map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=rep),
+        shapes)
+
+
+def build(config, **kwargs) -> _Run:
+  return _Run(config, **kwargs)
+
+
+def restore_state(config, workdir: str) -> TrainState:
+  """The newest readable checkpoint of a finished/ongoing run of `config`."""
+  run = _Run(config)
+  ck = ckpt_lib.Checkpointer(workdir, create=False)
+  step, state = ck.restore(run.abstract_state())
+  if state is None:
+    raise FileNotFoundError(f"no readable checkpoint in "
+                            f"{ckpt_lib.checkpoint_dir(workdir)}")
+  return state
+
+
+def _init_from(run: _Run, path: str, state: TrainState) -> TrainState:
+  """Warm start: params/ema/extras from another run (same architecture)."""
+  ck = ckpt_lib.Checkpointer(path.rstrip("/").removesuffix("/checkpoints"),
+                             create=False)
+  step, other = ck.restore(run.abstract_state())
+  if other is None:
+    raise FileNotFoundError(f"init_from={path!r} has no readable checkpoint")
+  print(f"initialised from {path} (its step {step}); optimizer reset",
+        flush=True)
+  return state.replace(params=other.params, ema_params=other.ema_params,
+                       opt_state=run.tx.init(other.params),
+                       extras=other.extras)
+
+
+# ------------------------------------------------------------------ eval --
+def _generate(run: _Run, params, extras, num: int, steps: int,
+              key: jax.Array) -> np.ndarray:
+  """Samples in chunks of eval.batch_size (one compile per chunk size)."""
+  bs = min(run.config.eval.batch_size, num)
+  fn = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
+  out = []
+  for i in range(-(-num // bs)):
+    x = fn(params, jax.random.fold_in(key, i), bs, steps, extras)
+    out.append(np.asarray(jax.device_get(x)))
+  return np.concatenate(out)[:num]
+
+
+def evaluate_state(run: _Run, state: TrainState, workdir: str,
+                   tag: str) -> Dict[str, float]:
+  """Samples with the eval params and scores them with the evaluation
+  library; writes a PNG when `train.plot`."""
+  config = run.config
+  method = run.method
+  params = (method.eval_params(state.params, state.ema_params)
+            if method.eval_params is not None else state.ema_params)
+  steps = config.eval.sample_steps or method.default_sample_steps
+  n = config.eval.num_samples
+  t0 = time.time()
+  samples = _generate(run, params, state.extras, n, steps,
+                      jax.random.fold_in(run.k_eval, int(state.step)))
+  sample_time = time.time() - t0
+  reference = run.dataset.reference(n)
+  scores: Dict[str, float] = {"sample_steps": float(steps),
+                              "sample_sec": sample_time}
+  if not np.isfinite(samples).all():
+    scores["nonfinite_samples"] = float(np.mean(
+        ~np.isfinite(samples.reshape(n, -1)).all(1)))
+    print(f"WARNING: {scores['nonfinite_samples']:.1%} of the samples are "
+          "not finite; metrics skipped", flush=True)
+  elif config.eval.metrics:
+    from gcflow_jax import evaluation  # pylint: disable=g-import-not-at-top
+    kwargs = {}
+    if config.eval.inception_weights:
+      kwargs["inception_weights"] = config.eval.inception_weights
+    scores.update(evaluation.evaluate(samples, reference,
+                                      metrics=list(config.eval.metrics),
+                                      **kwargs))
+  if config.train.plot and jax.process_index() == 0:
+    plotting.save_samples_plot(
+        os.path.join(workdir, f"samples_{tag}.png"), samples[:2000],
+        reference[:2000], title=f"{config.method} {tag} ({steps} steps)")
+  return scores
+
+
+# ------------------------------------------------------------------ loop --
+class _Prefetch:
+  """Builds host batches for upcoming steps in a background thread."""
+
+  def __init__(self, fn, start: int, stop: int, depth: int = 2):
+    self._q: "queue.Queue" = queue.Queue(maxsize=depth)
+    self._stop = threading.Event()
+
+    def work():
+      for s in range(start, stop):
+        if self._stop.is_set():
+          return
+        try:
+          item = (s, fn(s), None)
+        except Exception as e:  # pylint: disable=broad-except
+          item = (s, None, e)
+        while not self._stop.is_set():
+          try:
+            self._q.put(item, timeout=0.1)
+            break
+          except queue.Full:
+            continue
+
+    self._t = threading.Thread(target=work, daemon=True)
+    self._t.start()
+
+  def get(self, step: int):
+    s, batch, err = self._q.get()
+    if err is not None:
+      raise err
+    assert s == step, (s, step)
+    return batch
+
+  def close(self):
+    self._stop.set()
+
+
+def _check_finite(pending, lo: int, hi: int) -> Dict[str, float]:
+  """Means of the metrics of steps (lo, hi]; raises on any non-finite."""
+  host = jax.device_get(pending)
+  means = {}
+  for k in host[0]:
+    vals = np.asarray([m[k] for m in host], np.float64)
+    bad = ~np.isfinite(vals)
+    if bad.any():
+      first = lo + 1 + int(np.argmax(bad))
+      raise FloatingPointError(
+          f"non-finite metric {k!r} at step {first} (window steps "
+          f"{lo + 1}..{hi}); training stopped, the newest checkpoint (step "
+          f"<= {lo}) is the last good one")
+    means[k] = float(vals.mean())
+  return means
+
+
+def train_and_evaluate(config, workdir: str) -> TrainState:
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint)."""
+  sharding.initialize(config.distributed)
+  config_utils.validate(config, jax.device_count(), jax.process_count())
+  workdir = os.path.abspath(workdir)
+  os.makedirs(workdir, exist_ok=True)
+  is_main = jax.process_index() == 0
+  run = _Run(config)
+  print(f"data: {run.dataset.source}; shape {run.dataset.shape}", flush=True)
+  if run.teacher is not None:
+    print(f"teacher: {run.teacher.workdir}", flush=True)
+
+  rep = sharding.replicated(run.mesh)
+  bsh = sharding.batch_sharding(run.mesh)
+  abstract = run.abstract_state()
+  ck = ckpt_lib.Checkpointer(workdir, config.train.keep_checkpoints)
+  start, state = ck.restore(abstract)
+  if state is not None:
+    print(f"resumed from checkpoint step {start} in {ck.directory}",
+          flush=True)
+  else:
+    state = jax.jit(run.init_state, out_shardings=rep)()
+    if config.init_from:
+      state = _init_from(run, config.init_from, state)
+    start = 0
+  num_params = count_params(state.params)
+  print(f"method {config.method}: {num_params:,} parameters "
+        f"({jax.device_count()} devices, {jax.process_count()} processes)",
+        flush=True)
+
+  writer = metric_writers.create_writer(workdir, just_logging=not is_main)
+  if start == 0:
+    writer.write_hparams({"method": config.method, "data": config.data.name,
+                          "num_params": num_params,
+                          "data_source": run.dataset.source})
+  raw_step = make_train_step(run.method, run.tx, config.ema)
+  step_fn = jax.jit(raw_step, in_shardings=(rep, {"x": bsh}, rep),
+                    out_shardings=(rep, rep), donate_argnums=(0,))
+
+  total = config.train.steps
+  pid, pcount = jax.process_index(), jax.process_count()
+  bs = config.train.batch_size
+  prefetch = _Prefetch(
+      lambda s: run.dataset.local_batch(s, bs, pid, pcount), start, total)
+  progress = metric_writers.Progress(total, start)
+
+  preempted = threading.Event()
+  old_handler = None
+  if threading.current_thread() is threading.main_thread():
+    old_handler = signal.signal(signal.SIGTERM,
+                                lambda *_: preempted.set())
+
+  def save(step_now, st):
+    if ck.save(step_now, st):
+      print(f"checkpoint saved: step {step_now}", flush=True)
+
+  pending = []
+  checked_upto = start
+  history = []
+  t_train = time.time()
+  step = start
+  final_scores: Dict[str, float] = {}
+  try:
+    compile_t = time.time()
+    for step in range(start, total):
+      batch = {"x": sharding.make_global_batch(run.mesh, prefetch.get(step))}
+      state, metrics = step_fn(state, batch, run.k_train)
+      if step == start:
+        jax.block_until_ready(metrics)
+        print(f"first step (compile + run): {time.time() - compile_t:.1f}s",
+              flush=True)
+        progress = metric_writers.Progress(total, start + 1)  # skip compile
+      pending.append(metrics)
+      done = step + 1
+      log_now = done % config.train.log_every == 0 or done == total
+      ckpt_now = done % config.train.checkpoint_every == 0 or done == total
+      eval_now = (config.train.eval_every and
+                  done % config.train.eval_every == 0 and done != total)
+      if log_now or ckpt_now or eval_now or preempted.is_set():
+        means = _check_finite(pending, checked_upto, done)
+        pending, checked_upto = [], done
+        if log_now:
+          info = progress.report(done)
+          print(metric_writers.Progress.line(done, total, info,
+                                             means["loss"]), flush=True)
+          writer.write_scalars(done, {**means,
+                                      "steps_per_sec": info["steps_per_sec"]})
+          history.append({"step": done, **means})
+        if ckpt_now or preempted.is_set():
+          save(done, state)
+        if preempted.is_set():
+          raise Preempted()
+        if eval_now:
+          scores = evaluate_state(run, state, workdir, f"step{done}")
+          writer.write_scalars(done, {f"eval/{k}": v
+                                      for k, v in scores.items()})
+    train_sec = time.time() - t_train
+    if len(raw_step.traces) > 1:
+      raise RuntimeError(f"train step traced {len(raw_step.traces)} times; "
+                         "something changes shape/dtype across steps")
+    final_scores = evaluate_state(run, state, workdir, "final")
+    writer.write_scalars(total, {f"eval/{k}": v
+                                 for k, v in final_scores.items()})
+    if is_main:
+      result = {"method": config.method, "data": config.data.name,
+                "data_source": run.dataset.source, "num_params": num_params,
+                "steps": int(state.step), "train_sec": train_sec,
+                "resumed_from": start, "devices": jax.device_count(),
+                "final_train_loss": history[-1]["loss"] if history else None,
+                **{f"eval/{k}": v for k, v in final_scores.items()}}
+      metric_writers.write_json_atomic(
+          os.path.join(workdir, "metrics.json"), result)
+      print("final: " + metric_writers.format_metrics(
+          {k: v for k, v in final_scores.items()}), flush=True)
+  except Preempted:
+    print(f"SIGTERM: checkpoint saved at step {int(state.step)}; exiting",
+          flush=True)
+    raise
+  finally:
+    prefetch.close()
+    writer.flush()
+    ck.close()
+    if old_handler is not None:
+      signal.signal(signal.SIGTERM, old_handler)
+  return state

@@ -1,0 +1,91 @@
+"""Image sources, preprocessing, deterministic per-host batches."""
+
+import ml_collections
+import numpy as np
+import pytest
+
+from gcflow_jax import data
+from gcflow_jax.data import images
+
+
+def _cfg(**kw):
+  c = ml_collections.ConfigDict(dict(
+      name="digits", image_size=0, channels=0, npz_path="", tfds_data_dir="",
+      split="train", offline_fallback="error", toy_param=0.0, dim=2))
+  c.update(kw)
+  return c
+
+
+def test_digits_range_and_shape():
+  ds = data.make_dataset(_cfg(), seed=0)
+  assert ds.shape == (8, 8, 1) and ds.size == 1797
+  x = ds.global_batch(0, 64)
+  assert x.dtype == np.float32 and x.min() >= -1 and x.max() <= 1
+  assert x.min() == -1.0 and x.max() == 1.0
+
+
+def test_batches_are_a_function_of_the_step_and_split_per_host():
+  ds = data.make_dataset(_cfg(), seed=3)
+  b = ds.global_batch(5, 16)
+  np.testing.assert_array_equal(b, ds.global_batch(5, 16))
+  assert not np.array_equal(b, ds.global_batch(6, 16))
+  parts = [ds.local_batch(5, 16, i, 4) for i in range(4)]
+  np.testing.assert_array_equal(np.concatenate(parts), b)
+
+
+def test_epochs_cover_the_dataset_once():
+  ds = data.make_dataset(_cfg(), seed=0)
+  idx = np.concatenate([ds._indices(s, 599) for s in range(3)])  # 1797
+  assert sorted(idx.tolist()) == list(range(1797))
+
+
+def test_toy_batches_deterministic():
+  ds = data.make_dataset(_cfg(name="moons"), seed=0)
+  np.testing.assert_array_equal(ds.global_batch(2, 8), ds.global_batch(2, 8))
+  np.testing.assert_array_equal(ds.local_batch(2, 8, 1, 2),
+                                ds.global_batch(2, 8)[4:])
+
+
+def test_resize_center_crop():
+  img = np.arange(6 * 10, dtype=np.uint8).reshape(6, 10, 1)
+  out = images.resize_center_crop(img, 3)
+  assert out.shape == (3, 3, 1)
+  const = np.full((40, 60, 3), 77, np.uint8)
+  np.testing.assert_array_equal(images.resize_center_crop(const, 32), 77)
+
+
+def test_missing_tfds_dataset_is_a_clear_error(tmp_path):
+  with pytest.raises(images.DatasetUnavailableError,
+                     match=r"not prepared.*tfds build cifar10"):
+    images.load_uint8("cifar10", tfds_data_dir=str(tmp_path))
+
+
+def test_offline_fallback_resizes_and_says_so(tmp_path):
+  x, src = images.load_uint8("cifar10", image_size=32,
+                             tfds_data_dir=str(tmp_path),
+                             offline_fallback="digits")
+  assert x.shape == (1797, 32, 32, 3)
+  assert "offline fallback for cifar10" in src and "digits" in src
+
+
+def test_npz_source(tmp_path):
+  arr = np.random.default_rng(0).uniform(-1, 1, (10, 4, 4, 3)).astype(
+      np.float32)
+  np.savez(tmp_path / "d.npz", x=arr)
+  ds = data.make_dataset(_cfg(name="npz", npz_path=str(tmp_path / "d.npz")),
+                         seed=0)
+  assert ds.shape == (4, 4, 3)
+  np.testing.assert_allclose(np.sort(ds.global_batch(0, 10).ravel()),
+                             np.sort(arr.ravel()), atol=1 / 127.5)
+  np.savez(tmp_path / "bad.npz", x=np.zeros((3, 5)))
+  with pytest.raises(ValueError, match=r"\[N, H, W, C\]"):
+    data.make_dataset(_cfg(name="npz", npz_path=str(tmp_path / "bad.npz")),
+                      seed=0)
+
+
+def test_mnist_test_set_from_shared_data():
+  try:
+    x, src = images.load_uint8("mnist_test")
+  except images.DatasetUnavailableError:
+    pytest.skip("../shared/data/mnist not present")
+  assert x.shape == (10000, 28, 28, 1) and x.dtype == np.uint8

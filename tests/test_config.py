@@ -1,0 +1,93 @@
+"""Config loading and validation: bad input fails fast with the field named."""
+
+import subprocess
+import sys
+import time
+
+import pytest
+
+from gcflow_jax import config_utils
+
+
+def _cfg(spec="configs/toy_fm.py:smoke"):
+  c = config_utils.load_config(spec)
+  c.unlock()
+  return c
+
+
+def test_every_config_file_loads_and_validates_its_smoke_variant():
+  import glob
+  import os
+  root = config_utils.repo_root()
+  files = sorted(glob.glob(os.path.join(root, "configs", "*.py")))
+  files = [f for f in files if os.path.basename(f) not in
+           ("base.py", "__init__.py")]
+  assert files
+  for f in files:
+    c = config_utils.load_config(f + ":smoke")
+    config_utils.validate(c, num_devices=1)
+
+
+def test_locked_config_rejects_unknown_field():
+  c = config_utils.load_config("configs/toy_fm.py")
+  with pytest.raises(AttributeError):
+    c.train.stepz = 3
+
+
+def test_unknown_variant_names_allowed():
+  with pytest.raises(ValueError, match="smoke"):
+    config_utils.load_config("configs/toy_fm.py:nope")
+
+
+@pytest.mark.parametrize("field,value,match", [
+    ("method", "gan", r"method='gan' is not one of .*flow_matching"),
+    ("data.name", "imagenet1k", r"data.name='imagenet1k' is not one of"),
+    ("train.steps", -5, r"train.steps=-5 must be > 0"),
+    ("train.batch_size", 0, r"train.batch_size=0 must be > 0"),
+    ("optim.name", "sgd", r"optim.name='sgd' is not one of .*lion"),
+    ("ema.decay", 1.5, r"ema.decay=1.5 must be in \[0, 1\)"),
+    ("sample.method", "rk45", r"sample.method='rk45' is not one of"),
+    ("model.name", "unet", r"model.name='unet' needs image data"),
+    ("fm.time_sampler", "beta", r"fm.time_sampler='beta' is not one of"),
+])
+def test_invalid_values_name_field_and_allowed(field, value, match):
+  c = _cfg()
+  section, _, leaf = field.rpartition(".")
+  (c if not section else c[section])[leaf] = value
+  with pytest.raises(ValueError, match=match):
+    config_utils.validate(c, num_devices=1)
+
+
+def test_batch_not_divisible_by_devices():
+  c = _cfg()
+  c.train.batch_size = 100
+  with pytest.raises(ValueError, match=r"train.batch_size=100 must be "
+                     r"divisible by the number of data-parallel devices \(8\)"):
+    config_utils.validate(c, num_devices=8)
+  config_utils.validate(c, num_devices=4)
+
+
+def test_cli_rejects_bad_value_before_compiling(tmp_path):
+  t0 = time.time()
+  proc = subprocess.run(
+      [sys.executable, "-m", "gcflow_jax.main",
+       "--config=configs/toy_fm.py:smoke", f"--workdir={tmp_path}",
+       "--config.train.steps=-1"],
+      capture_output=True, text=True, cwd=config_utils.repo_root(),
+      timeout=120)
+  assert proc.returncode == 2, proc.stderr[-2000:]
+  assert "train.steps=-1 must be > 0" in proc.stderr
+  assert "Traceback" not in proc.stderr
+  assert not (tmp_path / "checkpoints").exists()
+  assert time.time() - t0 < 60
+
+
+def test_cli_rejects_unknown_override(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "gcflow_jax.main",
+       "--config=configs/toy_fm.py:smoke", f"--workdir={tmp_path}",
+       "--config.train.stepz=3"],
+      capture_output=True, text=True, cwd=config_utils.repo_root(),
+      timeout=120)
+  assert proc.returncode != 0
+  assert "stepz" in proc.stderr
