@@ -91,3 +91,16 @@ def test_cli_rejects_unknown_override(tmp_path):
       timeout=120)
   assert proc.returncode != 0
   assert "stepz" in proc.stderr
+
+
+def test_cli_missing_tfds_dataset_is_one_clear_line(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, "-m", "gcflow_jax.main",
+       "--config=configs/digits_fm.py:smoke", f"--workdir={tmp_path}",
+       "--config.data.name=cifar10",
+       f"--config.data.tfds_data_dir={tmp_path}/tfds"],
+      capture_output=True, text=True, cwd=config_utils.repo_root(),
+      timeout=120)
+  assert proc.returncode == 2
+  assert "tfds build cifar10" in proc.stderr
+  assert "Traceback" not in proc.stderr

@@ -45,7 +45,7 @@ OFFLINE_SOURCES = ("digits", "mnist5k", "mnist_test")
 IMAGE_SOURCES = tuple(TFDS_NAMES) + OFFLINE_SOURCES + ("npz",)
 
 
-class DatasetUnavailableError(RuntimeError):
+class DatasetUnavailableError(FileNotFoundError):
   """A dataset is not prepared locally (and nothing will be downloaded)."""
 
 

@@ -1,0 +1,58 @@
+"""Helpers shared by the benchmark scripts: machine info and JSON output."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import platform
+import sys
+
+import jax
+
+__all__ = ["machine_info", "write_result", "print_table"]
+
+
+def machine_info() -> dict:
+  dev = jax.devices()[0]
+  return {
+      "platform": platform.platform(),
+      "processor": platform.processor() or platform.machine(),
+      "cpu_count": os.cpu_count(),
+      "python": sys.version.split()[0],
+      "jax": jax.__version__,
+      "backend": jax.default_backend(),
+      "device_kind": dev.device_kind,
+      "device_count": jax.device_count(),
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds"),
+  }
+
+
+def write_result(name: str, rows, extra=None) -> str:
+  out_dir = os.environ.get("GCFLOW_BENCH_DIR", os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "results"))
+  os.makedirs(out_dir, exist_ok=True)
+  path = os.path.join(out_dir, f"{name}.json")
+  obj = {"benchmark": name, "command": " ".join(sys.argv),
+         "machine": machine_info(), "rows": rows, **(extra or {})}
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2)
+  os.replace(tmp, path)
+  return path
+
+
+def print_table(rows, columns) -> None:
+  widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows))
+            for c in columns]
+  print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+  print("  ".join("-" * w for w in widths))
+  for r in rows:
+    print("  ".join(_fmt(r.get(c)).ljust(w) for c, w in zip(columns, widths)))
+
+
+def _fmt(v) -> str:
+  if isinstance(v, float):
+    return f"{v:.4g}"
+  return "" if v is None else str(v)
