@@ -247,6 +247,11 @@ def evaluate_state(run: _Run, state: TrainState, workdir: str,
     print(f"WARNING: {scores['nonfinite_samples']:.1%} of the samples are "
           "not finite; metrics skipped", flush=True)
   elif config.eval.metrics:
+    if samples.ndim == 4:
+      # Images are scored as the standard protocol does: clipped to [-1, 1]
+      # (then quantised by the metric); report how much was clipped.
+      scores["clipped_frac"] = float(np.mean(np.abs(samples) > 1.0))
+      samples = np.clip(samples, -1.0, 1.0)
     from gcflow_jax import evaluation  # pylint: disable=g-import-not-at-top
     kwargs = {}
     if config.eval.inception_weights:
@@ -367,6 +372,18 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
     old_handler = signal.signal(signal.SIGTERM,
                                 lambda *_: preempted.set())
 
+  def preempt_requested(step_now) -> bool:
+    """SIGTERM seen. With several processes the decision is agreed at log
+    steps (an all-gather), so every host saves the same step together."""
+    if jax.process_count() == 1:
+      return preempted.is_set()
+    if step_now % config.train.log_every:
+      return False
+    from jax.experimental import multihost_utils  # pylint: disable=g-import-not-at-top
+    flags = multihost_utils.process_allgather(
+        np.int32(preempted.is_set()))
+    return bool(np.max(flags))
+
   def save(step_now, st):
     if ck.save(step_now, st):
       print(f"checkpoint saved: step {step_now}", flush=True)
@@ -393,7 +410,8 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
       ckpt_now = done % config.train.checkpoint_every == 0 or done == total
       eval_now = (config.train.eval_every and
                   done % config.train.eval_every == 0 and done != total)
-      if log_now or ckpt_now or eval_now or preempted.is_set():
+      stop = preempt_requested(done)
+      if log_now or ckpt_now or eval_now or stop:
         means = _check_finite(pending, checked_upto, done)
         pending, checked_upto = [], done
         if log_now:
@@ -403,9 +421,9 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
           writer.write_scalars(done, {**means,
                                       "steps_per_sec": info["steps_per_sec"]})
           history.append({"step": done, **means})
-        if ckpt_now or preempted.is_set():
+        if ckpt_now or stop:
           save(done, state)
-        if preempted.is_set():
+        if stop:
           raise Preempted()
         if eval_now:
           scores = evaluate_state(run, state, workdir, f"step{done}")
