@@ -253,7 +253,10 @@ def evaluate_state(run: _Run, state: TrainState, workdir: str,
       scores["clipped_frac"] = float(np.mean(np.abs(samples) > 1.0))
       samples = np.clip(samples, -1.0, 1.0)
     from gcflow_jax import evaluation  # pylint: disable=g-import-not-at-top
-    kwargs = {}
+    # Reference statistics depend only on the data: cache them per run.
+    kwargs = {"reference_cache": os.path.join(
+                  workdir, f"reference_stats_{{extractor}}_{n}.npz"),
+              "batch_size": config.eval.batch_size}
     if config.eval.inception_weights:
       kwargs["inception_weights"] = config.eval.inception_weights
     scores.update(evaluation.evaluate(samples, reference,

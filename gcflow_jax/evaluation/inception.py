@@ -1,0 +1,652 @@
+"""The FID Inception-v3 ("pool_3" network of the TF 2015-12-05 graph) in Flax.
+
+This is the network every published FID / KID / Inception Score number is
+computed with: the TensorFlow ``inception-2015-12-05`` graph used by the
+original TTUR FID code and the OpenAI Inception Score code, in the PyTorch port
+of ``pytorch-fid`` (``fid_inception_v3``). It differs from the torchvision /
+Keras Inception-v3 in ways that change the numbers, all reproduced here:
+
+* the average-pool branch of the ``Mixed_5b..5d`` (A), ``Mixed_6b..6e`` (C) and
+  ``Mixed_7b`` (E) blocks excludes the zero padding from the average
+  (``count_include_pad=False``, TF semantics);
+* the pool branch of the last block ``Mixed_7c`` is a 3x3 *max* pool (a quirk of
+  that graph), not an average pool;
+* the classifier has 1008 outputs (1000 ImageNet classes + 8 unused), and the
+  Inception Score uses its logits *without* the bias (``logits_unbiased``), as
+  the OpenAI code did (``matmul(pool_3, W)``);
+* batch norm has epsilon 1e-3 and every conv is bias-free.
+
+Input pipeline (``InceptionV3.__call__``): images in ``[0, 255]`` (uint8 values
+as float) of any size are resized to 299x299 by bilinear interpolation without
+antialiasing, then mapped to the network range. Two protocols:
+
+* ``"pytorch_fid"`` (default): PyTorch ``F.interpolate(..., 'bilinear',
+  align_corners=False)`` (half-pixel centres) and ``x / 127.5 - 1`` in
+  ``[-1, 1]``; this is pytorch-fid, whose weights we load.
+* ``"tf_fid"``: TF1 ``tf.image.resize_bilinear(align_corners=False)`` (legacy
+  asymmetric sampling ``src = dst * in / out``, no half-pixel centres) and
+  ``(x - 128) / 128`` as the ``Sub``/``Mul`` nodes of the TF graph do; this is
+  the original TTUR / OpenAI code path.
+
+Both give the 2048-d ``pool_3`` features (global average of the 8x8x2048 map).
+
+Weights: the public PyTorch file ``pt_inception-2015-12-05-6726825d.pth``
+(released by pytorch-fid) converted to an ``.npz`` of named arrays with
+``scripts/convert_inception_weights.py``. Nothing is downloaded: the path comes
+from an argument or the ``GCFLOW_INCEPTION_WEIGHTS`` environment variable, and a
+missing file is a ``FileNotFoundError`` that says how to get it.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+from typing import Any, Mapping
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+__all__ = [
+    "InceptionV3",
+    "NUM_CLASSES",
+    "POOL_DIM",
+    "INPUT_SIZE",
+    "PROTOCOLS",
+    "EXPECTED_NUM_PARAMS",
+    "WEIGHTS_ENV_VAR",
+    "PTH_FILENAME",
+    "PTH_URL",
+    "PTH_SHA256_PREFIX",
+    "resize_matrix",
+    "resize_bilinear",
+    "init_variables",
+    "count_params",
+    "flatten_variables",
+    "unflatten_variables",
+    "content_sha256",
+    "torch_name",
+    "torch_state_dict_shapes",
+    "variables_from_torch_state_dict",
+    "torch_state_dict_from_variables",
+    "resolve_weights_path",
+    "load_variables",
+    "save_variables",
+    "missing_weights_message",
+]
+
+NUM_CLASSES = 1008
+POOL_DIM = 2048
+INPUT_SIZE = 299
+PROTOCOLS = ("pytorch_fid", "tf_fid")
+# sum of sizes of the "params" collection (conv kernels, BN scale/bias, fc);
+# identical to `sum(p.numel() for p in fid_inception_v3().parameters())`.
+EXPECTED_NUM_PARAMS = 23_850_960
+# running mean/var of the 94 batch norms (buffers in PyTorch).
+EXPECTED_NUM_BATCH_STATS = 34_432
+
+WEIGHTS_ENV_VAR = "GCFLOW_INCEPTION_WEIGHTS"
+SHA256_ENV_VAR = "GCFLOW_INCEPTION_SHA256"
+PTH_FILENAME = "pt_inception-2015-12-05-6726825d.pth"
+PTH_URL = ("https://github.com/mseitzer/pytorch-fid/releases/download/"
+           "fid_weights/" + PTH_FILENAME)
+# torch.hub convention: the 8 hex digits in the filename are the first 8 of the
+# file's sha256. This is all that can be checked without the file itself.
+PTH_SHA256_PREFIX = "6726825d"
+
+_BN_EPS = 1e-3
+
+
+# --------------------------------------------------------------------------
+# Resizing.
+# --------------------------------------------------------------------------
+@functools.lru_cache(maxsize=64)
+def resize_matrix(in_size: int, out_size: int, mode: str) -> np.ndarray:
+  """1-D bilinear interpolation as a matrix (no antialiasing).
+
+  Args:
+    in_size: input length.
+    out_size: output length.
+    mode: ``"pytorch_fid"``: half-pixel centres, ``src = (dst + 0.5) * in /
+      out - 0.5`` clamped at 0 (PyTorch ``align_corners=False``);
+      ``"tf_fid"``: legacy TF1 ``src = dst * in / out``.
+
+  Returns:
+    ``[out_size, in_size]`` float32 matrix whose rows sum to 1.
+  """
+  if mode not in PROTOCOLS:
+    raise ValueError(f"mode must be one of {PROTOCOLS}; got {mode!r}")
+  scale = in_size / out_size
+  dst = np.arange(out_size, dtype=np.float64)
+  if mode == "pytorch_fid":
+    src = np.maximum((dst + 0.5) * scale - 0.5, 0.0)
+  else:
+    src = dst * scale
+  i0 = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+  i1 = np.minimum(i0 + 1, in_size - 1)
+  lam = src - i0
+  m = np.zeros((out_size, in_size), np.float64)
+  np.add.at(m, (np.arange(out_size), i0), 1.0 - lam)
+  np.add.at(m, (np.arange(out_size), i1), lam)
+  return m.astype(np.float32)
+
+
+def resize_bilinear(x: jax.Array, size: int = INPUT_SIZE,
+                    mode: str = "pytorch_fid") -> jax.Array:
+  """Separable bilinear resize of ``[B, H, W, C]`` images to ``[B, s, s, C]``.
+
+  Exactly PyTorch's ``F.interpolate(mode='bilinear', align_corners=False,
+  antialias=False)`` for ``mode="pytorch_fid"`` and TF1's
+  ``resize_bilinear(align_corners=False)`` for ``mode="tf_fid"`` (up to float
+  rounding). Identity when the size already matches.
+  """
+  _, h, w, _ = x.shape
+  if h == size and w == size:
+    return x
+  mh = jnp.asarray(resize_matrix(h, size, mode))
+  mw = jnp.asarray(resize_matrix(w, size, mode))
+  hi = jax.lax.Precision.HIGHEST
+  x = jnp.einsum("oh,bhwc->bowc", mh, x, precision=hi)
+  return jnp.einsum("pw,bowc->bopc", mw, x, precision=hi)
+
+
+# --------------------------------------------------------------------------
+# Network. Module names mirror the PyTorch attribute names so that the
+# weight conversion is a mechanical renaming (see `torch_name`).
+# --------------------------------------------------------------------------
+def _pad(p: int | tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int]]:
+  ph, pw = (p, p) if isinstance(p, int) else p
+  return ((ph, ph), (pw, pw))
+
+
+class BasicConv2d(nn.Module):
+  """Conv (no bias) -> BatchNorm (eps 1e-3, running stats) -> ReLU."""
+
+  features: int
+  kernel: tuple[int, int] = (1, 1)
+  stride: int = 1
+  padding: int | tuple[int, int] = 0
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> jax.Array:
+    x = nn.Conv(self.features, self.kernel, strides=(self.stride,) * 2,
+                padding=_pad(self.padding), use_bias=False,
+                precision=self.precision, name="conv")(x)
+    x = nn.BatchNorm(use_running_average=True, epsilon=_BN_EPS,
+                     name="bn")(x)
+    return nn.relu(x)
+
+
+def _avg3(x: jax.Array) -> jax.Array:
+  # TF average pooling: the padded zeros are not counted.
+  return nn.avg_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)),
+                     count_include_pad=False)
+
+
+class FIDInceptionA(nn.Module):
+  pool_features: int
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x):
+    c = functools.partial(BasicConv2d, precision=self.precision)
+    b1 = c(64, name="branch1x1")(x)
+    b5 = c(48, name="branch5x5_1")(x)
+    b5 = c(64, (5, 5), padding=2, name="branch5x5_2")(b5)
+    b3 = c(64, name="branch3x3dbl_1")(x)
+    b3 = c(96, (3, 3), padding=1, name="branch3x3dbl_2")(b3)
+    b3 = c(96, (3, 3), padding=1, name="branch3x3dbl_3")(b3)
+    bp = c(self.pool_features, name="branch_pool")(_avg3(x))
+    return jnp.concatenate([b1, b5, b3, bp], axis=-1)
+
+
+class InceptionB(nn.Module):
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x):
+    c = functools.partial(BasicConv2d, precision=self.precision)
+    b3 = c(384, (3, 3), stride=2, name="branch3x3")(x)
+    bd = c(64, name="branch3x3dbl_1")(x)
+    bd = c(96, (3, 3), padding=1, name="branch3x3dbl_2")(bd)
+    bd = c(96, (3, 3), stride=2, name="branch3x3dbl_3")(bd)
+    bp = nn.max_pool(x, (3, 3), strides=(2, 2))
+    return jnp.concatenate([b3, bd, bp], axis=-1)
+
+
+class FIDInceptionC(nn.Module):
+  channels_7x7: int
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x):
+    c = functools.partial(BasicConv2d, precision=self.precision)
+    c7 = self.channels_7x7
+    b1 = c(192, name="branch1x1")(x)
+    b7 = c(c7, name="branch7x7_1")(x)
+    b7 = c(c7, (1, 7), padding=(0, 3), name="branch7x7_2")(b7)
+    b7 = c(192, (7, 1), padding=(3, 0), name="branch7x7_3")(b7)
+    bd = c(c7, name="branch7x7dbl_1")(x)
+    bd = c(c7, (7, 1), padding=(3, 0), name="branch7x7dbl_2")(bd)
+    bd = c(c7, (1, 7), padding=(0, 3), name="branch7x7dbl_3")(bd)
+    bd = c(c7, (7, 1), padding=(3, 0), name="branch7x7dbl_4")(bd)
+    bd = c(192, (1, 7), padding=(0, 3), name="branch7x7dbl_5")(bd)
+    bp = c(192, name="branch_pool")(_avg3(x))
+    return jnp.concatenate([b1, b7, bd, bp], axis=-1)
+
+
+class InceptionD(nn.Module):
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x):
+    c = functools.partial(BasicConv2d, precision=self.precision)
+    b3 = c(192, name="branch3x3_1")(x)
+    b3 = c(320, (3, 3), stride=2, name="branch3x3_2")(b3)
+    b7 = c(192, name="branch7x7x3_1")(x)
+    b7 = c(192, (1, 7), padding=(0, 3), name="branch7x7x3_2")(b7)
+    b7 = c(192, (7, 1), padding=(3, 0), name="branch7x7x3_3")(b7)
+    b7 = c(192, (3, 3), stride=2, name="branch7x7x3_4")(b7)
+    bp = nn.max_pool(x, (3, 3), strides=(2, 2))
+    return jnp.concatenate([b3, b7, bp], axis=-1)
+
+
+class FIDInceptionE(nn.Module):
+  """E block; ``max_pool=True`` is the ``Mixed_7c`` quirk of the TF graph."""
+
+  max_pool: bool = False
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x):
+    c = functools.partial(BasicConv2d, precision=self.precision)
+    b1 = c(320, name="branch1x1")(x)
+    b3 = c(384, name="branch3x3_1")(x)
+    b3 = jnp.concatenate([
+        c(384, (1, 3), padding=(0, 1), name="branch3x3_2a")(b3),
+        c(384, (3, 1), padding=(1, 0), name="branch3x3_2b")(b3)], axis=-1)
+    bd = c(448, name="branch3x3dbl_1")(x)
+    bd = c(384, (3, 3), padding=1, name="branch3x3dbl_2")(bd)
+    bd = jnp.concatenate([
+        c(384, (1, 3), padding=(0, 1), name="branch3x3dbl_3a")(bd),
+        c(384, (3, 1), padding=(1, 0), name="branch3x3dbl_3b")(bd)], axis=-1)
+    if self.max_pool:
+      bp = nn.max_pool(x, (3, 3), strides=(1, 1), padding=((1, 1), (1, 1)))
+    else:
+      bp = _avg3(x)
+    bp = c(192, name="branch_pool")(bp)
+    return jnp.concatenate([b1, b3, bd, bp], axis=-1)
+
+
+class InceptionV3(nn.Module):
+  """FID Inception-v3: ``[B, H, W, 3]`` in ``[0, 255]`` -> features.
+
+  Attributes:
+    protocol: ``"pytorch_fid"`` or ``"tf_fid"`` (resize and normalisation; see
+      the module docstring).
+    resize_input: resize to 299x299 first (the standard protocols do).
+    precision: matmul/conv precision; HIGHEST keeps float32 on GPUs/TPUs
+      (TF32/bf16 passes move FID in the second decimal).
+  """
+
+  protocol: str = "pytorch_fid"
+  resize_input: bool = True
+  precision: Any = jax.lax.Precision.HIGHEST
+
+  @nn.compact
+  def __call__(self, x: jax.Array) -> dict[str, jax.Array]:
+    """Runs the network.
+
+    Args:
+      x: ``[B, H, W, 3]`` float images with values in ``[0, 255]`` (uint8
+        values; the standard protocol quantises first).
+
+    Returns:
+      dict with ``pool`` ``[B, 2048]`` (pool_3 features, FID/KID),
+      ``logits_unbiased`` ``[B, 1008]`` (pool_3 @ W, used for the Inception
+      Score like the OpenAI code) and ``logits`` ``[B, 1008]`` (+ bias).
+    """
+    if self.protocol not in PROTOCOLS:
+      raise ValueError(f"protocol must be one of {PROTOCOLS}; "
+                       f"got {self.protocol!r}")
+    if x.ndim != 4 or x.shape[-1] != 3:
+      raise ValueError(f"InceptionV3 expects [B, H, W, 3]; got {x.shape}")
+    x = x.astype(jnp.float32)
+    if self.resize_input:
+      x = resize_bilinear(x, INPUT_SIZE, self.protocol)
+    if self.protocol == "pytorch_fid":
+      x = x / 127.5 - 1.0
+    else:
+      x = (x - 128.0) / 128.0
+    c = functools.partial(BasicConv2d, precision=self.precision)
+    p = self.precision
+    x = c(32, (3, 3), stride=2, name="Conv2d_1a_3x3")(x)
+    x = c(32, (3, 3), name="Conv2d_2a_3x3")(x)
+    x = c(64, (3, 3), padding=1, name="Conv2d_2b_3x3")(x)
+    x = nn.max_pool(x, (3, 3), strides=(2, 2))
+    x = c(80, name="Conv2d_3b_1x1")(x)
+    x = c(192, (3, 3), name="Conv2d_4a_3x3")(x)
+    x = nn.max_pool(x, (3, 3), strides=(2, 2))
+    x = FIDInceptionA(32, precision=p, name="Mixed_5b")(x)
+    x = FIDInceptionA(64, precision=p, name="Mixed_5c")(x)
+    x = FIDInceptionA(64, precision=p, name="Mixed_5d")(x)
+    x = InceptionB(precision=p, name="Mixed_6a")(x)
+    x = FIDInceptionC(128, precision=p, name="Mixed_6b")(x)
+    x = FIDInceptionC(160, precision=p, name="Mixed_6c")(x)
+    x = FIDInceptionC(160, precision=p, name="Mixed_6d")(x)
+    x = FIDInceptionC(192, precision=p, name="Mixed_6e")(x)
+    x = InceptionD(precision=p, name="Mixed_7a")(x)
+    x = FIDInceptionE(max_pool=False, precision=p, name="Mixed_7b")(x)
+    x = FIDInceptionE(max_pool=True, precision=p, name="Mixed_7c")(x)
+    pool = jnp.mean(x, axis=(1, 2))
+    fc = nn.Dense(NUM_CLASSES, precision=p, name="fc")
+    logits = fc(pool)
+    bias = fc.variables["params"]["bias"]
+    return {"pool": pool, "logits_unbiased": logits - bias, "logits": logits}
+
+
+# --------------------------------------------------------------------------
+# Variables: init, counting, flat naming, checksums.
+# --------------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
+def _abstract_variables() -> Any:
+  # Shapes do not depend on the key; tracing the init takes ~1 s, so cache.
+  x = jax.ShapeDtypeStruct((1, INPUT_SIZE, INPUT_SIZE, 3), jnp.float32)
+  return jax.eval_shape(InceptionV3().init, jax.random.key(0), x)
+
+
+def init_variables(key: jax.Array | int = 0, *,
+                   abstract: bool = False) -> Any:
+  """Random variables ``{"params", "batch_stats"}`` (for tests/benchmarks).
+
+  With ``abstract=True`` returns ``jax.ShapeDtypeStruct`` leaves via
+  ``jax.eval_shape`` (no compute). Otherwise He-normal conv/fc kernels, unit
+  BN scale/variance and zero biases/means, drawn with NumPy from ``key``'s
+  seed: much faster than tracing ``model.init`` (~35 s on 2 CPU cores) and
+  never to be mistaken for real weights.
+  """
+  k = key if isinstance(key, jax.Array) else jax.random.key(int(key))
+  shapes = _abstract_variables()
+  if abstract:
+    return shapes
+  seed = int(np.asarray(jax.random.key_data(k)).ravel()[-1])
+  rng = np.random.default_rng(seed)
+
+  def draw(path, leaf):
+    name = "/".join(str(getattr(p, "key", p)) for p in path)
+    shape = tuple(leaf.shape)
+    if name.endswith("kernel"):
+      fan_in = int(np.prod(shape[:-1]))
+      return (rng.standard_normal(shape) * np.sqrt(2.0 / fan_in)).astype(
+          np.float32)
+    if name.endswith(("scale", "var")):
+      return np.ones(shape, np.float32)
+    return np.zeros(shape, np.float32)
+
+  return jax.tree_util.tree_map_with_path(draw, shapes)
+
+
+def count_params(variables: Any, collection: str = "params") -> int:
+  """Number of scalars in one variable collection."""
+  leaves = jax.tree_util.tree_leaves(variables[collection])
+  return int(sum(int(np.prod(v.shape)) for v in leaves))
+
+
+def flatten_variables(variables: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """Nested Flax variables -> ``{"params/Mixed_5b/.../conv/kernel": array}``."""
+  flat = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(variables)[0]:
+    name = "/".join(str(getattr(k, "key", k)) for k in path)
+    flat[name] = np.asarray(leaf)
+  return flat
+
+
+def unflatten_variables(flat: Mapping[str, Any]) -> dict[str, Any]:
+  """Inverse of `flatten_variables` (keys starting with ``__`` are skipped)."""
+  nested: dict[str, Any] = {}
+  for name, value in flat.items():
+    if name.startswith("__"):
+      continue
+    node = nested
+    *parents, leaf = name.split("/")
+    for p in parents:
+      node = node.setdefault(p, {})
+    node[leaf] = value
+  return nested
+
+
+def content_sha256(flat: Mapping[str, Any]) -> str:
+  """sha256 over sorted names, dtypes, shapes and little-endian bytes.
+
+  Independent of the container (``.npz`` zip timestamps differ between
+  writes), so it identifies the weights themselves.
+  """
+  h = hashlib.sha256()
+  for name in sorted(k for k in flat if not k.startswith("__")):
+    a = np.ascontiguousarray(np.asarray(flat[name]))
+    a = a.astype(a.dtype.newbyteorder("<"), copy=False)
+    h.update(name.encode())
+    h.update(str(a.dtype.str).encode())
+    h.update(str(a.shape).encode())
+    h.update(a.tobytes())
+  return h.hexdigest()
+
+
+# --------------------------------------------------------------------------
+# PyTorch <-> Flax naming.
+# --------------------------------------------------------------------------
+_LEAF_TO_TORCH = {
+    ("params", "kernel", "conv"): "weight",
+    ("params", "scale", "bn"): "weight",
+    ("params", "bias", "bn"): "bias",
+    ("batch_stats", "mean", "bn"): "running_mean",
+    ("batch_stats", "var", "bn"): "running_var",
+    ("params", "kernel", "fc"): "weight",
+    ("params", "bias", "fc"): "bias",
+}
+
+
+def torch_name(flax_name: str) -> str:
+  """Flax name -> PyTorch name.
+
+  ``params/Mixed_5b/branch1x1/conv/kernel`` ->
+  ``Mixed_5b.branch1x1.conv.weight``
+  """
+  col, *mods, leaf = flax_name.split("/")
+  key = (col, leaf, mods[-1])
+  if key not in _LEAF_TO_TORCH:
+    raise KeyError(f"no PyTorch name for {flax_name}")
+  return ".".join(mods + [_LEAF_TO_TORCH[key]])
+
+
+def _to_torch_layout(flax_name: str, a: np.ndarray) -> np.ndarray:
+  # conv: [kh, kw, in, out] -> [out, in, kh, kw]; fc: [in, out] -> [out, in].
+  if flax_name.endswith("conv/kernel"):
+    return np.transpose(a, (3, 2, 0, 1))
+  if flax_name.endswith("fc/kernel"):
+    return a.T
+  return a
+
+
+def _from_torch_layout(flax_name: str, a: np.ndarray) -> np.ndarray:
+  if flax_name.endswith("conv/kernel"):
+    return np.transpose(a, (2, 3, 1, 0))
+  if flax_name.endswith("fc/kernel"):
+    return a.T
+  return a
+
+
+def torch_state_dict_shapes() -> dict[str, tuple[int, ...]]:
+  """PyTorch ``state_dict`` names and shapes of ``fid_inception_v3()``.
+
+  Derived from this module (no torch needed); ``num_batches_tracked``
+  buffers are not listed (they carry no information at inference).
+  """
+  abstract = _abstract_variables()
+  out = {}
+  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+    name = "/".join(str(getattr(k, "key", k)) for k in path)
+    shape = tuple(leaf.shape)
+    if name.endswith("conv/kernel"):
+      shape = (shape[3], shape[2], shape[0], shape[1])
+    elif name.endswith("fc/kernel"):
+      shape = shape[::-1]
+    out[torch_name(name)] = shape
+  return out
+
+
+def variables_from_torch_state_dict(
+    state_dict: Mapping[str, Any]) -> dict[str, np.ndarray]:
+  """PyTorch ``fid_inception_v3`` state dict -> flat Flax arrays (float32).
+
+  Args:
+    state_dict: name -> array (torch tensors or numpy arrays). Extra
+      ``num_batches_tracked`` entries are ignored; any other missing or
+      unexpected name, or a shape mismatch, raises ``ValueError``.
+
+  Returns:
+    ``{flax_name: np.ndarray}`` as stored in the converted ``.npz``.
+  """
+  sd = {k: v for k, v in state_dict.items()
+        if not k.endswith("num_batches_tracked")}
+  abstract = _abstract_variables()
+  flat_out = {}
+  used = set()
+  problems = []
+  for path, leaf in jax.tree_util.tree_flatten_with_path(abstract)[0]:
+    name = "/".join(str(getattr(k, "key", k)) for k in path)
+    tname = torch_name(name)
+    if tname not in sd:
+      problems.append(f"missing {tname}")
+      continue
+    a = sd[tname]
+    if hasattr(a, "detach"):  # torch.Tensor
+      a = a.detach().cpu().numpy()
+    a = _from_torch_layout(name, np.asarray(a, dtype=np.float32))
+    if tuple(a.shape) != tuple(leaf.shape):
+      problems.append(f"{tname}: shape {a.shape} after transpose, expected "
+                      f"{tuple(leaf.shape)}")
+      continue
+    flat_out[name] = a
+    used.add(tname)
+  extra = sorted(set(sd) - used)
+  if extra:
+    problems.append(f"unexpected entries {extra[:5]}"
+                    f"{' ...' if len(extra) > 5 else ''}")
+  if problems:
+    raise ValueError("state dict is not the pytorch-fid FID Inception "
+                     f"(pt_inception-2015-12-05): {problems[:8]}")
+  return flat_out
+
+
+def torch_state_dict_from_variables(
+    flat: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+  """Inverse of `variables_from_torch_state_dict` (numpy arrays)."""
+  return {torch_name(k): _to_torch_layout(k, np.asarray(v))
+          for k, v in flat.items() if not k.startswith("__")}
+
+
+# --------------------------------------------------------------------------
+# Loading.
+# --------------------------------------------------------------------------
+def missing_weights_message(path: str | None) -> str:
+  where = (f"No file at {path!r}." if path else
+           f"No weights given (argument `inception_weights` / "
+           f"`--inception_weights` or ${WEIGHTS_ENV_VAR}).")
+  return (
+      f"{where} FID/KID/IS need the FID Inception weights; this codebase never "
+      "downloads them and never substitutes other weights.\n"
+      f"  1. Download the pytorch-fid file {PTH_FILENAME} from\n"
+      f"     {PTH_URL}\n"
+      "  2. Convert it once (torch needed for .pth; or pass an .npz export of "
+      "its state_dict):\n"
+      "     python scripts/convert_inception_weights.py "
+      f"--input={PTH_FILENAME} --output=inception_fid.npz\n"
+      f"  3. Point to it: --inception_weights=inception_fid.npz or "
+      f"export {WEIGHTS_ENV_VAR}=/abs/path/inception_fid.npz\n"
+      "Without Inception weights, use the offline metrics fd_digits/"
+      "kid_digits/fd_mnist/kid_mnist (not comparable to FID).")
+
+
+def resolve_weights_path(path: str | os.PathLike | None = None) -> str:
+  """Argument > ``$GCFLOW_INCEPTION_WEIGHTS``; raises if no file is there."""
+  path = os.fspath(path) if path is not None else os.environ.get(
+      WEIGHTS_ENV_VAR) or None
+  if not path or not os.path.isfile(path):
+    raise FileNotFoundError(missing_weights_message(path))
+  if path.endswith((".pth", ".pt")):
+    raise ValueError(
+        f"{path} is a PyTorch file; convert it first: python "
+        f"scripts/convert_inception_weights.py --input={path} "
+        "--output=inception_fid.npz")
+  return path
+
+
+def save_variables(flat: Mapping[str, np.ndarray], path: str,
+                   meta: Mapping[str, Any] | None = None) -> str:
+  """Writes an ``.npz`` (+ ``<path>.json`` sidecar with the content sha256).
+
+  Returns:
+    The content sha256 (see `content_sha256`).
+  """
+  digest = content_sha256(flat)
+  info = dict(meta or {}, content_sha256=digest, format="gcflow_jax flax "
+              "variables, '/'-joined names", network="fid_inception_v3")
+  tmp = path + ".tmp.npz"
+  np.savez(tmp, **{k: np.asarray(v) for k, v in flat.items()})
+  os.replace(tmp, path)
+  with open(path + ".json.tmp", "w") as f:
+    json.dump(info, f, indent=2, sort_keys=True)
+  os.replace(path + ".json.tmp", path + ".json")
+  return digest
+
+
+def load_variables(path: str | os.PathLike | None = None, *,
+                   expected_sha256: str | None = None) -> dict[str, Any]:
+  """Loads converted FID Inception variables and checks them.
+
+  Checksum (content sha256 of the arrays, see `content_sha256`) is compared
+  with, in order: ``expected_sha256``, ``$GCFLOW_INCEPTION_SHA256``, the
+  ``<path>.json`` sidecar written by the converter. A mismatch raises; with
+  none of them available only names and shapes are checked.
+
+  Args:
+    path: ``.npz`` written by ``scripts/convert_inception_weights.py``;
+      ``None`` reads ``$GCFLOW_INCEPTION_WEIGHTS``.
+    expected_sha256: optional content digest to enforce.
+
+  Returns:
+    ``{"params": ..., "batch_stats": ...}`` nested dicts of float32 arrays.
+  """
+  path = resolve_weights_path(path)
+  with np.load(path) as z:
+    flat = {k: z[k] for k in z.files}
+  expected = expected_sha256 or os.environ.get(SHA256_ENV_VAR) or None
+  source = "argument/env"
+  if expected is None and os.path.isfile(path + ".json"):
+    with open(path + ".json") as f:
+      expected = json.load(f).get("content_sha256")
+    source = path + ".json"
+  if expected is not None:
+    got = content_sha256(flat)
+    if got != expected.lower():
+      raise ValueError(f"Inception weights {path} fail the checksum: content "
+                       f"sha256 {got} != expected {expected} (from {source}). "
+                       "Re-run the converter on the original .pth.")
+  abstract = _abstract_variables()
+  want = {"/".join(str(getattr(k, "key", k)) for k in p): tuple(l.shape)
+          for p, l in jax.tree_util.tree_flatten_with_path(abstract)[0]}
+  got_shapes = {k: tuple(v.shape) for k, v in flat.items()
+                if not k.startswith("__")}
+  if got_shapes != want:
+    missing = sorted(set(want) - set(got_shapes))[:5]
+    extra = sorted(set(got_shapes) - set(want))[:5]
+    bad = [k for k in want if k in got_shapes and got_shapes[k] != want[k]][:5]
+    raise ValueError(f"{path} is not a converted FID Inception: missing "
+                     f"{missing}, unexpected {extra}, wrong shape {bad}")
+  return unflatten_variables(
+      {k: np.asarray(v, np.float32) for k, v in flat.items()})

@@ -1,0 +1,198 @@
+"""evaluate(), reference statistics, validation, sharding and the CLI."""
+
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from gcflow_jax import evaluation
+from gcflow_jax.evaluation import cli
+from gcflow_jax.evaluation import features
+from gcflow_jax.evaluation import inception
+from gcflow_jax.evaluation.evaluate import make_extractor
+
+
+@pytest.fixture(scope="module")
+def digits():
+  x, _ = features.load_digits_data()
+  return x
+
+
+def test_fd_digits_small_for_real_data_large_for_noise(digits):
+  real = evaluation.evaluate(digits[:900], digits[900:],
+                             ["fd_digits", "kid_digits"],
+                             kid_subset_size=300, kid_subsets=20)
+  noise = np.clip(digits[:900] + 0.5 * np.random.default_rng(0).normal(
+      size=digits[:900].shape), -1, 1).astype(np.float32)
+  bad = evaluation.evaluate(noise, digits[900:], ["fd_digits", "kid_digits"],
+                            kid_subset_size=300, kid_subsets=20)
+  assert real["fd_digits"] < 0.5 and abs(real["kid_digits"]) < 0.01
+  assert bad["fd_digits"] > 3 * real["fd_digits"]
+  assert bad["kid_digits"] > 3 * abs(real["kid_digits"])
+  assert real["num_samples"] == 900
+
+
+def test_reference_stats_cache_and_stats_reference(digits, tmp_path):
+  cache = str(tmp_path / "digits_{extractor}.npz")
+  a = evaluation.evaluate(digits[:800], digits[800:], ["fd_digits"],
+                          reference_cache=cache)
+  path = cache.replace("{extractor}", "digits")
+  assert os.path.isfile(path)
+  st = evaluation.load_stats(path)
+  assert st["extractor"] == "digits" and st["num_samples"] == 997
+  assert st["features"].shape == (997, 64)
+  b = evaluation.evaluate(digits[:800], path, ["fd_digits", "kid_digits"],
+                          kid_subset_size=300, kid_subsets=5)
+  assert b["fd_digits"] == pytest.approx(a["fd_digits"], rel=1e-9)
+  # Same value from the stand-alone function (extractor digits).
+  c = evaluation.fid(digits[:800], path, extractor="digits")
+  assert c == pytest.approx(a["fd_digits"], rel=1e-9)
+  with pytest.raises(ValueError, match="digits statistics"):
+    evaluation.evaluate(digits[:800], path, ["fd_mnist"])
+
+
+def test_sample_fn_resamplings_report_std():
+  ref = np.asarray(jax.random.normal(jax.random.key(1), (600, 2)))
+  sample_fn = jax.jit(lambda k, n: jax.random.normal(k, (n, 2)) + 0.1,
+                      static_argnums=1)
+  out = evaluation.evaluate(
+      sample_fn, ref, "sinkhorn,w2,mmd,energy,kl_hist", num_samples=250,
+      resamplings=2, batch_size=250, kl_bins=4, key=jax.random.key(0))
+  for m in ("sinkhorn", "w2", "mmd", "energy", "kl_hist"):
+    assert np.isfinite(out[m]) and out[m + "_std"] >= 0
+  assert out["num_samples"] == 250
+  again = evaluation.evaluate(sample_fn, ref, ["w2"], num_samples=250,
+                              resamplings=2, batch_size=250,
+                              key=jax.random.key(0))
+  assert again["w2"] == out["w2"]  # same key, same numbers
+
+
+def test_image_vector_metrics_flatten(digits):
+  out = evaluation.evaluate(digits[:300], digits[300:600], ["mmd", "w2"])
+  assert np.isfinite(out["mmd"]) and out["w2"] > 0
+
+
+@pytest.mark.parametrize("samples,match", [
+    (np.zeros((10, 8, 8, 2), np.float32), r"\[N,H,W,C\] images with C in"),
+    (np.zeros((10, 3, 4, 5, 6), np.float32), "got shape"),
+    (np.zeros((10, 2), np.int64), "dtype"),
+    (np.full((10, 2), np.nan, np.float32), "NaN"),
+    (np.full((10, 8, 8, 1), 255.0, np.float32), r"\[-1, 1\]"),
+    (np.zeros((1, 2), np.float32), "at least 2"),
+])
+def test_validation_errors(samples, match):
+  with pytest.raises(ValueError, match=match):
+    evaluation.evaluate(samples, np.zeros((10, 2), np.float32), ["mmd"])
+
+
+def test_metric_specific_errors(digits):
+  vec = np.random.default_rng(0).normal(size=(100, 3)).astype(np.float32)
+  with pytest.raises(ValueError, match="kl_hist needs 2-D"):
+    evaluation.evaluate(vec, vec, ["kl_hist"])
+  with pytest.raises(ValueError, match="need images"):
+    evaluation.evaluate(vec, vec, ["fd_digits"])
+  with pytest.raises(ValueError, match="subset of"):
+    evaluation.evaluate(vec, vec, ["fidd"])
+  with pytest.raises(ValueError, match="D \\+ 1 = 65"):
+    evaluation.evaluate(digits[:40], digits[40:], ["fd_digits"])
+  with pytest.raises(ValueError, match="same shape"):
+    evaluation.evaluate(vec, vec[:, :2], ["mmd"])
+
+
+def test_fid_without_weights_is_a_clear_error(digits, monkeypatch):
+  monkeypatch.delenv(inception.WEIGHTS_ENV_VAR, raising=False)
+  with pytest.raises(FileNotFoundError, match=inception.PTH_FILENAME):
+    evaluation.evaluate(digits, digits, ["fid"])
+
+
+def test_uint8_and_float_images_agree(digits):
+  u8 = evaluation.preprocess_images(digits, quantize=True)
+  assert u8.dtype == np.uint8
+  a = evaluation.evaluate(u8[:800], digits[800:], ["fd_digits"])
+  b = evaluation.evaluate(digits[:800], digits[800:], ["fd_digits"])
+  assert a["fd_digits"] == pytest.approx(b["fd_digits"], rel=1e-9)
+  # Clipping, not min-max rescaling.
+  over = np.array([[[[-1.3]], [[1.2]]]], np.float32).repeat(2, 0)
+  np.testing.assert_array_equal(
+      evaluation.preprocess_images(over).ravel(), [0, 255, 0, 255])
+  cont = evaluation.preprocess_images(np.full((2, 1, 1, 1), 0.001, np.float32),
+                                      quantize=False)
+  assert cont.dtype == np.float32 and cont.ravel()[0] == pytest.approx(127.6275)
+
+
+def test_sharded_extraction_matches_single_device():
+  # conftest forces 8 host devices: the extractor shards over all of them.
+  assert jax.device_count() > 1
+  spec, v, _ = features.load_classifier("mnist")
+  ext = make_extractor("mnist", batch_size=20)
+  assert ext.batch_size % jax.device_count() == 0
+  x = np.random.default_rng(0).integers(0, 256, (37, 28, 28, 1)).astype(
+      np.uint8)
+  got = ext(x)["pool"]
+  want, _ = spec.module().apply(
+      v, jnp.asarray(x, jnp.float32) / 127.5 - 1.0)
+  assert got.shape == (37, 64)
+  np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_scores_vectors_and_writes_flat_json(tmp_path, capsys):
+  rng = np.random.default_rng(0)
+  np.savez(tmp_path / "gen.npz", samples=rng.normal(size=(400, 2)))
+  np.savez(tmp_path / "ref.npz", rng.normal(size=(400, 2)))  # single array
+  out = tmp_path / "scores.json"
+  rc = cli.main([f"--samples={tmp_path / 'gen.npz'}",
+                 f"--reference={tmp_path / 'ref.npz'}",
+                 "--metrics=w2,mmd,kl_hist", "--kl_bins=3", "--kl_box=-4,4",
+                 "--resamplings=2", f"--output={out}"])
+  assert rc == 0
+  printed = capsys.readouterr().out
+  assert "w2" in printed and "±" in printed
+  scores = json.loads(out.read_text())
+  assert set(scores) >= {"w2", "w2_std", "mmd", "kl_hist", "num_samples"}
+  assert all(isinstance(v, float) for v in scores.values())
+  assert not [p for p in os.listdir(tmp_path) if ".tmp" in p]
+
+
+def test_cli_compute_stats_then_score(digits, tmp_path, capsys):
+  np.savez(tmp_path / "ref.npz", samples=digits[800:])
+  np.savez(tmp_path / "gen.npz", samples=digits[:800])
+  stats = tmp_path / "digits_stats.npz"
+  assert cli.main([f"--compute_stats={stats}",
+                   f"--reference={tmp_path / 'ref.npz'}",
+                   "--extractor=digits"]) == 0
+  assert cli.main([f"--samples={tmp_path / 'gen.npz'}",
+                   f"--reference={stats}", "--metrics=fd_digits",
+                   f"--output={tmp_path / 's.json'}"]) == 0
+  assert json.loads((tmp_path / "s.json").read_text())["fd_digits"] < 0.5
+
+
+def test_cli_bad_input_exits_2(tmp_path, capsys):
+  np.savez(tmp_path / "gen.npz", samples=np.zeros((5, 8, 8, 2), np.float32))
+  rc = cli.main([f"--samples={tmp_path / 'gen.npz'}",
+                 f"--reference={tmp_path / 'gen.npz'}", "--metrics=mmd"])
+  assert rc == 2
+  assert "C in {1,3}" in capsys.readouterr().err
+  np.savez(tmp_path / "two.npz", a=np.zeros(3), b=np.zeros(3))
+  assert cli.main([f"--samples={tmp_path / 'two.npz'}",
+                   "--metrics=mmd"]) == 2
+  assert "under 'samples'" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_inception_metrics_end_to_end_with_random_weights(tmp_path,
+                                                          monkeypatch):
+  # Converted-weights file -> env var -> evaluate(["is"]) through the sharded
+  # Inception extractor (random weights: checks plumbing, not values).
+  path = str(tmp_path / "inception_random.npz")
+  inception.save_variables(
+      inception.flatten_variables(inception.init_variables(0)), path)
+  monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, path)
+  x = np.random.default_rng(0).uniform(-1, 1, (6, 16, 16, 3)).astype(
+      np.float32)
+  out = evaluation.evaluate(x, None, ["is"], is_splits=2, batch_size=8)
+  assert out["is"] >= 1.0 and np.isfinite(out["is_split_std"])
+  mean, _ = evaluation.inception_score(x, splits=2, batch_size=8)
+  assert mean == pytest.approx(out["is"], rel=1e-5)
