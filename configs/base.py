@@ -248,12 +248,12 @@ def get_config():
   c.gcm.generator_output = "identity"      # 'identity' | 'tanh' (images)
   # Coupling of g(z) and data: 'random' (as drawn) | 'ot' (minibatch OT).
   c.gcm.coupling = "random"
-  c.gcm.ot_solver = "exact"       # 'exact' (host assignment) | 'sinkhorn'
+  c.gcm.ot_solver = "sinkhorn"    # 'sinkhorn' (ott-jax) | 'exact' (host LSA)
   c.gcm.ot_epsilon = 0.05         # Sinkhorn ε (relative to the cost std)
   c.gcm.ot_rounding = "lsa"       # Sinkhorn plan -> permutation: lsa|greedy
   # Consistency loss: Δt and the distribution of t ∈ [0, 1 − Δt]:
   # 'uniform' | 'discrete' (t = kΔt, 1/Δt integer) | 'logit_normal'.
-  c.gcm.dt = 0.01
+  c.gcm.dt = 0.05
   c.gcm.t_dist = "uniform"
   c.gcm.logit_mean = 0.0
   c.gcm.logit_std = 1.0
@@ -262,9 +262,12 @@ def get_config():
   c.gcm.schedule = "alternating"
   c.gcm.t_f = 50
   c.gcm.t_g = 20
-  # Target copies f⁻, g⁻: 'ema' (decays below; 0 = the online weights) or
-  # 'sync' (hard copy every sync_every steps; 0 = at phase boundaries).
-  c.gcm.target_update = "ema"
+  # Target copies f⁻, g⁻, each 'ema' (decay; 0 = the online weights, as
+  # iCT's teacher) or 'sync' (hard copy every sync_every steps; 0 = at phase
+  # boundaries). Defaults: f⁻ = sg(f) for the consistency target; g⁻ frozen
+  # over each g phase, so g regresses onto fixed targets f⁻_0(g⁻(z)).
+  c.gcm.f_target_update = "ema"
+  c.gcm.g_target_update = "sync"
   c.gcm.f_target_decay = 0.0
   c.gcm.g_target_decay = 0.0
   c.gcm.sync_every = 0
@@ -291,6 +294,8 @@ def get_config():
   # generated once into `cache_dir` (shards, gcflow_jax.data.pair_cache) and
   # up to `cache_buffer` of them (0 = all) held in the state's extras.
   c.reflow.pairs = "online"             # 'online' | 'cache'
+  # May contain {K} and {seed} (formatted with num_intervals and seed). A
+  # cache holding Δ^T (made by an aligned run) also serves vanilla runs.
   c.reflow.cache_dir = ""
   c.reflow.cache_num_pairs = 65536
   c.reflow.cache_shard_size = 8192
@@ -306,9 +311,14 @@ def get_config():
   # singular at t = 1).
   c.reflow.align_eps = 0.05
   # Student ODE over each interval for the regulariser (log-density
-  # tracking): steps and integrator.
-  c.reflow.align_steps = 1
-  c.reflow.align_method = "heun"        # 'euler' | 'heun' | 'rk4'
+  # tracking): steps and integrator. Too coarse a solve biases the tracked
+  # log-density and the optimiser exploits it (docs/reflow_marginal_
+  # alignment.md §8): RK4 with ~4 steps over [0, 1] in total.
+  c.reflow.align_steps = 4
+  c.reflow.align_method = "rk4"         # 'euler' | 'heun' | 'rk4'
+  # Regularise only the first n examples of each batch (0 = all): static
+  # sub-batch, reweighted by B / n.
+  c.reflow.align_batch = 0
   # Divergence: 'exact' (D JVPs; low dimensions) or 'hutchinson'.
   c.reflow.divergence = "exact"
   c.reflow.num_probes = 1               # Hutchinson probes per example

@@ -156,7 +156,8 @@ class PairCache:
 
 def generate(directory: str, segments_fn: Callable, meta: dict,
              num_pairs: int, shard_size: int, key: jax.Array,
-             chunk: int = 1024, verbose: bool = True) -> PairCache:
+             chunk: int = 1024, verbose: bool = True,
+             optional_keys: Tuple[str, ...] = ()) -> PairCache:
   """Generates (or resumes, or reuses) a cache of `num_pairs` pairs.
 
   Args:
@@ -169,6 +170,8 @@ def generate(directory: str, segments_fn: Callable, meta: dict,
     num_pairs, shard_size: total pairs and pairs per shard.
     key: root key; shard i uses fold_in(key, i), chunk j of it
       fold_in(fold_in(key, i), j).
+    optional_keys: meta keys a *complete* existing cache may differ in
+      (it holds more than asked for, e.g. Δ^T that a vanilla run ignores).
   Returns:
     the opened `PairCache`.
   """
@@ -178,8 +181,12 @@ def generate(directory: str, segments_fn: Callable, meta: dict,
               shard_size=shard_size, num_shards=num_shards)
   old = _read_meta(directory)
   if old is not None:
-    old_id = {k: v for k, v in old.items() if k != "complete"}
-    if old_id != json.loads(json.dumps(want)):
+    skip = ("complete",) + (tuple(optional_keys) if old.get("complete")
+                            else ())
+    old_id = {k: v for k, v in old.items() if k not in skip}
+    want_id = {k: v for k, v in json.loads(json.dumps(want)).items()
+               if k not in skip}
+    if old_id != want_id:
       raise ValueError(
           f"pair cache {directory!r} was generated with different settings "
           f"({old_id}) than requested ({want}); remove it or use another "
@@ -254,11 +261,15 @@ def ensure_teacher_cache(directory: str, teacher, data_shape, *,
   meta = {"num_intervals": num_intervals, "data_shape": list(data_shape),
           "knots": [float(t) for t in knots],
           "align_ends": [float(t) for t in ends], "teacher_steps": steps,
-          "teacher_method": method, "track_logp": bool(track_logp),
-          "divergence": divergence if track_logp else "",
-          "num_probes": num_probes if track_logp else 0,
+          "teacher_method": method,
+          "logp": {"track": bool(track_logp),
+                   "divergence": divergence if track_logp else "",
+                   "num_probes": num_probes if track_logp else 0,
+                   "probe": probe if track_logp else ""},
           "teacher_workdir": str(teacher.workdir), "seed": seed}
   jitted = jax.jit(segments_fn, static_argnums=1)
   key = jax.random.fold_in(jax.random.key(seed), 0x9A1C)   # cache stream
+  # A run without the regulariser can use a cache that also holds Δ^T.
   return generate(directory, jitted, meta, num_pairs, shard_size, key,
-                  chunk=chunk)
+                  chunk=chunk,
+                  optional_keys=() if track_logp else ("logp",))

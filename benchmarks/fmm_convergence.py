@@ -1,0 +1,212 @@
+r"""Convergence of Lagrangian (LMD) vs Eulerian (EMD) map distillation.
+
+python benchmarks/fmm_convergence.py [--setups=checkerboard,digits]
+    [--steps=2000] [--eval_every=200] [--digits_steps=600]
+    [--digits_eval_every=100] [--num_samples=100000]
+
+Trains the LMD and EMD students of configs/checkerboard_fmm_lmd.py /
+configs/digits_fmm_lmd.py from the same initialisation, data stream and
+keys with the shared trainer's compiled step (`train.make_train_step`:
+same optimizer, schedule, EMA), and every `eval_every` steps records the
+mean training loss over the window and the one-step sample quality of the
+EMA parameters:
+
+* checkerboard: KL(data || model) of 50×50 histograms on the reference's
+  bounding box, `num_samples` model and reference samples (the evaluation
+  library's `kl_hist`; N >> 2500 cells so the plug-in estimate is not
+  dominated by empty cells);
+* digits: the evaluation library's `fd_digits` (Fréchet distance in the
+  offline digits classifier's features, 1000 samples).
+
+It then reports, for quality thresholds q, the first evaluated step at which
+each loss reaches q and the ratio EMD/LMD (the paper: LMD converges about an
+order of magnitude faster than EMD). The teachers are the configs' (trained
+first if missing: runs/teacher_checkerboard_fm ~3 CPU minutes,
+runs/teacher_digits_fm ~10 CPU minutes). Writes results/fmm_convergence.json.
+
+`train_curve` and `quality_fn` are reused by the other fmm_* benchmarks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Callable, Dict, List, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
+
+from gcflow_jax import config_utils, evaluation, sharding, train  # noqa: E402
+
+SETUPS = {"checkerboard": ("configs/checkerboard_fmm_lmd.py", "kl_hist"),
+          "digits": ("configs/digits_fmm_lmd.py", "fd_digits")}
+
+
+def load(spec: str, overrides: Optional[Dict[str, object]] = None):
+  """Config `spec` with dotted-key overrides, e.g. {'fmm.loss': 'emd'}."""
+  c = config_utils.load_config(spec)
+  c.unlock()
+  for k, v in (overrides or {}).items():
+    node = c
+    *path, last = k.split(".")
+    for p in path:
+      node = getattr(node, p)
+    setattr(node, last, v)
+  c.lock()
+  return c
+
+
+def quality_fn(metric: str, reference: np.ndarray) -> Callable:
+  """samples [N, ...] -> scalar quality (lower is better)."""
+  def score(samples):
+    samples = np.asarray(samples)
+    if not np.isfinite(samples).all():
+      return float("nan")
+    if metric == "kl_hist":
+      return evaluation.kl_hist_2d(samples, reference, bins=50)
+    samples = np.clip(samples, -1.0, 1.0)
+    return float(evaluation.evaluate(samples, reference,
+                                     metrics=[metric])[metric])
+  return score
+
+
+def sampler(run, num: int, batch: int = 20_000):
+  """(params, steps, key) -> numpy samples, in chunks, jit per chunk size."""
+  fn = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
+
+  def draw(params, steps, key, extras=None):
+    out, done, i = [], 0, 0
+    while done < num:
+      n = min(batch, num - done)
+      out.append(np.asarray(fn(params, jax.random.fold_in(key, i), n, steps,
+                               extras)))
+      done, i = done + n, i + 1
+    return np.concatenate(out)
+  return draw
+
+
+def train_curve(config, eval_every: int, score: Callable, num_samples: int,
+                eval_steps=(1,), log=print) -> List[dict]:
+  """Trains `config` for config.train.steps with the trainer's step and
+  evaluates the EMA params every `eval_every` steps (and at step 0)."""
+  run = train.build(config)
+  rep = sharding.replicated(run.mesh)
+  state = jax.jit(run.init_state, out_shardings=rep)()
+  step_fn = jax.jit(train.make_train_step(run.method, run.tx, config.ema),
+                    donate_argnums=(0,))
+  draw = sampler(run, num_samples)
+  bs = config.train.batch_size
+  rows, window = [], []
+  eval_key = jax.random.key(1234)   # same noise at every evaluation
+
+  def evaluate(step, seconds):
+    row = {"step": step, "train_sec": seconds,
+           "loss": float(np.mean(window)) if window else None}
+    for k in eval_steps:
+      row[f"q@{k}"] = score(draw(state.ema_params, k, eval_key,
+                                 state.extras))
+    rows.append(row)
+    log(" ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                 for k, v in row.items()))
+
+  sec = 0.0
+  evaluate(0, sec)
+  for step in range(config.train.steps):
+    batch = {"x": jnp.asarray(run.dataset.global_batch(step, bs))}
+    t0 = time.perf_counter()
+    state, m = step_fn(state, batch, run.k_train)
+    if step > 0:   # exclude compilation
+      jax.block_until_ready(m["loss"])
+      sec += time.perf_counter() - t0
+    window.append(float(m["loss"]))
+    if (step + 1) % eval_every == 0 or step + 1 == config.train.steps:
+      evaluate(step + 1, sec)
+      window = []
+  return rows, run, state
+
+
+def steps_to_reach(rows: List[dict], q: float, key: str = "q@1"
+                   ) -> Optional[int]:
+  for r in rows:
+    if np.isfinite(r[key]) and r[key] <= q:
+      return r["step"]
+  return None
+
+
+def compare(setup: str, curves: Dict[str, List[dict]]) -> List[dict]:
+  """Steps for LMD and EMD to reach thresholds set by the curves."""
+  lmd, emd = curves["lmd"], curves["emd"]
+  best_emd = min(r["q@1"] for r in emd if np.isfinite(r["q@1"]))
+  best_lmd = min(r["q@1"] for r in lmd if np.isfinite(r["q@1"]))
+  start = lmd[0]["q@1"]
+  out = []
+  for name, q in (("EMD's best", best_emd),
+                  ("halfway (init -> LMD best)", 0.5 * (start + best_lmd)),
+                  ("LMD best x 1.25", 1.25 * best_lmd),
+                  ("LMD best", best_lmd)):
+    s_l, s_e = steps_to_reach(lmd, q), steps_to_reach(emd, q)
+    total = lmd[-1]["step"]
+    ratio = (s_e / s_l if s_e and s_l else
+             (f"> {total / s_l:.3g}" if s_l and not s_e else None))
+    out.append({"setup": setup, "threshold": name, "q": q,
+                "lmd_steps": s_l, "emd_steps": s_e if s_e else f"> {total}",
+                "emd_over_lmd": ratio})
+  return out
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__)
+  p.add_argument("--setups", default="checkerboard,digits")
+  p.add_argument("--steps", type=int, default=2000)
+  p.add_argument("--eval_every", type=int, default=200)
+  p.add_argument("--digits_steps", type=int, default=600)
+  p.add_argument("--digits_eval_every", type=int, default=100)
+  p.add_argument("--num_samples", type=int, default=100_000)
+  a = p.parse_args()
+  curves_all, summary, extra = {}, [], {}
+  for setup in a.setups.split(","):
+    spec, metric = SETUPS[setup]
+    steps = a.steps if setup == "checkerboard" else a.digits_steps
+    every = a.eval_every if setup == "checkerboard" else a.digits_eval_every
+    curves = {}
+    for loss in ("lmd", "emd"):
+      config = load(spec, {"fmm.loss": loss, "train.steps": steps})
+      if setup == "digits":
+        run = train.build(config, load_teacher=False)
+        n = min(1000, run.dataset.size)
+      else:
+        run = train.build(config, load_teacher=False)
+        n = a.num_samples
+      reference = run.dataset.reference(n)
+      print(f"== {setup} {loss}: {steps} steps, metric {metric} "
+            f"({n} samples)", flush=True)
+      rows, _, _ = train_curve(config, every, quality_fn(metric, reference),
+                               n, log=lambda s: print("  " + s, flush=True))
+      curves[loss] = rows
+    if setup == "checkerboard":
+      # The estimator's floor: two independent reference sets.
+      ds = train.build(load(spec), load_teacher=False).dataset
+      extra["checkerboard_kl_floor_data_vs_data"] = evaluation.kl_hist_2d(
+          ds.global_batch(10**6, a.num_samples), ds.reference(a.num_samples))
+    curves_all[setup] = curves
+    summary += compare(setup, curves)
+    for loss, rows in curves.items():
+      print(f"\n{setup} {loss}:")
+      print_table(rows, ["step", "loss", "q@1", "train_sec"])
+  print()
+  print_table(summary, ["setup", "threshold", "q", "lmd_steps", "emd_steps",
+                        "emd_over_lmd"])
+  print(extra)
+  print("wrote", write_result("fmm_convergence", summary,
+                              {"curves": curves_all, **extra,
+                               "args": vars(a)}))
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,143 @@
+r"""Cost per training step of the marginal-alignment regulariser (paper 003):
+no regulariser vs exact divergence vs Hutchinson with 1 and 4 probes.
+
+python benchmarks/reflow_regulariser_cost.py [--datasets=checkerboard,digits]
+    [--steps=10] [--align_steps=4] [--align_method=rk4]
+
+For each dataset the student is the network of its reflow config
+(checkerboard: 3×256 MLP, batch 256; digits: the 8×8 UNet of
+configs/digits_fm.py, batch 64); the teacher has the same architecture. To
+isolate the student-side cost the pairs come from an in-memory buffer
+(`pair_source='cache'`), the whole batch is regularised (`align_batch=0`),
+and the step is `value_and_grad` of the mean loss plus an Adam update,
+jitted. The network weights are random (cost does not depend on them).
+Reports compile time, steady-state ms/step (median of `--steps` timed
+steps) and the ratio to plain reflow; writes
+results/reflow_regulariser_cost.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
+
+from gcflow_jax import config_utils  # noqa: E402
+from gcflow_jax.math import interpolants as interp_lib  # noqa: E402
+from gcflow_jax.methods import reflow  # noqa: E402
+from gcflow_jax.models import make_network  # noqa: E402
+
+SETUPS = {
+    "checkerboard": ("configs/checkerboard_reflow_align.py", (2,), 256),
+    "digits": ("configs/digits_reflow_align.py", (8, 8, 1), 64),
+}
+VARIANTS = (
+    ("reflow (no regulariser)", dict(align_weight=0.0)),
+    ("+ align, exact divergence", dict(divergence="exact")),
+    ("+ align, Hutchinson 1 probe (JVP)", dict(divergence="hutchinson",
+                                              num_probes=1)),
+    ("+ align, Hutchinson 4 probes (JVP)", dict(divergence="hutchinson",
+                                               num_probes=4)),
+    ("+ align, Hutchinson 1 probe (VJP)", dict(divergence="hutchinson",
+                                              num_probes=1,
+                                              hutchinson_mode="vjp")),
+)
+
+
+def measure(dataset, name, overrides, steps, align_steps, align_method):
+  spec, shape, batch = SETUPS[dataset]
+  config = config_utils.load_config(spec)
+  _, apply_fn, init_fn = make_network(config.model, shape, 1)
+  # Random weights with a non-zero output layer (the zero-initialised last
+  # layer would make the field trivially 0).
+  tparams = jax.tree.map(lambda a: a + 0.01, init_fn(jax.random.key(0)))
+  velocity = lambda p, x, t: apply_fn(p, x, jnp.broadcast_to(
+      jnp.asarray(t, x.dtype), x.shape[:1]))
+  kw = dict(align_weight=0.1, align_eps=0.05, align_steps=align_steps,
+            align_method=align_method, divergence="exact", num_probes=1,
+            probe="rademacher", hutchinson_mode="jvp", align_batch=0)
+  kw.update(overrides)
+  loss_fn = reflow.make_reflow_loss(apply_fn, velocity, interp_lib.linear(),
+                                    1, teacher_steps=4, teacher_method="heun",
+                                    pair_source="cache", **kw)
+  knots = reflow.make_knots(1)
+  segs = jax.jit(lambda x: reflow.teacher_segments(
+      lambda y, t: velocity(tparams, y, t), x, knots,
+      reflow.make_align_ends(knots, 0.05), 4, "heun", track_logp=False))(
+          jax.random.normal(jax.random.key(1), (512,) + shape))
+  extras = {"teacher": tparams,
+            "pairs": {k: jnp.moveaxis(v, 1, 0) for k, v in segs.items()}}
+  tx = optax.adam(1e-4)
+
+  @jax.jit
+  def step(params, opt_state, key):
+    def obj(p):
+      per_ex, aux = loss_fn(p, {"x": jnp.zeros((batch,) + shape)}, key,
+                            step=jnp.int32(100), extras=extras)
+      return jnp.mean(per_ex), aux
+    (loss, _), grads = jax.value_and_grad(obj, has_aux=True)(params)
+    up, opt_state = tx.update(grads, opt_state, params)
+    return optax.apply_updates(params, up), opt_state, loss
+
+  params = jax.tree.map(jnp.array, tparams)
+  opt_state = tx.init(params)
+  t0 = time.perf_counter()
+  params, opt_state, loss = step(params, opt_state, jax.random.key(0))
+  jax.block_until_ready(loss)
+  compile_s = time.perf_counter() - t0
+  times = []
+  for i in range(steps + 1):
+    t0 = time.perf_counter()
+    params, opt_state, loss = step(params, opt_state, jax.random.key(i + 1))
+    jax.block_until_ready(loss)
+    times.append(time.perf_counter() - t0)
+  times = np.asarray(times[1:])
+  return {"dataset": dataset, "variant": name, "batch": batch,
+          "align_solve": f"{align_steps}x{align_method}"
+          if overrides.get("align_weight", 0.1) else "-",
+          "compile_s": compile_s, "ms_per_step": 1000 * float(np.median(
+              times)), "ms_min": 1000 * float(times.min()),
+          "loadavg_1m": os.getloadavg()[0]}
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--datasets", default="checkerboard,digits")
+  ap.add_argument("--steps", type=int, default=10)
+  ap.add_argument("--align_steps", type=int, default=4)
+  ap.add_argument("--align_method", default="rk4")
+  args = ap.parse_args()
+  rows = []
+  for dataset in args.datasets.split(","):
+    base = None
+    for name, ov in VARIANTS:
+      r = measure(dataset, name, ov, args.steps, args.align_steps,
+                  args.align_method)
+      base = base or r["ms_per_step"]
+      r["x_reflow"] = r["ms_per_step"] / base
+      rows.append(r)
+      print(f"{dataset} | {name}: {r['ms_per_step']:.1f} ms/step "
+            f"(x{r['x_reflow']:.1f}), compile {r['compile_s']:.1f}s",
+            flush=True)
+  print()
+  print_table(rows, ["dataset", "variant", "batch", "align_solve",
+                     "compile_s", "ms_per_step", "ms_min", "x_reflow",
+                     "loadavg_1m"])
+  path = write_result("reflow_regulariser_cost", rows, {
+      "note": "student-side cost only (pairs from an in-memory buffer); "
+              "whole batch regularised; the machine is shared, see "
+              "loadavg_1m"})
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,69 @@
+"""Vanilla reflow (K = 1, no regulariser) on the 2-D checkerboard (paper 003's
+baseline), distilling the flow-matching teacher of configs/toy_fm.py.
+
+Command:  python -m gcflow_jax.main --config=configs/checkerboard_reflow.py --workdir=runs/checkerboard_reflow
+          (trains the teacher into runs/teacher_checkerboard_fm first if that
+          directory has no checkpoint, ~3 CPU minutes)
+Hardware: CPU (2 cores); ~5 minutes for 2000 steps once the pair cache
+(65,536 pairs, 32 teacher Heun steps each, ~1 minute) exists.
+Expected: the paper reports no 2-D number (abstract only). Measured 1/2/4-
+step quality vs. the aligned variants (3 seeds) is in
+benchmarks/results/reflow_quality.json.
+Variants: `:smoke` (60 steps, the smoke teacher, < 1 minute after it).
+"""
+
+from configs import base
+
+
+def get_config(arg=None):
+  c = base.get_config()
+  c.method = "reflow"
+  c.data.name = "checkerboard"
+  # The student is initialised from the teacher: same network as toy_fm.py.
+  c.model.name = "mlp"
+  c.model.mlp.hidden = (256, 256, 256)
+  c.teacher.config = "configs/toy_fm.py"
+  c.teacher.workdir = "runs/teacher_checkerboard_fm"
+  c.optim.name = "adam"
+  c.optim.lr = 3e-4
+  c.optim.warmup_steps = 100
+  c.optim.schedule = "cosine"
+  c.ema.decay = 0.999
+  c.train.steps = 2000
+  c.train.batch_size = 512
+  c.train.log_every = 200
+  c.train.checkpoint_every = 1000
+  c.eval.num_samples = 4000
+  c.eval.metrics = ("sinkhorn", "mmd", "kl_hist")
+  c.eval.sample_steps = 1
+  c.reflow.num_intervals = 1
+  c.reflow.teacher_steps = 32
+  c.reflow.teacher_method = "heun"
+  c.reflow.align_weight = 0.0
+  c.reflow.align_eps = 0.05   # pairs identical to the aligned configs'
+  # Pairs from the teacher ODE made once (64 Heun evaluations each) and
+  # shared with checkerboard_reflow_align.py (which must create the cache,
+  # since it also stores the teacher's log-density change).
+  c.reflow.pairs = "cache"
+  c.reflow.cache_dir = "runs/checkerboard_reflow_pairs_K{K}_seed{seed}"
+  c.reflow.cache_num_pairs = 65536
+  c.reflow.cache_shard_size = 16384
+  c.reflow.sample_method = "euler"
+  if arg in (None, ""):
+    pass
+  elif arg == "smoke":
+    c.model.mlp.hidden = (64, 64)
+    c.teacher.config = "configs/toy_fm.py:smoke"
+    c.teacher.workdir = "runs/teacher_checkerboard_fm_smoke"
+    c.train.steps = 60
+    c.train.batch_size = 256
+    c.train.log_every = 20
+    c.train.checkpoint_every = 30
+    c.eval.num_samples = 1000
+    c.reflow.teacher_steps = 8
+    c.reflow.pairs = "online"
+    c.optim.warmup_steps = 10
+  else:
+    raise ValueError(f"configs/checkerboard_reflow.py variant {arg!r} is not "
+                     "one of ('', 'smoke')")
+  return c

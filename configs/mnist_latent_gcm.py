@@ -1,0 +1,68 @@
+"""GCM latent matching on MNIST (28×28×1): a conv decoder g: R^D -> images
+trained against a consistency model f_t (paper 000, its MNIST experiment
+with dim(z) = 256 and the lower-dimensional check dim(z) = 50).
+
+Command:  python -m gcflow_jax.main --config=configs/mnist_latent_gcm.py --workdir=runs/mnist_gcm
+Hardware: one GPU, ~20 minutes (20,000 steps, f a small SongUNet); CPU:
+`:smoke`, or override `--config.model.name=mlp` (what
+benchmarks/gcm_latent.py runs on CPU). Data: TFDS 'mnist' when prepared,
+else the official 10k test images in ../shared/data/mnist ('mnist_test').
+Expected: the paper shows samples (no number); eval/fd_mnist (Fréchet
+distance in the offline MNIST classifier's features) should fall well
+below that of the untrained decoder, with ‖g(z) − f_0(g(z))‖² -> 0.
+Variants: `:z50` (D = 50), `:smoke`, `:z50_smoke` (MNIST-5k offline, MLP f,
+140 steps, ~1-2 min on CPU).
+"""
+
+from configs import base
+
+
+def get_config(arg=None):
+  variants = [a for a in (arg or "").replace(",", "_").split("_") if a]
+  for v in variants:
+    if v not in ("z50", "smoke"):
+      raise ValueError(f"configs/mnist_latent_gcm.py variant {arg!r} is not "
+                       "one of ('', 'smoke', 'z50', 'z50_smoke')")
+  smoke = "smoke" in variants
+  c = base.get_config()
+  c.method = "gcm"
+  c.data.name = "mnist"
+  c.data.channels = 1
+  c.data.offline_fallback = "mnist5k" if smoke else "mnist_test"
+  # f_t(x) = x + (1 - t) F(x, t), F a small SongUNet (as the paper's
+  # "small UNet").
+  c.model.name = "unet"
+  c.model.dropout = 0.0
+  c.model.unet.model_channels = 32
+  c.model.unet.channel_mult = (1, 2, 2)
+  c.model.unet.num_blocks = 1
+  c.model.unet.attn_resolutions = ()
+  c.gcm.latent_dim = 50 if "z50" in variants else 256
+  c.gcm.generator = "conv"
+  c.gcm.generator_channels = (128, 64, 32)   # 7x7 -> 14x14 -> 28x28
+  c.gcm.generator_output = "tanh"
+  c.gcm.coupling = "ot"
+  c.gcm.dt = 0.05
+  c.gcm.t_f = 50
+  c.gcm.t_g = 20
+  c.optim.lr = 2e-4
+  c.ema.decay = 0.999
+  c.train.steps = 21_000
+  c.train.batch_size = 128
+  c.train.log_every = 700
+  c.train.checkpoint_every = 3500
+  c.eval.num_samples = 5000
+  c.eval.batch_size = 500
+  c.eval.metrics = ("fd_mnist", "kid_mnist")
+  if smoke:
+    c.model.name = "mlp"
+    c.model.mlp.hidden = (256, 256)
+    c.gcm.generator_channels = (16, 8, 8)
+    c.optim.lr = 1e-3
+    c.train.steps = 140
+    c.train.batch_size = 64
+    c.train.log_every = 35
+    c.train.checkpoint_every = 70
+    c.eval.num_samples = 200
+    c.eval.batch_size = 200
+  return c
