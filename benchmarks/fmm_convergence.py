@@ -42,7 +42,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from gcflow_jax import config_utils, evaluation, sharding, train  # noqa: E402
+from gcflow_jax import config_utils, data, evaluation, sharding, train  # noqa: E402
 
 SETUPS = {"checkerboard": ("configs/checkerboard_fmm_lmd.py", "kl_hist"),
           "digits": ("configs/digits_fmm_lmd.py", "fd_digits")}
@@ -177,13 +177,9 @@ def main():
     curves = {}
     for loss in ("lmd", "emd"):
       config = load(spec, {"fmm.loss": loss, "train.steps": steps})
-      if setup == "digits":
-        run = train.build(config, load_teacher=False)
-        n = min(1000, run.dataset.size)
-      else:
-        run = train.build(config, load_teacher=False)
-        n = a.num_samples
-      reference = run.dataset.reference(n)
+      dataset = data.make_dataset(config.data, config.seed)
+      n = min(1000, dataset.size) if setup == "digits" else a.num_samples
+      reference = dataset.reference(n)
       print(f"== {setup} {loss}: {steps} steps, metric {metric} "
             f"({n} samples)", flush=True)
       rows, _, _ = train_curve(config, every, quality_fn(metric, reference),
@@ -191,7 +187,7 @@ def main():
       curves[loss] = rows
     if setup == "checkerboard":
       # The estimator's floor: two independent reference sets.
-      ds = train.build(load(spec), load_teacher=False).dataset
+      ds = data.make_dataset(load(spec).data, 0)
       extra["checkerboard_kl_floor_data_vs_data"] = evaluation.kl_hist_2d(
           ds.global_batch(10**6, a.num_samples), ds.reference(a.num_samples))
     curves_all[setup] = curves

@@ -17,7 +17,9 @@ trainer (`train.make_train_step`: loss, gradient, Adam, EMA) for
 
 Teacher weights do not change the cost, so the teacher is a freshly
 initialised network of the teacher config's architecture (no training
-needed). Prints a table and writes results/fmm_jvp_cost.json.
+needed). Variants are compiled first, then timed round-robin (median over
+rounds) so that load changes on a shared machine hit all alike. Prints a
+table and writes results/fmm_jvp_cost.json.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import time
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -102,7 +105,9 @@ def _method(variant, spec, shape):
   return c, flow_maps.from_config(c, shape, teacher)
 
 
-def time_step(config, method, shape, steps, batch_size):
+def build_step(config, method, batch_size):
+  """Compiles the trainer's step; returns (compile_s, run(n) -> sec/step,
+  num_params)."""
   tx = train.make_optimizer(config.optim, 10_000)
   step_fn = jax.jit(train.make_train_step(method, tx, config.ema),
                     donate_argnums=(0,))
@@ -117,29 +122,28 @@ def time_step(config, method, shape, steps, batch_size):
   if method.name == "fmm" and config.fmm.loss == "progressive":
     # Start in a halving stage (step >= stage_steps).
     state = state.replace(step=jnp.ones((), jnp.int32) * 5)
+  holder = [state]
   t0 = time.perf_counter()
-  state, m = step_fn(state, batches[0], key)
+  holder[0], m = step_fn(holder[0], batches[0], key)
   jax.block_until_ready(m)
   compile_s = time.perf_counter() - t0
-  for s in range(3):
-    state, m = step_fn(state, batches[s % 4], key)
-  jax.block_until_ready(m)
-  # Median of 3 repeats of `steps` steps: robust to a shared, busy CPU.
-  times = []
-  for _ in range(3):
+
+  def run(n):
     t0 = time.perf_counter()
-    for s in range(steps):
-      state, m = step_fn(state, batches[s % 4], key)
+    for s in range(n):
+      holder[0], m = step_fn(holder[0], batches[s % 4], key)
     jax.block_until_ready(m)
-    times.append((time.perf_counter() - t0) / steps)
-  del shape
-  return compile_s, sorted(times)[1], count_params(params)
+    return (time.perf_counter() - t0) / n
+
+  run(3)   # warm-up
+  return compile_s, run, count_params(params)
 
 
 def main():
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument("--setups", default="checkerboard,digits")
-  p.add_argument("--steps", type=int, default=30)
+  p.add_argument("--steps", type=int, default=20)
+  p.add_argument("--rounds", type=int, default=7)
   p.add_argument("--variants", default=",".join(VARIANTS))
   a = p.parse_args()
   rows = []
@@ -148,21 +152,33 @@ def main():
     base_cfg = _config(spec)
     shape = data.data_shape(base_cfg.data)
     bs = base_cfg.train.batch_size
-    ref = None
+    built = {}
     for variant in a.variants.split(","):
       c, method = _method(variant, spec, shape)
-      compile_s, sec, n_params = time_step(c, method, shape, a.steps, bs)
-      ref = sec if variant == "plain" else ref
-      rows.append({"setup": setup, "variant": variant, "batch": bs,
+      built[variant] = build_step(c, method, bs)
+      print(f"{setup} {variant}: compiled in {built[variant][0]:.1f}s",
+            flush=True)
+    # Round-robin timing (median over rounds): load changes on a shared
+    # machine hit every variant alike.
+    times = {v: [] for v in built}
+    for _ in range(a.rounds):
+      for v, (_, run, _) in built.items():
+        times[v].append(run(a.steps))
+    ref = float(np.median(times["plain"])) if "plain" in times else None
+    for v, (compile_s, _, n_params) in built.items():
+      sec = float(np.median(times[v]))
+      rows.append({"setup": setup, "variant": v, "batch": bs,
                    "params": n_params, "ms_per_step": 1000 * sec,
                    "x_plain": sec / ref if ref else None,
+                   "spread": (max(times[v]) - min(times[v])) / sec,
                    "compile_s": compile_s})
-      print_table(rows[-1:], ["setup", "variant", "ms_per_step", "x_plain"])
   print()
   print_table(rows, ["setup", "variant", "batch", "params", "ms_per_step",
-                     "x_plain", "compile_s"])
+                     "x_plain", "spread", "compile_s"])
   print("wrote", write_result("fmm_jvp_cost", rows, {
-      "note": "median of 3 x steps; x_plain = ms_per_step / plain's"}))
+      "note": "median over rounds of `steps` steps, variants interleaved; "
+              "x_plain = ms_per_step / plain's; spread = (max - min) / "
+              "median over rounds", "args": vars(a)}))
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ import time
 
 import jax
 import numpy as np
+from flax import serialization
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -71,7 +72,16 @@ def _score(samples, reference, dataset):
                              progress=False)
 
 
-def run_one(spec, dataset, seed, steps, batch, sets):
+STUDENT_DIR = os.path.join("runs", "bench_reflow")
+
+
+def student_path(dataset, variant, seed):
+  """Where `run_one` leaves the trained student (reflow_telescoping.py
+  reuses it)."""
+  return os.path.join(STUDENT_DIR, f"{dataset}_{variant}_seed{seed}.msgpack")
+
+
+def run_one(spec, dataset, seed, steps, batch, sets, save_to=None):
   config = config_utils.load_config(spec)
   config.unlock()
   config.seed = seed
@@ -91,6 +101,11 @@ def run_one(spec, dataset, seed, steps, batch, sets):
     state, metrics = step_fn(state, {"x": batch_x}, run.k_train)
   metrics = jax.device_get(metrics)
   train_s = time.perf_counter() - t0
+  if save_to:
+    os.makedirs(os.path.dirname(save_to), exist_ok=True)
+    with open(save_to + ".tmp", "wb") as f:
+      f.write(serialization.to_bytes(jax.device_get(state.params)))
+    os.replace(save_to + ".tmp", save_to)
   n = NUM_EVAL[dataset]
   reference = run.dataset.reference(n)
   sample = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
@@ -127,7 +142,9 @@ def teacher_rows(run, dataset):
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--datasets", default="checkerboard,digits")
-  ap.add_argument("--variants", default="vanilla,align,piecewise_align")
+  # Aligned variants first: they create the pair caches (with the teacher's
+  # log-density change) that the vanilla ones then share.
+  ap.add_argument("--variants", default="align,vanilla,piecewise_align")
   ap.add_argument("--seeds", default="0,1,2")
   ap.add_argument("--steps", default="checkerboard:600,digits:150")
   ap.add_argument("--batch", type=int, default=0)
@@ -146,7 +163,8 @@ def main():
       results = []
       for seed in seeds:
         res, run = run_one(spec, dataset, seed, steps_of[dataset], args.batch,
-                           args.set)
+                           args.set,
+                           save_to=student_path(dataset, variant, seed))
         per_run.append({"dataset": dataset, "variant": variant, "seed": seed,
                         "config": spec, **res})
         print(f"{dataset} {variant} seed {seed}: " + ", ".join(

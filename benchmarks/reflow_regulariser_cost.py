@@ -2,7 +2,7 @@ r"""Cost per training step of the marginal-alignment regulariser (paper 003):
 no regulariser vs exact divergence vs Hutchinson with 1 and 4 probes.
 
 python benchmarks/reflow_regulariser_cost.py [--datasets=checkerboard,digits]
-    [--steps=10] [--align_steps=4] [--align_method=rk4]
+    [--steps=checkerboard:10,digits:3] [--align_steps=4] [--align_method=rk4]
 
 For each dataset the student is the network of its reflow config
 (checkerboard: 3×256 MLP, batch 256; digits: the 8×8 UNet of
@@ -112,15 +112,17 @@ def measure(dataset, name, overrides, steps, align_steps, align_method):
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--datasets", default="checkerboard,digits")
-  ap.add_argument("--steps", type=int, default=10)
+  ap.add_argument("--steps", default="checkerboard:10,digits:3")
   ap.add_argument("--align_steps", type=int, default=4)
   ap.add_argument("--align_method", default="rk4")
   args = ap.parse_args()
+  steps_of = dict((k, int(v)) for k, v in
+                  (s.split(":") for s in args.steps.split(",")))
   rows = []
   for dataset in args.datasets.split(","):
     base = None
     for name, ov in VARIANTS:
-      r = measure(dataset, name, ov, args.steps, args.align_steps,
+      r = measure(dataset, name, ov, steps_of[dataset], args.align_steps,
                   args.align_method)
       base = base or r["ms_per_step"]
       r["x_reflow"] = r["ms_per_step"] / base

@@ -1,8 +1,12 @@
 """Flow matching on the 2-D checkerboard (the teacher of the toy methods).
 
 Command:  python -m gcflow_jax.main --config=configs/toy_fm.py --workdir=runs/toy
-Hardware: CPU (laptop / 2 cores); ~2–3 minutes.
-Expected: eval/kl_hist ≈ 0.1 or below, eval/sinkhorn ≈ 0.01 (50-step Heun).
+Hardware: CPU (laptop / 2 cores); measured 4.5 min wall-clock on a
+  heavily shared 2-core CPU (2026-11-23), about 70 steps/s at batch 512.
+Measured (seed 0, 50-step Heun, 4000 samples): eval/sinkhorn 0.017,
+  eval/mmd 2.1e-4, eval/kl_hist 2.87. kl_hist on the 50×50 grid is biased
+  upwards at 4000 samples (it needs N ≳ 10·50²; see docs/evaluation.md):
+  compare it only at equal N.
 Variants: `:smoke` (200 steps, small MLP, ~30 s), `:moons`, `:8gaussians`.
 """
 

@@ -45,6 +45,8 @@ NFE_PER_STEP = {"euler": 1, "heun": 2, "rk4": 4}
 DIVERGENCES = ("exact", "hutchinson")
 HUTCHINSON_MODES = ("jvp", "vjp")
 PROBES = ("rademacher", "gaussian")
+# Exact divergence: vectorise the D basis JVPs up to this dimension.
+_EXACT_VMAP_MAX_DIM = 16
 
 
 def uniform_grid(t0: float, t1: float, steps: int) -> jax.Array:
@@ -128,9 +130,10 @@ def divergence_exact(v: Callable, x: jax.Array, t: jax.Array
   """Exact divergence tr(∂v/∂x) per example, by D forward-mode JVPs.
 
   Each JVP pushes the basis direction e_j (the same for every example) through
-  the whole batch, so the cost is D batched linearised passes (vectorised:
-  memory D × batch); examples must not interact inside v (no batch
-  statistics). For low-dimensional data only.
+  the whole batch, so the cost is D batched linearised passes; examples must
+  not interact inside v (no batch statistics). Up to D = 16 the passes are
+  vectorised; above, they run sequentially with rematerialisation (memory of
+  one pass, also under differentiation). For low-dimensional data only.
 
   Args:
     v: velocity field v(x, t) -> [B, ...].
@@ -143,11 +146,26 @@ def divergence_exact(v: Callable, x: jax.Array, t: jax.Array
   d = math.prod(x.shape[1:])
   # Linearise once; each basis tangent then costs one linear (JVP) pass.
   vx, lin = jax.linearize(lambda y: v(y, t), x)
-  # Tangents e_j, the same for every example: [D, B, ...].
-  eye = jnp.eye(d, dtype=x.dtype).reshape((d, 1) + x.shape[1:])
-  tangents = jnp.broadcast_to(eye, (d,) + x.shape)
-  cols = jax.vmap(lin)(tangents).reshape(d, b, d)   # cols[j] = (∂v/∂x) e_j
-  div = jnp.trace(cols, axis1=0, axis2=2)           # Σ_j ∂v_j/∂x_j, [B]
+  if d <= _EXACT_VMAP_MAX_DIM:
+    # Tangents e_j, the same for every example: [D, B, ...], vectorised.
+    eye = jnp.eye(d, dtype=x.dtype).reshape((d, 1) + x.shape[1:])
+    tangents = jnp.broadcast_to(eye, (d,) + x.shape)
+    cols = jax.vmap(lin)(tangents).reshape(d, b, d)  # cols[j] = (∂v/∂x) e_j
+    return vx, jnp.trace(cols, axis1=0, axis2=2)     # Σ_j ∂v_j/∂x_j, [B]
+
+  # Larger D: one tangent at a time, rematerialised in the backward pass, so
+  # differentiating the divergence w.r.t. parameters keeps O(1) copies of
+  # the tangent activations instead of D (a vmap over D tangents needs D×).
+  @jax.checkpoint
+  def diag_j(j):
+    tangent = jnp.broadcast_to(
+        jax.nn.one_hot(j, d, dtype=x.dtype).reshape(x.shape[1:]), x.shape)
+    return lin(tangent).reshape(b, d)[:, j]
+
+  def body(acc, j):
+    return acc + diag_j(j), None
+
+  div, _ = jax.lax.scan(body, jnp.zeros((b,), x.dtype), jnp.arange(d))
   return vx, div
 
 

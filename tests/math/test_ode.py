@@ -110,6 +110,28 @@ def test_exact_divergence_matches_jacobian_trace(x64):
         dh.mean(axis=0), div, se)
 
 
+def test_exact_divergence_large_dim_and_its_gradient(x64):
+  # D = 20 > 16 takes the sequential, rematerialised path.
+  k1, k2, k3 = jax.random.split(jax.random.key(7), 3)
+  w1 = jax.random.normal(k1, (20, 24), jnp.float64)
+  w2 = jax.random.normal(k2, (24, 20), jnp.float64)
+  v = lambda x, t, w: jnp.tanh(x @ w + t) @ w2
+  x = jax.random.normal(k3, (3, 20), jnp.float64)
+
+  def exact(w):
+    return ode.divergence_exact(lambda y, t: v(y, t, w), x, 0.3)[1]
+
+  def ref(w):
+    jac = jax.vmap(jax.jacfwd(lambda xi: v(xi[None], 0.3, w)[0]))(x)
+    return jnp.trace(jac, axis1=1, axis2=2)
+
+  fn = jax.jit(lambda w: (exact(w), jax.grad(lambda u: exact(u).sum())(w)))
+  div, grad = fn(w1)
+  np.testing.assert_allclose(div, ref(w1), atol=1e-10)
+  np.testing.assert_allclose(grad, jax.grad(lambda u: ref(u).sum())(w1),
+                             atol=1e-10)
+
+
 def _slopes(errors):
   e = np.asarray(errors)
   return np.log2(e[:-1] / e[1:])
