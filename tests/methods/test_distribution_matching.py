@@ -503,28 +503,51 @@ def test_f0_becomes_identity_when_distributions_match():
 
 
 # ---------------------------------------------------------------------------
-# End to end through train_and_evaluate (slow).
+# End to end through the trainer (slow).
 # ---------------------------------------------------------------------------
+
+
+def _train_cli(spec, workdir, **overrides):
+  """Runs `python -m gcflow_jax.main` (train_and_evaluate) on ONE CPU device.
+
+  A subprocess, because conftest's 8-device CPU mesh cannot run the OT
+  pairing: a host callback (scipy LSA) or ott's Sinkhorn while-loop inside
+  the SPMD-partitioned step stalls XLA:CPU's collective rendezvous (40 s
+  timeout, process abort) on this 2-core host; single-device runs, as the
+  CLI does by default, are unaffected.
+  """
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  root = config_utils.repo_root()
+  env = dict(os.environ, XLA_FLAGS="", JAX_PLATFORMS="cpu")
+  cmd = [sys.executable, "-m", "gcflow_jax.main", f"--config={spec}",
+         f"--workdir={workdir}"] + [
+             f"--config.{k}={v}" for k, v in overrides.items()]
+  out = subprocess.run(cmd, cwd=root, env=env, capture_output=True,
+                       text=True, timeout=900, check=False)
+  assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+  return out.stdout
 
 
 @pytest.mark.slow
 def test_affine_gaussian_smoke_matches_moments(tmp_path):
-  """The smoke config (N = 2, 700 steps) recovers μ and Σ. Tolerances:
-  ‖b − μ‖ < 0.15 and ‖A Aᵀ − Σ‖_F / ‖Σ‖_F < 0.2 (measured ≈ 0.004 and
-  ≈ 0.05), and the sample moments of g#ρ0 agree to the same tolerance."""
+  """train_and_evaluate on the smoke config (N = 2, 700 steps) recovers μ
+  and Σ. Tolerances: ‖b − μ‖ < 0.15 and ‖A Aᵀ − Σ‖_F / ‖Σ‖_F < 0.2
+  (measured ≈ 0.004 and ≈ 0.05), and the sample moments of g#ρ0 agree to
+  the same tolerance."""
   from gcflow_jax import train  # pylint: disable=g-import-not-at-top
   from gcflow_jax.data import toy  # pylint: disable=g-import-not-at-top
-  # Greedy rounding keeps the OT pairing on the device: a host callback
-  # (scipy LSA) inside the step can hit XLA:CPU's 40 s collective
-  # rendezvous timeout on conftest's 8-device mesh of a loaded 2-core host.
-  cfg = _config("configs/gaussian_affine_gcm.py:smoke",
-                **{"train.plot": False, "gcm.ot_rounding": "greedy"})
-  state = train.train_and_evaluate(cfg, str(tmp_path))
+  spec = "configs/gaussian_affine_gcm.py:smoke"
+  log = _train_cli(spec, str(tmp_path), **{"train.plot": False})
+  assert "final:" in log
+  cfg = _config(spec)
+  state = train.restore_state(cfg, str(tmp_path))
+  assert int(state.step) == cfg.train.steps
   mu, sigma = toy.gaussian_params(2)
   g = state.params["g"]["params"]
   a, b = np.asarray(g["kernel"]), np.asarray(g["bias"])
-  assert np.linalg.norm(b - mu) < 0.15
-  assert np.linalg.norm(a @ a.T - sigma) / np.linalg.norm(sigma) < 0.2
+  assert np.linalg.norm(b - mu) < 0.15, b
+  assert np.linalg.norm(a @ a.T - sigma) / np.linalg.norm(sigma) < 0.2, a
   run = train.build(cfg)
   x = np.asarray(run.method.sample_fn(state.params, jax.random.key(0),
                                       20000, None))
@@ -535,29 +558,41 @@ def test_affine_gaussian_smoke_matches_moments(tmp_path):
 
 @pytest.mark.slow
 def test_checkpoint_resume_restores_both_networks_and_targets(tmp_path):
-  """140 steps, then the same workdir to 210 steps == 210 steps at once:
-  f, g, f⁻, g⁻ and the gated optimizer state are all checkpointed."""
+  """130 steps, then the same workdir to 210 steps == 210 steps at once:
+  f, g, f⁻, g⁻ and the gated optimizer state are all checkpointed. Step 130
+  is in the middle of a g phase (updates 120..139), so the resumed run
+  must also restore the gate's counter to stay in phase."""
   from gcflow_jax import train  # pylint: disable=g-import-not-at-top
-  over = {"model.mlp.hidden": (32, 32), "gcm.generator_hidden": (32,),
-          "gcm.ot_rounding": "greedy", "train.plot": False, "train.checkpoint_every": 70,
+  spec = "configs/gaussian_to_moons_gcm.py:smoke"
+  over = {"model.mlp.hidden": "(32,32)", "gcm.generator_hidden": "(32,)",
+          "train.plot": False, "train.checkpoint_every": 65,
           "eval.num_samples": 200}
-  cfg_a = _config("configs/gaussian_to_moons_gcm.py:smoke",
-                  **{**over, "train.steps": 140})
-  cfg_b = _config("configs/gaussian_to_moons_gcm.py:smoke",
-                  **{**over, "train.steps": 210})
-  resumed_dir = str(tmp_path / "resumed")
-  first = train.train_and_evaluate(cfg_a, resumed_dir)
-  assert int(first.step) == 140
-  restored = train.restore_state(cfg_a, resumed_dir)
-  for a, b in zip(jax.tree_util.tree_leaves(first),
-                  jax.tree_util.tree_leaves(restored)):
-    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
-  assert set(restored.extras) == {"f_target", "g_target"}
-  resumed = train.train_and_evaluate(cfg_b, resumed_dir)
-  straight = train.train_and_evaluate(cfg_b, str(tmp_path / "straight"))
+  resumed_dir, straight_dir = str(tmp_path / "resumed"), str(
+      tmp_path / "straight")
+  log = _train_cli(spec, resumed_dir, **over, **{"train.steps": 130})
+  assert "checkpoint saved: step 130" in log
+  cfg_a = _config(spec, **{"model.mlp.hidden": (32, 32),
+                           "gcm.generator_hidden": (32,),
+                           "train.steps": 130})
+  first = train.restore_state(cfg_a, resumed_dir)
+  assert int(first.step) == 130
+  assert set(first.extras) == {"f_target", "g_target"}
+  log = _train_cli(spec, resumed_dir, **over, **{"train.steps": 210})
+  assert "resumed from checkpoint step 130" in log
+  _train_cli(spec, straight_dir, **over, **{"train.steps": 210})
+  cfg_b = _config(spec, **{"model.mlp.hidden": (32, 32),
+                           "gcm.generator_hidden": (32,),
+                           "train.steps": 210})
+  resumed = train.restore_state(cfg_b, resumed_dir)
+  straight = train.restore_state(cfg_b, straight_dir)
   assert int(resumed.step) == int(straight.step) == 210
   for part in ("params", "extras", "opt_state"):
     for a, b in zip(jax.tree_util.tree_leaves(getattr(resumed, part)),
                     jax.tree_util.tree_leaves(getattr(straight, part))):
       np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5,
                                  atol=1e-6)
+  # The resumed run really continued from the checkpoint (not from
+  # scratch): its targets differ from the step-130 ones.
+  assert not all(np.array_equal(np.asarray(a), np.asarray(b)) for a, b in zip(
+      jax.tree_util.tree_leaves(first.extras),
+      jax.tree_util.tree_leaves(resumed.extras)))
