@@ -1,7 +1,8 @@
 r"""Quality at equal steps: iCT with IC vs minibatch OT vs GC (μ = 0.5).
 
 python benchmarks/consistency_quality.py [--data=toy,digits] [--seeds=0,1,2]
-    [--toy_steps=3000] [--digits_steps=1500] [--digits_batch=64]
+    [--toy_steps=3000] [--digits_steps=800] [--digits_batch=64]
+    [--digits_channels=16]
     [--workdir=/tmp/gcflow_consistency_quality]
 
 Each (data, coupling, seed) is a full run of the trainer
@@ -53,6 +54,7 @@ def _config(dataset, coupling, seed, args):
   else:
     c.train.steps = args.digits_steps
     c.train.batch_size = args.digits_batch
+    c.model.unet.model_channels = args.digits_channels
     c.eval.num_samples = 1000
   c.train.log_every = max(1, c.train.steps // 5)
   c.lock()
@@ -89,8 +91,9 @@ def main():
   p.add_argument("--couplings", default="ic,ot,gc")
   p.add_argument("--seeds", default="0,1,2")
   p.add_argument("--toy_steps", type=int, default=3000)
-  p.add_argument("--digits_steps", type=int, default=1500)
+  p.add_argument("--digits_steps", type=int, default=800)
   p.add_argument("--digits_batch", type=int, default=64)
+  p.add_argument("--digits_channels", type=int, default=16)
   p.add_argument("--workdir", default="/tmp/gcflow_consistency_quality")
   p.add_argument("--cache_dir", default="/tmp/gcflow_jax_compile_cache")
   args = p.parse_args()
@@ -139,7 +142,8 @@ def main():
     order = sorted(rows, key=lambda r: r[main_metric + "_mean"])
     print(f"{dataset}: ordering by {main_metric} (best first): "
           + " < ".join(r["coupling"] for r in order))
-  path = write_result("consistency_quality", runs, {"summary": summary})
+  path = write_result("consistency_quality", runs,
+                      {"summary": summary, "settings": vars(args)})
   print(f"wrote {path}")
 
 

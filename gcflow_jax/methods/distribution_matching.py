@@ -505,10 +505,11 @@ def make_update_extras(f_update: str = "ema", g_update: str = "sync", *,
 def gaussian_consistency_fn(mu: jax.Array, sigma0: float = 1.0):
   """Exact F of eq. (P) for N(μ, c²Σ) → N(μ, Σ) under random pairing.
 
-  c = `sigma0`. For x0 ~ N(μ, c²Σ) and x1 ~ N(μ, Σ) independent, J_t has law N(μ, σ_t²Σ)
-  with σ_t² = (1 − t)² c² + t², the marginal velocity is (σ̇_t/σ_t)(x − μ)
-  and ψ_{t→1}(x) = μ + (x − μ)/σ_t: f_0(x) = μ + (x − μ)/c, the identity
-  when c = 1 (matched). For tests; returns `net(params, x, t, key=None)`.
+  c = `sigma0`. For x0 ~ N(μ, c²Σ) and x1 ~ N(μ, Σ) independent, J_t has
+  law N(μ, σ_t²Σ) with σ_t² = (1 − t)² c² + t², the marginal velocity is
+  (σ̇_t/σ_t)(x − μ) and ψ_{t→1}(x) = μ + (x − μ)/σ_t: f_0(x) = μ + (x − μ)/c,
+  the identity when c = 1 (matched). For tests and as a reference;
+  returns the network `net(params, x, t, key=None)` (params unused).
   """
 
   def net(params, x, t, key=None):
@@ -526,14 +527,13 @@ def gaussian_consistency_fn(mu: jax.Array, sigma0: float = 1.0):
 # ---------------------------------------------------------------------------
 
 
-def _flatten_network(apply_fn, data_shape):
+def _flatten_network(apply_fn):
   """An MLP over flattened images: [B, H, W, C] <-> [B, HWC]."""
 
   def wrapped(params, x, t, key=None):
     b = x.shape[0]
     return apply_fn(params, x.reshape(b, -1), t, key=key).reshape(x.shape)
 
-  del data_shape
   return wrapped
 
 
@@ -597,7 +597,7 @@ def from_config(config, data_shape, teacher=None) -> Method:
   if image and config.model.name == "mlp":
     n = math.prod(data_shape)
     _, net_apply, f_init = make_network(config.model, (n,), 1)
-    net_apply = _flatten_network(net_apply, data_shape)
+    net_apply = _flatten_network(net_apply)
   else:
     _, net_apply, f_init = make_network(config.model, data_shape, 1)
   f = make_consistency_fn(net_apply)

@@ -455,6 +455,18 @@ def test_trajectory_matching_underdetermines_the_marginal(x64):
                              jnp.mean(out["A"]["reflow"]), atol=1e-12)
   np.testing.assert_allclose(jnp.mean(out["A"]["kl"]), c**2, atol=1e-9)
   np.testing.assert_allclose(out["B"]["kl"], 0.0, atol=1e-9)
+  # A regularised sub-batch of n = 2: only those examples carry the term,
+  # reweighted by B / n (λ K (B/n) A / D).
+  loss = reflow.make_pair_loss(students["A"], score, np.array([0.0, 1.0]),
+                               np.array([1.0]), align_weight=0.5,
+                               align_steps=16, align_method="rk4",
+                               align_batch=2)
+  per_ex, parts = loss({}, *args)
+  assert parts["align"].shape == (2,)
+  np.testing.assert_allclose(per_ex[2:], parts["reflow"][2:], atol=1e-14)
+  np.testing.assert_allclose(per_ex[:2] - parts["reflow"][:2],
+                             0.5 * 1 * (4 / 2) * parts["align"] / D,
+                             atol=1e-14)
 
 
 # ----------------------------------------------------- piecewise reflow --
@@ -634,6 +646,18 @@ def test_pair_cache_roundtrip_resume_and_mismatch(tmp_path):
   # Different settings: refused.
   with pytest.raises(ValueError, match="different settings"):
     pair_cache.generate(d, _fake_segments, dict(meta, extra=1), 23, 10, key)
+  # A complete cache holding more (Δ^T) serves a request without it, not
+  # the other way round.
+  d2 = str(tmp_path / "cache2")
+  full = dict(meta, logp={"track": True})
+  pair_cache.generate(d2, _fake_segments, full, 8, 8, key, verbose=False)
+  pair_cache.generate(d2, _fake_segments, dict(meta, logp={"track": False}),
+                      8, 8, key, verbose=False, optional_keys=("logp",))
+  d3 = str(tmp_path / "cache3")
+  pair_cache.generate(d3, _fake_segments, dict(meta, logp={"track": False}),
+                      8, 8, key, verbose=False, optional_keys=("logp",))
+  with pytest.raises(ValueError, match="different settings"):
+    pair_cache.generate(d3, _fake_segments, full, 8, 8, key, verbose=False)
   # Batches: shuffled, every row once per epoch.
   it = c2.batches(5, seed=1)
   seen = np.concatenate([next(it)["states"][:, 0, 0] for _ in range(4)])
@@ -692,10 +716,15 @@ def test_validate_config_names_field(field, value, match):
     reflow.validate_config(c)
 
 
-def test_from_config_with_a_teacher():
+@pytest.mark.parametrize("pairs", ["online", "cache"])
+def test_from_config_with_a_teacher(tmp_path, pairs):
   from gcflow_jax.teachers import Teacher
   from gcflow_jax.models import make_network
   c = _config()
+  c.reflow.pairs = pairs
+  c.reflow.cache_dir = str(tmp_path / "pairs_K{K}_seed{seed}")
+  c.reflow.cache_num_pairs = 48
+  c.reflow.cache_shard_size = 32
   _, apply_fn, init_fn = make_network(c.model, (D,), 1)
   tparams = jax.tree.map(lambda a: a + 0.05, init_fn(jax.random.key(1)))
   teacher = Teacher(apply_fn=apply_fn, params=tparams, interp="linear",
@@ -705,6 +734,10 @@ def test_from_config_with_a_teacher():
   params, extras = method.init(jax.random.key(0), {"x": jnp.zeros((2, D))})
   for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(tparams)):
     np.testing.assert_array_equal(a, b)
+  if pairs == "cache":
+    assert os.path.exists(tmp_path / "pairs_K1_seed0" / "meta.json")
+    assert extras["pairs"]["states"].shape == (48, 2, D)
+    assert extras["pairs"]["delta_logp"].shape == (48, 1)
   per_ex, aux = jax.jit(lambda p, k: method.loss_fn(
       p, {"x": jnp.zeros((8, D))}, k, step=jnp.int32(0), ema_params=p,
       extras=extras))(params, jax.random.key(1))
