@@ -61,9 +61,11 @@ def _config(dataset, coupling, seed, args):
   return c
 
 
-def _two_step_scores(config, wd, dataset):
-  """Scores 2-step samples of the final EMA model (cached in wd)."""
-  path = os.path.join(wd, "two_step.json")
+def _extra_scores(config, wd, dataset):
+  """Scores the final state beyond the trainer's 1-step EMA evaluation:
+  2-step EMA samples ('@2') and 1-step samples of the online parameters
+  ('@online'), cached in wd/extra_scores.json."""
+  path = os.path.join(wd, "extra_scores.json")
   if os.path.exists(path):
     with open(path) as f:
       return json.load(f)
@@ -73,15 +75,19 @@ def _two_step_scores(config, wd, dataset):
   state = train.restore_state(config, wd)
   n = config.eval.num_samples
   fn = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
-  samples = np.asarray(fn(state.ema_params, jax.random.key(12345), n, 2,
-                          state.extras))
-  scores = evaluation.evaluate(samples, run.dataset.reference(n),
-                               metrics=list(METRICS[dataset]))
-  scores = {k: float(v) for k, v in scores.items()
-            if isinstance(v, (int, float, np.floating, np.integer))}
+  ref = run.dataset.reference(n)
+  out = {}
+  for tag, params, steps in (("@2", state.ema_params, 2),
+                             ("@online", state.params, 1)):
+    samples = np.asarray(fn(params, jax.random.key(12345), n, steps,
+                            state.extras))
+    scores = evaluation.evaluate(samples, ref,
+                                 metrics=list(METRICS[dataset]))
+    for k in METRICS[dataset]:
+      out[k + tag] = float(scores[k])
   with open(path, "w") as f:
-    json.dump(scores, f)
-  return scores
+    json.dump(out, f)
+  return out
 
 
 def main():
@@ -115,18 +121,19 @@ def main():
                 " s", flush=True)
         with open(os.path.join(wd, "metrics.json")) as f:
           m = json.load(f)
-        two = _two_step_scores(_config(dataset, coupling, seed, args), wd,
-                               dataset)
+        extra = _extra_scores(_config(dataset, coupling, seed, args), wd,
+                              dataset)
         row = {"data": dataset, "coupling": coupling, "seed": seed,
                "steps": m["steps"], "train_sec": m["train_sec"]}
         for k in METRICS[dataset]:
           row[k] = m[f"eval/{k}"]
-          row[k + "@2"] = two[k]
+          row.update({k + t: extra[k + t] for t in ("@2", "@online")})
         runs.append(row)
         per_seed.append(row)
       s = {"data": dataset, "coupling": coupling, "seeds": len(per_seed),
            "steps": per_seed[0]["steps"]}
-      for k in METRICS[dataset] + tuple(m + "@2" for m in METRICS[dataset]):
+      for k in [m + t for m in METRICS[dataset]
+                for t in ("", "@2", "@online")]:
         vals = [r[k] for r in per_seed]
         s[k + "_mean"] = statistics.mean(vals)
         s[k + "_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
@@ -136,8 +143,8 @@ def main():
   for dataset in args.data.split(","):
     rows = [s for s in summary if s["data"] == dataset]
     print_table(rows, ["data", "coupling", "seeds", "steps"]
-                + list(METRICS[dataset])
-                + [m + "@2" for m in METRICS[dataset]])
+                + [m + t for t in ("", "@2", "@online")
+                   for m in METRICS[dataset]])
     main_metric = METRICS[dataset][0]
     order = sorted(rows, key=lambda r: r[main_metric + "_mean"])
     print(f"{dataset}: ordering by {main_metric} (best first): "

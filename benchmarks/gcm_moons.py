@@ -1,7 +1,7 @@
 r"""GCM distribution matching, Gaussian -> moons: distance against steps for
 random pairing vs minibatch OT (paper 000; benchmark 1 of its issue).
 
-python benchmarks/gcm_moons.py [--steps=2100] [--eval_every=350]
+python benchmarks/gcm_moons.py [--steps=3500] [--eval_every=350]
     [--seeds=0,1,2] [--couplings=random,ot] [--num_samples=1000]
 
 Trains configs/gaussian_to_moons_gcm.py (MLP f and g, batch 256, T_f/T_g =
@@ -151,7 +151,7 @@ def summarize(curves: Dict[str, List[List[dict]]], metric: str, last: int
 
 def main():
   ap = argparse.ArgumentParser()
-  ap.add_argument("--steps", type=int, default=2100)
+  ap.add_argument("--steps", type=int, default=3500)
   ap.add_argument("--eval_every", type=int, default=350)
   ap.add_argument("--seeds", default="0,1,2")
   ap.add_argument("--couplings", default="random,ot")

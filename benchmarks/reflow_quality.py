@@ -85,6 +85,7 @@ def run_one(spec, dataset, seed, steps, batch, sets, save_to=None):
   config = config_utils.load_config(spec)
   config.unlock()
   config.seed = seed
+  config.train.steps = steps      # the LR schedule spans the benchmark run
   if batch:
     config.train.batch_size = batch
   _apply_sets(config, sets)

@@ -3,7 +3,8 @@
 Command:  python -m gcflow_jax.main --config=configs/celeba64_ic.py --workdir=runs/celeba64_ic \
               --config.eval.inception_weights=PATH/TO/inception.npz
 Hardware: as configs/celeba64_gc.py (one 40–80 GB GPU, days).
-Expected (paper, Table 1): FID 15.82 ± 0.13, KID×100 1.31 ± 0.04, IS 2.33 ± 0.00.
+Expected (paper, Table 1): FID 15.82 ± 0.13, KID×100 1.31 ± 0.04,
+IS 2.33 ± 0.00.
 Thin override of configs/celeba64_gc.py: coupling 'ic', dropout
 (0, 0, 0.2, 0.2) per level (published `celebA_base.yaml`).
 Variants: `smoke`.

@@ -3,7 +3,8 @@
 Command:  python -m gcflow_jax.main --config=configs/celeba64_ot.py --workdir=runs/celeba64_ot \
               --config.eval.inception_weights=PATH/TO/inception.npz
 Hardware: as configs/celeba64_gc.py (one 40–80 GB GPU, days).
-Expected (paper, Table 1): FID 13.63 ± 0.13, KID×100 1.09 ± 0.03, IS 2.40 ± 0.01.
+Expected (paper, Table 1): FID 13.63 ± 0.13, KID×100 1.09 ± 0.03,
+IS 2.40 ± 0.01.
 Thin override of configs/celeba64_ic.py: exact minibatch OT on ‖x - z‖².
 Variants: `smoke`.
 """

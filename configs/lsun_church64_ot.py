@@ -3,7 +3,8 @@
 Command:  python -m gcflow_jax.main --config=configs/lsun_church64_ot.py --workdir=runs/lsun_church64_ot \
               --config.eval.inception_weights=PATH/TO/inception.npz
 Hardware: as configs/lsun_church64_gc.py (one 40–80 GB GPU, days).
-Expected (paper, Table 1): FID 9.71 ± 0.13, KID×100 0.64 ± 0.03, IS 2.00 ± 0.01.
+Expected (paper, Table 1): FID 9.71 ± 0.13, KID×100 0.64 ± 0.03,
+IS 2.00 ± 0.01.
 Thin override of configs/lsun_church64_ic.py: exact minibatch OT on ‖x - z‖².
 Variants: `smoke`.
 """

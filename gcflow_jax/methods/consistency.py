@@ -134,6 +134,8 @@ def make_ict_loss(apply_fn: Callable[..., jax.Array],
                   weighting: str = "inverse_delta", coupling: str = "ic",
                   gc_mu: float = 0.5, gc_source: str = "ema",
                   endpoint_apply_fn: Optional[Callable[..., jax.Array]] = None,
+                  endpoint_sigma_min: Optional[float] = None,
+                  endpoint_sigma_data: Optional[float] = None,
                   ot_solver: str = "exact", ot_epsilon: float = 0.05,
                   ot_rounding: str = "lsa", ot_threshold: float = 1e-3,
                   ot_max_iterations: int = 2000):
@@ -156,6 +158,8 @@ def make_ict_loss(apply_fn: Callable[..., jax.Array],
     gc_source: endpoint predictor 'ema' | 'online' | 'frozen'.
     endpoint_apply_fn: network of the frozen predictor (default `apply_fn`);
       its parameters are `extras["endpoint"]`.
+    endpoint_sigma_min, endpoint_sigma_data: the frozen predictor's own
+      parameterisation constants (default: this model's).
     ot_solver, ot_epsilon, ot_rounding, ot_threshold, ot_max_iterations:
       minibatch-OT settings (`couplings.ot_permutation`).
 
@@ -176,8 +180,12 @@ def make_ict_loss(apply_fn: Callable[..., jax.Array],
   weight = _weight_fn(weighting)
   f = make_consistency_apply(apply_fn, sigma_min=sigma_min,
                              sigma_data=sigma_data)
-  f_end = make_consistency_apply(endpoint_apply_fn or apply_fn,
-                                 sigma_min=sigma_min, sigma_data=sigma_data)
+  f_end = make_consistency_apply(
+      endpoint_apply_fn or apply_fn,
+      sigma_min=sigma_min if endpoint_sigma_min is None else (
+          endpoint_sigma_min),
+      sigma_data=sigma_data if endpoint_sigma_data is None else (
+          endpoint_sigma_data))
   sched_kw = dict(total_steps=total_steps, s0=s0, s1=s1, sigma_min=sigma_min,
                   sigma_max=sigma_max, rho=rho, p_mean=p_mean, p_std=p_std)
 
@@ -481,6 +489,7 @@ def from_config(config, data_shape, teacher=None) -> Method:
 
   endpoint_apply = None
   endpoint_params = None
+  endpoint_consts = {}
   if config.method == "ict":
     if c.coupling == "gc" and c.gc_source == "frozen":
       # Restored here, on the host: the trainer traces `init` (eval_shape /
@@ -491,13 +500,15 @@ def from_config(config, data_shape, teacher=None) -> Method:
       state = train.restore_state(ecfg, c.gc_endpoint_workdir)
       endpoint_params = (state.ema_params if c.gc_endpoint_use_ema
                          else state.params)
+      endpoint_consts = dict(endpoint_sigma_min=float(ecfg.ict.sigma_min),
+                             endpoint_sigma_data=float(ecfg.ict.sigma_data))
       info.update(gc_endpoint=c.gc_endpoint_workdir)
     loss_fn = make_ict_loss(
         apply_fn, data_shape, coupling=c.coupling, gc_mu=float(c.gc_mu),
         gc_source=c.gc_source, endpoint_apply_fn=endpoint_apply,
         ot_solver=c.ot_solver, ot_epsilon=float(c.ot_epsilon),
         ot_rounding=c.ot_rounding, ot_threshold=float(c.ot_threshold),
-        ot_max_iterations=int(c.ot_max_iterations), **kw)
+        ot_max_iterations=int(c.ot_max_iterations), **endpoint_consts, **kw)
     info.update(coupling=c.coupling, gc_mu=float(c.gc_mu),
                 gc_source=c.gc_source)
   else:
