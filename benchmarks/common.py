@@ -26,6 +26,10 @@ def machine_info() -> dict:
       "device_count": jax.device_count(),
       "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
           timespec="seconds"),
+      # Timings are only comparable on an idle machine: record how busy it
+      # was when the result was written.
+      "load_average_1min": (os.getloadavg()[0]
+                            if hasattr(os, "getloadavg") else None),
   }
 
 
@@ -44,6 +48,9 @@ def write_result(name: str, rows, extra=None) -> str:
 
 
 def print_table(rows, columns) -> None:
+  if not rows:
+    print("(no rows)")
+    return
   widths = [max(len(c), *(len(_fmt(r.get(c))) for r in rows))
             for c in columns]
   print("  ".join(c.ljust(w) for c, w in zip(columns, widths)))

@@ -2,7 +2,9 @@ r"""Convergence of Lagrangian (LMD) vs Eulerian (EMD) map distillation.
 
 python benchmarks/fmm_convergence.py [--setups=checkerboard,digits]
     [--steps=2000] [--eval_every=200] [--digits_steps=600]
-    [--digits_eval_every=100] [--num_samples=100000] [--ema_decay=0.99]
+    [--digits_eval_every=100] [--digits_batch=0] [--digits_warmup=-1]
+    [--num_samples=100000]
+    [--ema_decay=0.99] [--save]
 
 Trains the LMD and EMD students of configs/checkerboard_fmm_lmd.py /
 configs/digits_fmm_lmd.py from the same initialisation, data stream and
@@ -23,7 +25,8 @@ It then reports, for quality thresholds q, the first evaluated step at which
 each loss reaches q and the ratio EMD/LMD (the paper: LMD converges about an
 order of magnitude faster than EMD). The teachers are the configs' (trained
 first if missing: runs/teacher_checkerboard_fm ~3 CPU minutes,
-runs/teacher_digits_fm ~10 CPU minutes). Writes results/fmm_convergence.json.
+runs/teacher_digits_fm ~10 CPU minutes). Writes results/fmm_convergence.json,
+keeping the rows and curves of setups not rerun from an existing file.
 
 `train_curve` and `quality_fn` are reused by the other fmm_* benchmarks.
 """
@@ -31,6 +34,7 @@ runs/teacher_digits_fm ~10 CPU minutes). Writes results/fmm_convergence.json.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -43,6 +47,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 
+from gcflow_jax import checkpoint as ckpt_lib  # noqa: E402
 from gcflow_jax import config_utils, data, evaluation, sharding, train  # noqa: E402
 
 SETUPS = {"checkerboard": ("configs/checkerboard_fmm_lmd.py", "kl_hist"),
@@ -108,7 +113,8 @@ def train_curve(config, eval_every: int, score: Callable, num_samples: int,
 
   def evaluate(step, seconds):
     row = {"step": step, "train_sec": seconds,
-           "loss": float(np.mean(window)) if window else None}
+           "loss": float(np.mean(window)) if window else None,
+           "load1": os.getloadavg()[0]}
     for k in eval_steps:
       row[f"q@{k}"] = score(draw(state.ema_params, k, eval_key,
                                  state.extras))
@@ -168,8 +174,15 @@ def main():
   p.add_argument("--eval_every", type=int, default=200)
   p.add_argument("--digits_steps", type=int, default=600)
   p.add_argument("--digits_eval_every", type=int, default=100)
+  p.add_argument("--digits_batch", type=int, default=0,
+                 help="digits batch size (0: the config's 128)")
+  p.add_argument("--digits_warmup", type=int, default=-1,
+                 help="digits LR warm-up steps (-1: the config's 100)")
   p.add_argument("--num_samples", type=int, default=100_000)
   p.add_argument("--ema_decay", type=float, default=0.99)
+  p.add_argument("--save", action="store_true",
+                 help="checkpoint each final state into "
+                 "runs/fmm_bench/conv_<setup>_<loss>_<steps>")
   a = p.parse_args()
   curves_all, summary, extra = {}, [], {}
   for setup in a.setups.split(","):
@@ -180,17 +193,31 @@ def main():
     for loss in ("lmd", "emd"):
       # A short EMA (0.99, ~100-step horizon) so that the curve shows the
       # model at each step rather than an average over the last ~1000.
-      config = load(spec, {"fmm.loss": loss, "train.steps": steps,
-                           "ema.decay": a.ema_decay})
+      overrides = {"fmm.loss": loss, "train.steps": steps,
+                   "ema.decay": a.ema_decay}
+      if setup == "digits" and a.digits_batch:
+        overrides["train.batch_size"] = a.digits_batch
+      if setup == "digits" and a.digits_warmup >= 0:
+        overrides["optim.warmup_steps"] = a.digits_warmup
+      config = load(spec, overrides)
       dataset = data.make_dataset(config.data, config.seed)
       n = min(1000, dataset.size) if setup == "digits" else a.num_samples
       reference = dataset.reference(n)
       print(f"== {setup} {loss}: {steps} steps, metric {metric} "
             f"({n} samples)", flush=True)
-      rows, _, _ = train_curve(config, every, quality_fn(metric, reference),
-                               n, eval_steps=(1, 4),
-                               log=lambda s: print("  " + s, flush=True))
+      rows, _, state = train_curve(config, every,
+                                   quality_fn(metric, reference), n,
+                                   eval_steps=(1, 4),
+                                   log=lambda s: print("  " + s, flush=True))
       curves[loss] = rows
+      if a.save:
+        # Final state, for reuse (e.g. fmm_sampling_speed --digits_workdir).
+        workdir = os.path.join("runs", "fmm_bench",
+                               f"conv_{setup}_{loss}_{steps}")
+        ck = ckpt_lib.Checkpointer(workdir)
+        ck.save(steps, state, force=True)
+        ck.close()
+        print(f"  saved {workdir}", flush=True)
     if setup == "checkerboard":
       # The estimator's floor: two independent reference sets.
       ds = data.make_dataset(load(spec).data, 0)
@@ -205,9 +232,38 @@ def main():
   print_table(summary, ["setup", "threshold", "q", "lmd_steps", "emd_steps",
                         "emd_over_lmd"])
   print(extra)
+  summary, curves_all, extra = merge_previous(summary, curves_all, extra,
+                                              vars(a))
   print("wrote", write_result("fmm_convergence", summary,
                               {"curves": curves_all, **extra,
                                "args": vars(a)}))
+
+
+def merge_previous(summary, curves, extra, args):
+  """Keeps the rows and curves of setups not rerun now from an existing
+  results/fmm_convergence.json (setups are run separately on a busy CPU)."""
+  out_dir = os.environ.get("GCFLOW_BENCH_DIR", os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "results"))
+  path = os.path.join(out_dir, "fmm_convergence.json")
+  if not os.path.exists(path):
+    return summary, curves, extra
+  with open(path) as f:
+    old = json.load(f)
+  done = set(curves)
+  kept = [r for r in old.get("rows", []) if r.get("setup") not in done]
+  old_curves = {k: v for k, v in old.get("curves", {}).items()
+                if k not in done}
+  runs = {k: v for k, v in old.get("runs", {}).items() if k not in done}
+  if not runs and old_curves:   # a file written before `runs` existed
+    runs = {k: {"command": old.get("command"), "args": old.get("args"),
+                "date": old.get("machine", {}).get("date")}
+            for k in old_curves}
+  for k in done:
+    runs[k] = {"command": " ".join(sys.argv), "args": args,
+               "loadavg_at_end": os.getloadavg()}
+  extra = {**{k: v for k, v in old.items() if k.startswith(tuple(
+      f"{s}_" for s in old_curves))}, **extra, "runs": runs}
+  return kept + summary, {**old_curves, **curves}, extra
 
 
 if __name__ == "__main__":

@@ -57,6 +57,7 @@ def image_score(metric: str, reference: np.ndarray):
 
 
 def main():
+  load_start = os.getloadavg()  # shared host: report the contention
   ap = argparse.ArgumentParser()
   ap.add_argument("--datasets", default="digits,mnist")
   ap.add_argument("--latents", default="256,50")
@@ -96,7 +97,9 @@ def main():
   cols = ["dataset", "latent_dim", "steps", "metric", "initial", "final",
           "real_vs_ref", "f0_err_first", "f0_err_last", "train_sec"]
   print_table(table, cols)
-  path = write_result("gcm_latent", rows, {"table": table})
+  path = write_result("gcm_latent", rows, {
+      "table": table, "load_average": {"start": load_start,
+                                       "end": os.getloadavg()}})
   print(f"wrote {path}")
 
 

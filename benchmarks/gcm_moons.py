@@ -150,6 +150,7 @@ def summarize(curves: Dict[str, List[List[dict]]], metric: str, last: int
 
 
 def main():
+  load_start = os.getloadavg()  # shared host: report the contention
   ap = argparse.ArgumentParser()
   ap.add_argument("--steps", type=int, default=3500)
   ap.add_argument("--eval_every", type=int, default=350)
@@ -193,7 +194,10 @@ def main():
   path = write_result("gcm_moons", rows, {"table": table,
                                           "summary": summary,
                                           "baselines": baselines,
-                                          "config": CONFIG})
+                                          "config": CONFIG,
+                                          "load_average": {
+                                              "start": load_start,
+                                              "end": os.getloadavg()}})
   print(f"wrote {path}")
 
 

@@ -50,6 +50,7 @@ def overrides(setting: str):
 
 
 def main():
+  load_start = os.getloadavg()  # shared host: report the contention
   ap = argparse.ArgumentParser()
   ap.add_argument("--steps", type=int, default=2100)
   ap.add_argument("--eval_every", type=int, default=350)
@@ -86,7 +87,10 @@ def main():
   print_table(summary, list(summary[0]))
   path = write_result("gcm_schedule", rows, {"table": table,
                                              "summary": summary,
-                                             "config": CONFIG})
+                                             "config": CONFIG,
+                                             "load_average": {
+                                                 "start": load_start,
+                                                 "end": os.getloadavg()}})
   print(f"wrote {path}")
 
 

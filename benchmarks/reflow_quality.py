@@ -4,6 +4,7 @@ piecewise reflow + alignment (paper 003), at 1, 2 and 4 student steps.
 python benchmarks/reflow_quality.py [--datasets=checkerboard,digits]
     [--seeds=0,1,2] [--steps=checkerboard:600,digits:150] [--batch=0]
     [--variants=vanilla,align,piecewise_align] [--set=reflow.align_weight=1]
+    [--num_eval=0] [--name=reflow_quality]
 
 For every (dataset, variant, seed): builds the run from the variant's config
 exactly as the trainer does (`train.build`: teacher restored from
@@ -81,7 +82,8 @@ def student_path(dataset, variant, seed):
   return os.path.join(STUDENT_DIR, f"{dataset}_{variant}_seed{seed}.msgpack")
 
 
-def run_one(spec, dataset, seed, steps, batch, sets, save_to=None):
+def run_one(spec, dataset, seed, steps, batch, sets, save_to=None,
+            num_eval=0):
   config = config_utils.load_config(spec)
   config.unlock()
   config.seed = seed
@@ -95,6 +97,7 @@ def run_one(spec, dataset, seed, steps, batch, sets, save_to=None):
   step_fn = jax.jit(train.make_train_step(run.method, run.tx, config.ema),
                     donate_argnums=(0,))
   bs = config.train.batch_size
+  load_start = os.getloadavg()[0]
   t0 = time.perf_counter()
   metrics = None
   for s in range(steps):
@@ -107,10 +110,12 @@ def run_one(spec, dataset, seed, steps, batch, sets, save_to=None):
     with open(save_to + ".tmp", "wb") as f:
       f.write(serialization.to_bytes(jax.device_get(state.params)))
     os.replace(save_to + ".tmp", save_to)
-  n = NUM_EVAL[dataset]
+  n = num_eval or NUM_EVAL[dataset]
   reference = run.dataset.reference(n)
   sample = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
   out = {"train_s": train_s,
+         "loadavg_1m_start": load_start,
+         "loadavg_1m_end": os.getloadavg()[0],
          "final_loss_reflow": float(metrics["loss/reflow"]),
          "final_align_kl_sum": float(metrics.get("align/kl_sum", np.nan))}
   for m in SAMPLE_STEPS:
@@ -122,9 +127,9 @@ def run_one(spec, dataset, seed, steps, batch, sets, save_to=None):
   return out, run
 
 
-def teacher_rows(run, dataset):
+def teacher_rows(run, dataset, num_eval=0):
   teacher = run.teacher
-  n = NUM_EVAL[dataset]
+  n = num_eval or NUM_EVAL[dataset]
   reference = run.dataset.reference(n)
   rows = []
   for method, steps in (("heun", 50), ("euler", 1), ("euler", 2),
@@ -140,6 +145,63 @@ def teacher_rows(run, dataset):
   return rows
 
 
+def _summary_rows(per_run):
+  """mean ± std over seeds per (dataset, variant, sampling steps)."""
+  rows = []
+  keys = []
+  for r in per_run:
+    if (r["dataset"], r["variant"]) not in keys:
+      keys.append((r["dataset"], r["variant"]))
+  for dataset, variant in keys:
+    runs = [r for r in per_run
+            if r["dataset"] == dataset and r["variant"] == variant]
+    for m in SAMPLE_STEPS:
+      row = {"dataset": dataset, "variant": variant, "steps": m,
+             "num_seeds": len(runs), "seeds": [r["seed"] for r in runs]}
+      for met in METRICS[dataset]:
+        vals = np.asarray([r[f"{met}@{m}"] for r in runs])
+        row[met] = float(vals.mean())
+        row[f"{met}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.
+        row[f"{met} (mean±std)"] = f"{row[met]:.4g} ± {row[met + '_std']:.2g}"
+      row["train_s"] = float(np.mean([r["train_s"] for r in runs]))
+      rows.append(row)
+  return rows
+
+
+def merge(args):
+  """Aggregates the per-run rows of several result files (runs split per
+  variant/seed to use a shared machine's cores) into one result."""
+  import json  # pylint: disable=g-import-not-at-top
+  per_run, teacher, sources = [], [], []
+  for path in args.merge.split(","):
+    with open(path) as f:
+      obj = json.load(f)
+    sources.append({"file": os.path.basename(path),
+                    "command": obj.get("command"),
+                    "partial": obj.get("partial", False)})
+    for r in obj.get("per_run", []):
+      r = dict(r, source=os.path.basename(path))
+      r["variant"] = r["variant"] + r.get("tag", "")
+      per_run.append(r)
+    teacher += obj.get("teacher", [])
+  rows = _summary_rows(per_run)
+  for dataset in sorted({r["dataset"] for r in rows}):
+    print_table([r for r in rows if r["dataset"] == dataset],
+                ["dataset", "variant", "steps", "num_seeds"] +
+                [f"{m} (mean±std)" for m in METRICS[dataset]] + ["train_s"])
+    print()
+    if teacher:
+      print_table([r for r in teacher if r["dataset"] == dataset],
+                  ["dataset", "variant", "steps"] + list(METRICS[dataset]))
+  path = write_result(args.name, rows, {
+      "per_run": per_run, "teacher": teacher, "sources": sources,
+      "note": "merged from runs split per variant/seed (see sources and "
+              "each per_run row's command-line settings); online (non-EMA) "
+              "params after the stated steps from the teacher "
+              "initialisation; Euler sampling with 1/2/4 steps"})
+  print(f"wrote {path}")
+
+
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--datasets", default="checkerboard,digits")
@@ -152,10 +214,25 @@ def main():
   ap.add_argument("--set", action="append", default=[],
                   help="config override applied to every variant, k=v")
   ap.add_argument("--name", default="reflow_quality")
+  ap.add_argument("--teacher_rows", type=int, default=1,
+                  help="0: skip the teacher reference rows (e.g. in runs "
+                       "split per seed and merged with --merge)")
+  ap.add_argument("--tag", default="",
+                  help="suffix of the saved students' file names")
+  ap.add_argument("--merge", default="",
+                  help="comma-separated result JSONs of earlier (partial) "
+                       "runs: aggregate their per-run rows and write "
+                       "--name, without training")
+  ap.add_argument("--num_eval", type=int, default=0,
+                  help="samples per evaluation (0 = 4,000 checkerboard, "
+                       "1,000 digits); Sinkhorn cost grows as n²")
   args = ap.parse_args()
   steps_of = dict((k, int(v)) for k, v in
                   (s.split(":") for s in args.steps.split(",")))
   seeds = [int(s) for s in args.seeds.split(",")]
+  if args.merge:
+    merge(args)
+    return
   rows, per_run, teacher = [], [], []
   for dataset in args.datasets.split(","):
     run = None
@@ -165,12 +242,23 @@ def main():
       for seed in seeds:
         res, run = run_one(spec, dataset, seed, steps_of[dataset], args.batch,
                            args.set,
-                           save_to=student_path(dataset, variant, seed))
+                           save_to=student_path(dataset, variant + args.tag,
+                                                seed),
+                           num_eval=args.num_eval)
         per_run.append({"dataset": dataset, "variant": variant, "seed": seed,
-                        "config": spec, **res})
+                        "config": spec, "tag": args.tag,
+                        "train_steps": steps_of[dataset],
+                        "overrides": args.set,
+                        "num_eval": args.num_eval or NUM_EVAL[dataset],
+                        **res})
         print(f"{dataset} {variant} seed {seed}: " + ", ".join(
             f"{k}={v:.4g}" for k, v in res.items()), flush=True)
         results.append(res)
+        # Partial result after every run, so an interrupted benchmark still
+        # leaves its finished runs on disk (overwritten by the final write).
+        write_result(args.name, rows, {
+            "per_run": per_run, "partial": True, "seeds": seeds,
+            "train_steps": steps_of, "overrides": args.set})
       for m in SAMPLE_STEPS:
         row = {"dataset": dataset, "variant": variant, "steps": m}
         for met in METRICS[dataset]:
@@ -179,7 +267,8 @@ def main():
           row[f"{met}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.
         row["train_s"] = float(np.mean([r["train_s"] for r in results]))
         rows.append(row)
-    teacher += teacher_rows(run, dataset)
+    if args.teacher_rows:
+      teacher += teacher_rows(run, dataset, args.num_eval)
   cols = ["dataset", "variant", "steps"]
   for dataset in args.datasets.split(","):
     sub = [r for r in rows if r["dataset"] == dataset]
@@ -189,12 +278,14 @@ def main():
     print()
     print_table(sub, cols + [f"{m} (mean±std)" for m in METRICS[dataset]] +
                 ["train_s"])
-    print()
-    print_table([r for r in teacher if r["dataset"] == dataset],
-                cols + list(METRICS[dataset]))
+    trows = [r for r in teacher if r["dataset"] == dataset]
+    if trows:    # none with --teacher_rows=0
+      print()
+      print_table(trows, cols + list(METRICS[dataset]))
   path = write_result(args.name, rows, {
       "per_run": per_run, "teacher": teacher, "seeds": seeds,
       "train_steps": steps_of, "overrides": args.set,
+      "num_eval": args.num_eval or NUM_EVAL,
       "note": "online (non-EMA) params after --steps steps from the teacher "
               "initialisation; Euler sampling with 1/2/4 steps"})
   print(f"wrote {path}")

@@ -146,6 +146,8 @@ def main():
       print(f"{dataset} | {name}: {r['ms_per_step']:.1f} ms/step "
             f"(x{r['x_reflow']:.1f}), compile {r['compile_s']:.1f}s",
             flush=True)
+      # Partial result after every row (an interrupted run keeps its rows).
+      write_result("reflow_regulariser_cost", rows, {"partial": True})
   print()
   print_table(rows, ["dataset", "variant", "batch", "align_solve",
                      "compile_s", "ms_per_step", "ms_min", "x_reflow",

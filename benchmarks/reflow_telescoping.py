@@ -2,7 +2,8 @@ r"""The telescoping total-variation bound of paper 003 on the 2-D checkerboard:
 per-interval discrepancies vs the final-time distance.
 
 python benchmarks/reflow_telescoping.py [--variants=piecewise,piecewise_align]
-    [--seed=0] [--steps=600] [--n=200000] [--bins=50]
+    [--seed=0] [--steps=600] [--n=200000] [--bins=50] [--n_kl=20000]
+    [--teacher_steps=64] [--tags=variant:suffix,...] [--set=k=v ...]
 
 Bound (docs/reflow_marginal_alignment.md §6): with q_k the student's
 marginal after k intervals and ε_k = TV(Ψ_k # p_{t_k}, p_{t_{k+1}}) the
@@ -12,8 +13,9 @@ student's error on interval k applied to the *teacher's* marginal,
 For each K = 2 student (piecewise reflow without / with the regulariser;
 reused from benchmarks/reflow_quality.py's runs/bench_reflow/ if present,
 else trained for --steps steps):
-* teacher marginals p_t: the teacher ODE (RK4, 64 steps per interval) from
-  two independent noise sets A (fed to the student) and B (reference);
+* teacher marginals p_t: the teacher ODE (RK4, --teacher_steps steps per
+  interval) from two independent noise sets A (fed to the student) and B
+  (reference);
 * "sampler" maps Ψ_k: the K-step Euler sampler's step on interval k;
   "ODE" maps: the student ODE solved accurately (RK4, 32 steps) on
   [t_k, τ_k] (τ_{K-1} = 1 − ε, the regulariser's clamp);
@@ -22,8 +24,8 @@ else trained for --steps steps):
   histogram TV never exceeds the true TV of the two distributions; finite
   samples add the upward bias shown as the `floor` (TV between A and B
   teacher samples of the same marginal);
-* KL_k = mean κ (the regulariser's estimator, RK4 32 steps, exact
-  divergence), Pinsker term √(max(KL_k, 0)/2).
+* KL_k = mean κ over the first --n_kl points of A (the regulariser's
+  estimator, RK4 32 steps, exact divergence), Pinsker term √(max(KL_k, 0)/2).
 Prints the table and writes results/reflow_telescoping.json.
 """
 
@@ -68,24 +70,28 @@ def box_of(ref):
   return lo - pad, hi + pad
 
 
-def load_or_train(variant, seed, steps):
-  path = rq.student_path("checkerboard", variant, seed)
+def load_or_train(variant, seed, steps, sets=(), tag=""):
+  path = rq.student_path("checkerboard", variant + tag, seed)
   spec = rq.CONFIGS["checkerboard"][variant]
+  if not os.path.exists(path):
+    print(f"training {variant} (seed {seed}, {steps} steps)", flush=True)
+    rq.run_one(spec, "checkerboard", seed, steps, 0, list(sets),
+               save_to=path, num_eval=1000)
   config = config_utils.load_config(spec)
   config.unlock()
   config.seed = seed
+  config.train.steps = steps
+  rq._apply_sets(config, sets)  # pylint: disable=protected-access
   config.lock()
   run = train.build(config)
-  if not os.path.exists(path):
-    print(f"training {variant} (seed {seed}, {steps} steps)", flush=True)
-    rq.run_one(spec, "checkerboard", seed, steps, 0, [], save_to=path)
   template = jax.eval_shape(run.init_state).params
   with open(path, "rb") as f:
     params = serialization.from_bytes(template, f.read())
   return config, run, params
 
 
-def analyse(config, run, params, n, bins, key):
+def analyse(config, run, params, n, bins, key, n_kl=20000,
+            teacher_steps=64):
   r = config.reflow
   k_int = r.num_intervals
   knots = reflow.make_knots(k_int)
@@ -95,11 +101,18 @@ def analyse(config, run, params, n, bins, key):
   _, apply_fn, _ = make_network(config.model, (2,), 1)
   tvel = lambda x, t: teacher.velocity(teacher.params, x, t)
   score = lambda x, t: reflow.score_from_velocity(interp, tvel(x, t), x, t)
+  # Histogram samples need no log-density; only the n_kl points of the κ
+  # estimate carry the teacher's Δ^T (exact divergence, same solve).
   seg_fn = jax.jit(lambda x: reflow.teacher_segments(
-      tvel, x, knots, ends, 64, "rk4", track_logp=True))
+      tvel, x, knots, ends, teacher_steps, "rk4", track_logp=False))
+  seg_logp_fn = jax.jit(lambda x: reflow.teacher_segments(
+      tvel, x, knots, ends, teacher_steps, "rk4", track_logp=True))
   k_a, k_b = jax.random.split(key)
-  segs_a = seg_fn(jax.random.normal(k_a, (n, 2)))
+  x0_a = jax.random.normal(k_a, (n, 2))
+  segs_a = seg_fn(x0_a)
   segs_b = seg_fn(jax.random.normal(k_b, (n, 2)))
+  m = min(n, n_kl)
+  segs_kl = seg_logp_fn(x0_a[:m])
   sv = lambda x, t: apply_fn(params, x, jnp.broadcast_to(t, x.shape[:1]))
   rows, sum_samp, sum_ode, sum_pinsker = [], 0.0, 0.0, 0.0
   for k in range(k_int):
@@ -117,13 +130,13 @@ def analyse(config, run, params, n, bins, key):
     tv_o = hist_tv(np.asarray(y_o), ref_t, box_t, bins)
     floor = hist_tv(np.asarray(segs_a["align_states"][k]), ref_t, box_t,
                     bins)
-    # The regulariser's KL estimate (accurate solve) on 20k points.
-    m = min(n, 20000)
+    # The regulariser's KL estimate (accurate solve) on n_kl points.
     align = reflow.make_alignment_fn(lambda p, x, t: apply_fn(p, x, t),
                                      score, steps=32, method="rk4")
     kl, _ = jax.jit(lambda p: align(
-        p, x_k[:m], jnp.full((m,), knots[k]), jnp.full((m,), ends[k]),
-        segs_a["align_states"][k][:m], segs_a["delta_logp"][k][:m]))(params)
+        p, segs_kl["states"][k], jnp.full((m,), knots[k]),
+        jnp.full((m,), ends[k]), segs_kl["align_states"][k],
+        segs_kl["delta_logp"][k]))(params)
     kl = float(jnp.mean(kl))
     pinsker = float(np.sqrt(max(kl, 0.0) / 2))
     sum_samp += tv_s
@@ -158,15 +171,31 @@ def main():
   ap.add_argument("--steps", type=int, default=600)
   ap.add_argument("--n", type=int, default=200000)
   ap.add_argument("--bins", type=int, default=50)
+  ap.add_argument("--n_kl", type=int, default=20000,
+                  help="points for the κ (KL) estimate per interval")
+  ap.add_argument("--teacher_steps", type=int, default=64,
+                  help="teacher RK4 steps per interval (reference marginals)")
+  ap.add_argument("--name", default="reflow_telescoping")
+  ap.add_argument("--tags", default="",
+                  help="variant:tag,... student file suffixes (reflow_"
+                       "quality.py --tag), e.g. piecewise_align:_ab32")
+  ap.add_argument("--set", action="append", default=[],
+                  help="config override k=v, as in reflow_quality.py (use "
+                       "the same ones so the students are the same)")
   args = ap.parse_args()
   all_rows = []
+  tags = dict(t.split(":") for t in args.tags.split(",") if t)
   for variant in args.variants.split(","):
-    config, run, params = load_or_train(variant, args.seed, args.steps)
+    config, run, params = load_or_train(variant, args.seed, args.steps,
+                                        args.set, tags.get(variant, ""))
+    load0 = os.getloadavg()[0]
     rows = analyse(config, run, params, args.n, args.bins,
-                   jax.random.key(1000 + args.seed))
+                   jax.random.key(1000 + args.seed), args.n_kl,
+                   args.teacher_steps)
     for r in rows:
-      r["variant"] = variant
+      r["variant"] = variant + tags.get(variant, "")
       r["K"] = config.reflow.num_intervals
+      r["loadavg_1m"] = [load0, os.getloadavg()[0]]
     all_rows += rows
     print()
     print(f"{variant} (K = {config.reflow.num_intervals}, seed {args.seed})")
@@ -178,8 +207,10 @@ def main():
           f"{tot['tv_sampler']:.4f}: {fin['tv_sampler'] <= tot['tv_sampler']}"
           f"; (ODE) {fin['tv_ode']:.4f} <= {tot['tv_ode']:.4f}: "
           f"{fin['tv_ode'] <= tot['tv_ode']}", flush=True)
-  path = write_result("reflow_telescoping", all_rows, {
-      "n": args.n, "bins": args.bins, "seed": args.seed,
+  path = write_result(args.name, all_rows, {
+      "n": args.n, "n_kl": args.n_kl, "bins": args.bins, "seed": args.seed,
+      "teacher_steps": args.teacher_steps, "tags": tags,
+      "train_steps": args.steps, "overrides": args.set,
       "note": "histogram TVs (upward finite-sample bias ~ floor); Pinsker "
               "from the regulariser's KL estimate with an accurate solve"})
   print(f"wrote {path}")

@@ -8,7 +8,8 @@ Command:  python -m gcflow_jax.main --config=configs/checkerboard_fmm_direct.py 
 Hardware: CPU (2 cores); a few minutes, no teacher.
 Expected: no 2-D number in the paper, which finds direct training of a
 one-step map hard and uses several steps; our 1/2/4/8/16-step KLs are in
-benchmarks/results/fmm_steps_quality.json.
+benchmarks/results/fmm_steps_quality.json (measured: 0.594 at 1 step,
+0.561 at 8; 100k samples).
 Variants: `:smoke`.
 """
 

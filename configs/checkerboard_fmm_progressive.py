@@ -9,7 +9,8 @@ Command:  python -m gcflow_jax.main --config=configs/checkerboard_fmm_progressiv
 Hardware: CPU (2 cores); a few minutes (+ the shared teacher).
 Expected: no 2-D number in the FMM paper; the follow-up's checkerboard
 table has progressive (PSD) rows next to the Lagrangian ones. Ours in
-benchmarks/results/fmm_steps_quality.json.
+benchmarks/results/fmm_steps_quality.json (measured: 0.577 at 1 step,
+0.520 at 8; 100k samples).
 Variants: `:smoke` (60 steps: 15 per stage).
 """
 

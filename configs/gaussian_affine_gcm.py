@@ -6,10 +6,14 @@ Every A with A Aᵀ = Σ and b = μ matches exactly; there both losses vanish
 and f_0 = id.
 
 Command:  python -m gcflow_jax.main --config=configs/gaussian_affine_gcm.py --workdir=runs/gauss_affine_gcm
-Hardware: CPU (2 cores); about 2 minutes (N = 8, 2,800 steps).
-Expected: ‖mean(g) − μ‖ and ‖cov(g) − Σ‖_F/‖Σ‖_F of order 0.05 (no paper
-number; the paper's toy results are qualitative).
-Variants: `:smoke` (N = 2, 700 steps, ~30 s; the test of
+Hardware: CPU (2 cores); the N = 8, 2,800-step default was not timed here
+(`:smoke` took 172 s wall for the whole CLI run inside the slow test,
+load average 21-31 on the shared 2-core host).
+Expected: ‖mean(g) − μ‖ and ‖cov(g) − Σ‖_F/‖Σ‖_F small (no paper number;
+the paper's toy results are qualitative). Only `:smoke` is checked (the
+slow test asserts both < 0.15 / 0.2 at N = 2); the N = 8 default has not
+been run to completion here.
+Variants: `:smoke` (N = 2, 700 steps; the slow test of
 tests/methods/test_distribution_matching.py), `:diagonal` (A diagonal: the
 best diagonal fit cannot reproduce the correlation), `:orthogonal`.
 """
@@ -40,6 +44,8 @@ def get_config(arg=None):
   c.train.batch_size = 256
   c.train.log_every = 350
   c.train.checkpoint_every = 1400
+  # g#ρ0 vs ρ1 (eval.metrics) during training, not only at the end.
+  c.train.eval_every = 700
   c.eval.num_samples = 2000
   c.eval.metrics = ("sinkhorn", "mmd")
   if arg in (None, ""):
@@ -51,6 +57,7 @@ def get_config(arg=None):
     c.train.steps = 700
     c.train.log_every = 70
     c.train.checkpoint_every = 350
+    c.train.eval_every = 350
     c.eval.num_samples = 1000
   elif arg in ("diagonal", "orthogonal"):
     c.gcm.affine_structure = arg

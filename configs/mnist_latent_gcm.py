@@ -9,7 +9,12 @@ benchmarks/gcm_latent.py runs on CPU). Data: TFDS 'mnist' when prepared,
 else the official 10k test images in ../shared/data/mnist ('mnist_test').
 Expected: the paper shows samples (no number); eval/fd_mnist (Fréchet
 distance in the offline MNIST classifier's features) should fall well
-below that of the untrained decoder, with ‖g(z) − f_0(g(z))‖² -> 0.
+below that of the untrained decoder, with ‖g(z) − f_0(g(z))‖² -> 0. This
+config (SongUNet f, conv decoder, 21k steps) has NOT been run here. The
+CPU stand-in of benchmarks/gcm_latent.py (MLP f and MLP decoder, 700 steps)
+went from fd_mnist 32.4 to 24.9 (D = 256) and 32.1 to 25.4 (D = 50), real
+images 0.097, with ‖g − f_0(g)‖² (summed over 784 pixels) 126 -> 2.8 and
+123 -> 8.2: far from converged at that budget.
 Variants: `:z50` (D = 50), `:smoke`, `:z50_smoke` (MNIST-5k offline, MLP f,
 140 steps, ~1-2 min on CPU).
 """
@@ -51,6 +56,8 @@ def get_config(arg=None):
   c.train.batch_size = 128
   c.train.log_every = 700
   c.train.checkpoint_every = 3500
+  # g#ρ0 vs ρ1 (eval.metrics) during training, not only at the end.
+  c.train.eval_every = 3500
   c.eval.num_samples = 5000
   c.eval.batch_size = 500
   c.eval.metrics = ("fd_mnist", "kid_mnist")
@@ -63,6 +70,7 @@ def get_config(arg=None):
     c.train.batch_size = 64
     c.train.log_every = 35
     c.train.checkpoint_every = 70
+    c.train.eval_every = 70
     c.eval.num_samples = 200
     c.eval.batch_size = 200
   return c

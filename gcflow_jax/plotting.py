@@ -1,4 +1,4 @@
-"""PNG figures: 2-D scatter/density plots and image grids (matplotlib Agg)."""
+"""PNG figures: 2-D scatter/density plots and image grids (matplotlib)."""
 
 from __future__ import annotations
 
@@ -29,14 +29,15 @@ def save_samples_plot(path: str, samples: np.ndarray,
   2-D vectors: side-by-side scatter + 2-D histograms. Images: two grids.
   Other vectors: the first two coordinates.
   """
-  import matplotlib  # pylint: disable=g-import-not-at-top
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+  # The object API, not pyplot: no global backend switch (notebooks keep
+  # their inline backend) and nothing to close.
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   samples, reference = np.asarray(samples), np.asarray(reference)
   os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   if samples.ndim == 4:
     n = min(64, len(samples), len(reference))
-    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
+    fig = Figure(figsize=(10, 5.4))
+    axes = fig.subplots(1, 2)
     for ax, x, name in ((axes[0], reference[:n], "data"),
                         (axes[1], samples[:n], "samples")):
       g = image_grid(x)
@@ -52,7 +53,8 @@ def save_samples_plot(path: str, samples: np.ndarray,
     hi = np.percentile(finite, 99.5, axis=0) if len(finite) else [1, 1]
     pad = 0.1 * (np.asarray(hi) - np.asarray(lo))
     box = [[lo[0] - pad[0], hi[0] + pad[0]], [lo[1] - pad[1], hi[1] + pad[1]]]
-    fig, axes = plt.subplots(1, 3, figsize=(15, 5))
+    fig = Figure(figsize=(15, 5))
+    axes = fig.subplots(1, 3)
     axes[0].scatter(r[:, 0], r[:, 1], s=2, alpha=0.4, label="data")
     axes[0].scatter(s[:, 0], s[:, 1], s=2, alpha=0.4, label="samples")
     axes[0].legend(markerscale=5)
@@ -70,6 +72,5 @@ def save_samples_plot(path: str, samples: np.ndarray,
   fig.tight_layout()
   tmp = path + ".tmp.png"
   fig.savefig(tmp, dpi=80)
-  plt.close(fig)
   os.replace(tmp, path)
   return path

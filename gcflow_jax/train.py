@@ -212,9 +212,13 @@ def _init_from(run: _Run, path: str, state: TrainState) -> TrainState:
 
 
 # ------------------------------------------------------------------ eval --
-def _generate(run: _Run, params, extras, num: int, steps: int,
-              key: jax.Array) -> np.ndarray:
-  """Samples in chunks of eval.batch_size (one compile per chunk size)."""
+def generate(run: _Run, params, extras, num: int, steps: int,
+             key: jax.Array) -> np.ndarray:
+  """`num` samples of `run.method` with `params` and `steps` sampling steps,
+  as a host array, drawn in chunks of `eval.batch_size` (one compile per
+  chunk size). E.g. `generate(run, state.ema_params, state.extras, 1000, 2,
+  jax.random.key(0))`; `steps` may differ from the training config (flow
+  maps, consistency models: chosen after training)."""
   bs = min(run.config.eval.batch_size, num)
   fn = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
   out = []
@@ -235,7 +239,7 @@ def evaluate_state(run: _Run, state: TrainState, workdir: str,
   steps = config.eval.sample_steps or method.default_sample_steps
   n = config.eval.num_samples
   t0 = time.time()
-  samples = _generate(run, params, state.extras, n, steps,
+  samples = generate(run, params, state.extras, n, steps,
                       jax.random.fold_in(run.k_eval, int(state.step)))
   sample_time = time.time() - t0
   reference = run.dataset.reference(n)
@@ -445,7 +449,10 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
                 "steps": int(state.step), "train_sec": train_sec,
                 "resumed_from": start, "devices": jax.device_count(),
                 "final_train_loss": history[-1]["loss"] if history else None,
-                **{f"eval/{k}": v for k, v in final_scores.items()}}
+                **{f"eval/{k}": v for k, v in final_scores.items()},
+                # Window means at every log step of this process's segment
+                # (from `resumed_from`); the full curves are in TensorBoard.
+                "history": history}
       metric_writers.write_json_atomic(
           os.path.join(workdir, "metrics.json"), result)
       print("final: " + metric_writers.format_metrics(

@@ -608,9 +608,10 @@ def from_config(config, data_shape, teacher) -> Method:
   cache_np = None
   if r.pairs == "cache":
     from gcflow_jax.data import pair_cache  # pylint: disable=g-import-not-at-top
+    # cache_dir may name {K} and {seed}: one cache per (K, seed).
     cache = pair_cache.ensure_teacher_cache(
-        r.cache_dir.format(K=r.num_intervals, seed=config.seed), teacher, data_shape, num_intervals=r.num_intervals,
-        align_eps=r.align_eps,
+        r.cache_dir.format(K=r.num_intervals, seed=config.seed), teacher,
+        data_shape, num_intervals=r.num_intervals, align_eps=r.align_eps,
         steps=r.teacher_steps, method=r.teacher_method,
         track_logp=r.align_weight > 0 and r.estimate_value,
         divergence=r.divergence, num_probes=r.num_probes, probe=r.probe,

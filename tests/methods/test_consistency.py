@@ -157,6 +157,76 @@ def test_gc_loss_has_no_gradient_through_endpoint():
   assert float(g_p["w"]) != 0.0
 
 
+def _ot_oracle(params, xin, c_noise, key=None):
+  """Exact consistency function of the *OT-coupled* 1-D Gaussian process.
+
+  For x* ~ N(0, S²) the population OT coupling with z ~ N(0, 1) is the
+  monotone map x* = S z, so x_σ = (S + σ) z and f(x, σ) = (S + σ_min)/(S + σ)
+  x (scaled by 1 + a·g(σ) as in `_oracle`)."""
+  del key
+  sigma = jnp.exp(4.0 * c_noise)[:, None]
+  c_skip, c_out, c_in, _ = edm.consistency_scalings(sigma, SMIN, 0.5)
+  x = xin / c_in
+  k = (S + SMIN) / (S + sigma)
+  k = k * (1.0 + params["a"] * (sigma - SMIN) / (1.0 + sigma))
+  return (k * x - c_skip * x) / c_out
+
+
+def test_ot_loss_vanishes_at_ot_consistency_fn(x64):
+  """Minibatch OT must pair the *same* permuted noise with both the student
+  point x_{i+1} and the teacher point x_i, and permute the right array by
+  the right permutation: then the CT loss of the OT-coupled process's exact
+  consistency function is ~0 (up to the minibatch approximation of the
+  monotone map), far below the IC coupling's at the same function and below
+  OT's at the IC-exact one. Pairing x_i and x_{i+1} with different noise,
+  or permuting by π⁻¹, makes it O(IC). (Sinkhorn rounding quality is
+  tested in tests/math/test_couplings.py.)"""
+  x = S * jax.random.normal(jax.random.key(0), (256, 1), jnp.float64)
+  kw = dict(total_steps=1, s0=80, s1=80, huber_c=10.0, sigma_min=SMIN)
+  ot_ot = C.make_ict_loss(_ot_oracle, (1,), coupling="ot", **kw)
+  ic_ot = C.make_ict_loss(_ot_oracle, (1,), coupling="ic", **kw)
+  ot_ic = C.make_ict_loss(_oracle, (1,), coupling="ot", **kw)
+  p = {"a": jnp.asarray(0.0)}
+
+  @jax.jit
+  def losses(key):
+    return jnp.stack([jnp.mean(fn(p, {"x": x}, key, step=0)[0])
+                      for fn in (ot_ot, ic_ot, ot_ic)])
+
+  ot_at_ot, ic_at_ot, ot_at_ic = np.mean(
+      [np.asarray(losses(jax.random.key(i))) for i in range(3)], axis=0)
+  assert ot_at_ot < 0.02 * ic_at_ot
+  assert ot_at_ot < 0.1 * ot_at_ic
+
+
+def test_cd_with_edm_denoiser_teacher(x64, gauss_data):
+  """CD from an EDM denoiser teacher (instead of a flow-matching one): with
+  the exact Gaussian denoiser plugged in through the EDM preconditioning,
+  the loss vanishes at the exact consistency function."""
+
+  def den_net(params, xin, c_noise, key=None):
+    # The raw network F whose preconditioned output is E[x* | x_σ].
+    del params, key
+    sigma = jnp.exp(4.0 * c_noise)[:, None]
+    c_skip, c_out, c_in, _ = edm.denoiser_scalings(sigma, 0.5)
+    x = xin / c_in
+    return (S ** 2 / (S ** 2 + sigma ** 2) * x - c_skip * x) / c_out
+
+  v = edm.sigma_velocity_from_denoiser(
+      lambda p, x, s: edm.edm_denoiser_fn(den_net, p, x, s))
+  loss_fn = C.make_cd_loss(_oracle, v, (1,), total_steps=1, s0=640,
+                           s1=640, sigma_min=SMIN, solver="heun")
+
+  @jax.jit
+  def mean(a):
+    per_ex, _ = loss_fn({"a": a}, {"x": gauss_data}, jax.random.key(1),
+                        step=0, extras={"teacher": {}})
+    return jnp.mean(per_ex)
+
+  assert float(mean(0.0)) < 1e-6
+  assert float(mean(0.05)) > 1e3 * float(mean(0.0))
+
+
 def test_ot_coupling_lowers_pair_cost():
   net = lambda p, x, c, key=None: p * x  # noqa: E731
   loss_fn = C.make_ict_loss(net, (4,), total_steps=10, coupling="ot")
@@ -288,3 +358,86 @@ def test_from_config_cd_with_fm_teacher(x64):
   assert float(aux["cd/ct_gap"]) > 0
   with pytest.raises(ValueError, match="teacher"):
     C.from_config(c, (2,), None)
+
+
+_PAPER_CONFIGS = [f"configs/{d}_{c}.py" for d in
+                  ("cifar", "imagenet32", "celeba64", "lsun_church64")
+                  for c in ("ic", "ot", "gc")]
+
+
+@pytest.mark.parametrize("path", _PAPER_CONFIGS + ["configs/toy_ict.py",
+                                                   "configs/digits_gc.py"])
+def test_config_docstring_has_command_hardware_and_number(path):
+  import ast  # pylint: disable=g-import-not-at-top
+  import re  # pylint: disable=g-import-not-at-top
+  with open(path) as f:
+    doc = ast.get_docstring(ast.parse(f.read()))
+  assert "Command:" in doc and "gcflow_jax.main" in doc and path in doc
+  assert "Hardware:" in doc
+  assert "Expected" in doc
+  if path in _PAPER_CONFIGS:  # the paper's Table 1 FID
+    assert re.search(r"FID \d+\.\d+ ± \d", doc), path
+
+
+def test_cifar_configs_match_table3_and_dropout_variants():
+  from gcflow_jax import config_utils  # pylint: disable=g-import-not-at-top
+  cfg = {v: config_utils.load_config(v) for v in (
+      "configs/cifar_ic.py", "configs/cifar_ot.py", "configs/cifar_gc.py",
+      "configs/cifar_ic.py:equal_dropout",
+      "configs/cifar_gc.py:equal_dropout")}
+  for c in cfg.values():
+    assert (c.train.batch_size, c.train.steps) == (512, 100_000)
+    assert (c.optim.name, c.optim.lr, c.optim.weight_decay) == ("lion", 1e-4,
+                                                               0.0)
+    assert (c.ict.s0, c.ict.s1, c.ict.rho) == (10, 1280, 7.0)
+    assert (c.ict.sigma_min, c.ict.sigma_max) == (0.002, 80.0)
+    u = c.model.unet
+    assert (u.model_channels, tuple(u.channel_mult), u.num_blocks,
+            tuple(u.attn_resolutions)) == (128, (1, 2, 2), 3, ())
+    assert tuple(c.ict.sample_sigmas) == (0.821,)
+    assert (c.ema.schedule, c.ema.every) == ("warmup", 5)
+  ic, ot, gc = (cfg[f"configs/cifar_{m}.py"] for m in ("ic", "ot", "gc"))
+  assert (ic.ict.coupling, ot.ict.coupling, gc.ict.coupling) == (
+      "ic", "ot", "gc")
+  # Published dropout (IC 0.3, GC 0.0) and the equal-dropout variants.
+  assert (ic.model.dropout, ot.model.dropout, gc.model.dropout) == (
+      0.3, 0.3, 0.0)
+  assert cfg["configs/cifar_ic.py:equal_dropout"].model.dropout == 0.0
+  assert cfg["configs/cifar_gc.py:equal_dropout"].model.dropout == 0.3
+  assert (gc.ict.gc_mu, gc.ict.gc_source) == (0.5, "ema")
+
+
+@pytest.mark.slow
+def test_frozen_gc_endpoint_restored_from_checkpoint(tmp_path):
+  """Sec. 5.2: `gc_source='frozen'` restores a finished iCT-IC run (its EMA
+  parameters) into `extras['endpoint']` and the GC loss runs on it."""
+  from gcflow_jax import config_utils, train  # pylint: disable=g-import-not-at-top
+  ic = config_utils.load_config("configs/toy_ict.py:smoke")
+  with ic.unlocked():
+    ic.train.steps = 2
+    ic.train.plot = False
+    ic.eval.metrics = ()
+    ic.eval.num_samples = 16
+  wd = str(tmp_path / "ic")
+  train.train_and_evaluate(ic, wd)
+  saved = train.restore_state(ic, wd)
+  gc = config_utils.load_config("configs/toy_ict.py:smoke,gc")
+  with gc.unlocked():
+    gc.ict.gc_mu = 1.0
+    gc.ict.gc_source = "frozen"
+    gc.ict.gc_endpoint_workdir = wd
+    gc.ict.gc_endpoint_config = "configs/toy_ict.py:smoke"
+  m = C.from_config(gc, (2,))
+  params, extras = m.init(jax.random.key(0), None)
+  assert m.info["gc_endpoint"] == wd
+  for a, b in zip(jax.tree_util.tree_leaves(extras["endpoint"]),
+                  jax.tree_util.tree_leaves(saved.ema_params)):
+    np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+  x = jax.random.normal(jax.random.key(1), (16, 2))
+  per_ex, aux = jax.jit(lambda p, e: m.loss_fn(
+      p, {"x": x}, jax.random.key(2), step=0, extras=e))(params, extras)
+  assert np.isfinite(np.asarray(per_ex)).all()
+  assert float(aux["coupling/gc_fraction"]) == 1.0
+  # The GC endpoints are the frozen model's, not the data.
+  assert float(aux["coupling/cost"]) != pytest.approx(
+      float(aux["coupling/ic_cost"]))

@@ -158,19 +158,25 @@ def test_gaussian_consistency_fn_is_constant_along_the_flow(x64, key, c):
                              rtol=1e-12)
 
 
-def test_affine_optimum_generator_loss_zero(x64, key):
-  """g(z) = L z + μ with L Lᵀ = Σ and independent pairing: f_0 = id, so the
-  generator loss and its gradient are 0; a mis-scaled A = 1.5 L gives the
-  closed form ‖(1 − 1/1.5)(g − μ)‖²/N > 0. The consistency loss at the
-  exact f is the conditional-velocity noise, O(Δt²)."""
+@pytest.mark.parametrize("rotate", [False, True])
+def test_affine_optimum_generator_loss_zero(x64, key, rotate):
+  """g(z) = A z + μ with A Aᵀ = Σ (A = L the Cholesky factor, or A = L Q
+  with Q a random rotation: any such A is an optimum) and independent
+  pairing: f_0 = id, so the generator loss and its gradient are 0; a
+  mis-scaled 1.5 A gives the closed form ‖(1 − 1/1.5)(g − μ)‖²/N > 0. The
+  consistency loss at the exact f is the conditional-velocity noise,
+  O(Δt²)."""
   k1, k2, k3, k4 = jax.random.split(key, 4)
   mu = jnp.array([1.0, -1.0, 1.0])
   sigma = 0.5 * jnp.eye(3) + 0.5
   chol = jnp.linalg.cholesky(sigma)
+  if rotate:
+    q, _ = jnp.linalg.qr(jax.random.normal(k4, (3, 3)))
+    chol = chol @ q
+  np.testing.assert_allclose(chol @ chol.T, sigma, atol=1e-12)
   z = jax.random.normal(k1, (512, 3))
-  x1 = jax.random.normal(k2, (512, 3)) @ chol.T + mu
+  x1 = jax.random.normal(k2, (512, 3)) @ jnp.linalg.cholesky(sigma).T + mu
   t = jax.random.uniform(k3, (512,)) * 0.8
-  del k4
   g = lambda p, z: z @ (p * chol).T + mu
   f = dm.make_consistency_fn(dm.gaussian_consistency_fn(mu, 1.0))
   lg, grad = jax.value_and_grad(lambda p: jnp.mean(dm.generator_loss(
@@ -454,8 +460,8 @@ def test_configs_validate(spec):
 def _train_f(x0_shift, steps=300, seed=0, coupling="ot", scale=0.3,
              lr=2e-3):
   """Consistency-trains a perturbed f between moons + shift and moons with
-  random pairing; returns mean ‖f_0(x) − x‖² on fresh x ~ moons + shift
-  before and after."""
+  `coupling` pairing (f⁻ = sg f); returns mean ‖f_0(x) − x‖² on fresh
+  x ~ moons + shift before and after."""
   from configs import base  # pylint: disable=g-import-not-at-top
   from gcflow_jax.data import toy  # pylint: disable=g-import-not-at-top
   c = base.get_config()

@@ -295,6 +295,82 @@ def test_network_flow_map_is_identity_on_the_diagonal(emb):
   assert float(jnp.max(jnp.abs(fmap(params, x, s, s + 0.3) - x))) > 1e-3
 
 
+@pytest.mark.parametrize("system", SYSTEMS)
+def test_jvp_time_derivative_of_exact_map_matches_central_difference(
+    x64, system):
+  """Closed-form maps: the forward-mode ∂_t X (from `lagrangian_residual`)
+  equals a central difference of X in t, and equals b_t(X) (the ODE)."""
+  vel, fmap, p, _ = _system(system)
+  x, s, t = _points(jax.random.key(22), n=32, lo=0.1, hi=0.9)
+  v = lambda xx, tt: vel(p, xx, tt)  # noqa: E731
+  h = 1e-5
+
+  @jax.jit
+  def derivatives():
+    r, x_st = fm.lagrangian_residual(fmap, v, p, x, s, t)
+    dt = r + v(x_st, t)
+    fd = (fmap(p, x, s, t + h) - fmap(p, x, s, t - h)) / (2 * h)
+    return dt, fd, v(x_st, t)
+
+  dt, fd, b = derivatives()
+  np.testing.assert_allclose(dt, fd, rtol=1e-7, atol=1e-8)
+  np.testing.assert_allclose(dt, b, atol=1e-12)
+
+
+def _as_network(fmap_exact, time_embedding):
+  """The exact map written as the network v of X = x + (t − s) v, i.e.
+  v = (X_exact − x)/(t − s), reading its times the way `make_flow_map`
+  feeds them ('st': (s, t); 's_dt': (s, t − s))."""
+
+  def apply_fn(p, x, a, b, key=None):
+    del key
+    s, t = (a, b) if time_embedding == "st" else (a, a + b)
+    return (fmap_exact(p, x, s, t) - x) / fm.bcast(t - s, x)
+
+  return apply_fn
+
+
+@pytest.mark.parametrize("emb", fm.TIME_EMBEDDINGS)
+@pytest.mark.parametrize("kind", ["lmd", "emd"])
+def test_exact_map_through_the_parameterisation(x64, kind, emb):
+  """A network that represents the exact map, wrapped by `make_flow_map`
+  (X = x + (t − s) v, both time embeddings): zero loss, vanishing
+  gradient, loss growing with a perturbation of the network."""
+  vel, fexact, p, interp = _system("rotation")
+  fmap = fm.make_flow_map(_as_network(fexact, emb), emb)
+  x, s, t = _points(jax.random.key(23), n=32)
+  np.testing.assert_allclose(fmap(p, x, s, t), fexact(p, x, s, t),
+                             atol=1e-10)
+  make = flow_maps.make_lmd_loss if kind == "lmd" else flow_maps.make_emd_loss
+  loss_fn = make(fmap, vel, interp, order="both")
+  batch = _gauss_batch(jax.random.key(24), 128)
+  total = lambda q: jnp.mean(loss_fn(  # noqa: E731
+      q, batch, jax.random.key(25), extras={"teacher": p})[0])
+  # v = (X − x)/(t − s) loses digits for tiny gaps: a looser zero.
+  _check_zero_grad_and_growth(total, p, loss_tol=1e-16)
+
+
+def test_time_embeddings_feed_the_network_the_right_times(x64):
+  seen = {}
+
+  def apply_fn(params, x, a, b, key=None):
+    del params, key
+    seen["a"], seen["b"] = a, b
+    return jnp.ones_like(x)
+
+  x = jnp.zeros((3, 2))
+  s = jnp.array([0.1, 0.5, 0.9])
+  t = jnp.array([0.3, 0.2, 1.0])
+  for emb, second in (("st", t), ("s_dt", t - s)):
+    out = fm.make_flow_map(apply_fn, emb, time_scale=1000.0)(None, x, s, t)
+    np.testing.assert_allclose(seen["a"], 1000.0 * s)
+    np.testing.assert_allclose(seen["b"], 1000.0 * second)
+    # X = x + (t − s) v with v ≡ 1; time_scale does not rescale X.
+    np.testing.assert_allclose(out, np.broadcast_to((t - s)[:, None], x.shape))
+  with pytest.raises(ValueError):
+    fm.make_flow_map(apply_fn, "t_only")
+
+
 # ------------------------------------------------------------- sampling --
 
 

@@ -571,8 +571,9 @@ def test_loss_fn_shapes_metrics_and_no_retrace(divergence, pairs):
       x.dtype))
   loss_fn = reflow.make_reflow_loss(
       apply_fn, velocity, interp_lib.linear(), 2, teacher_steps=3,
-      align_weight=0.5, align_eps=0.05, divergence=divergence, num_probes=2,
-      align_warmup_steps=10, pair_source=pairs)
+      align_weight=0.5, align_eps=0.05, align_steps=2, align_method="heun",
+      divergence=divergence, num_probes=2, align_warmup_steps=10,
+      pair_source=pairs)   # Heun: half RK4's compile time, same structure
   extras = {"teacher": tparams}
   if pairs == "cache":
     segs = reflow.teacher_segments(
@@ -721,6 +722,11 @@ def test_from_config_with_a_teacher(tmp_path, pairs):
   from gcflow_jax.teachers import Teacher
   from gcflow_jax.models import make_network
   c = _config()
+  # Wiring test: a small net and cheap solves keep the compiles short.
+  c.model.mlp.hidden = (16, 16)
+  c.reflow.teacher_steps = 2
+  c.reflow.align_steps = 1
+  c.reflow.align_method = "heun"
   c.reflow.pairs = pairs
   c.reflow.cache_dir = str(tmp_path / "pairs_K{K}_seed{seed}")
   c.reflow.cache_num_pairs = 48

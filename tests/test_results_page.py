@@ -1,0 +1,37 @@
+"""docs/RESULTS.md is generated from benchmarks/results/*.json by
+scripts/make_results.py and must be regenerated when a result changes."""
+
+import importlib.util
+import json
+import os
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _script():
+  spec = importlib.util.spec_from_file_location(
+      "make_results", os.path.join(ROOT, "scripts", "make_results.py"))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+def test_results_page_is_up_to_date():
+  assert _script().main(["--check"]) == 0, (
+      "docs/RESULTS.md is stale: run python scripts/make_results.py")
+
+
+def test_page_carries_command_machine_and_numbers(tmp_path):
+  res = tmp_path / "results"
+  res.mkdir()
+  (res / "fmm_convergence.json").write_text(json.dumps({
+      "benchmark": "fmm_convergence", "command": "benchmarks/x.py --a=1",
+      "machine": {"backend": "gpu", "device_kind": "H100", "cpu_count": 16,
+                  "device_count": 1, "jax": "0.10.2",
+                  "date": "2026-01-02T03:04:05+00:00"},
+      "rows": [{"setup": "checkerboard", "emd_over_lmd": 2.4}]}))
+  text = _script().render(str(res))
+  assert "`python benchmarks/x.py --a=1`" in text
+  assert "gpu (H100)" in text and "2026-01-02T03:04:05" in text
+  assert "| checkerboard | 2.4 |" in text
+  assert "order of magnitude faster" in text     # the paper's claim beside
