@@ -26,7 +26,7 @@ import argparse
 import os
 import sys
 import time
-from typing import Callable, Dict, List, Optional
+from typing import Callable, Dict, List, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
@@ -129,6 +129,26 @@ def train_curve(config, eval_every: int, score: Callable[[np.ndarray], dict],
   return rows
 
 
+def train_curves(label: str, settings: List[str],
+                 overrides_of: Callable[[str], Dict[str, object]],
+                 seeds: List[int], args) -> Tuple[Dict[str, list], list]:
+  """Trains CONFIG once per (setting, seed) with `overrides_of(setting)`,
+  `args.steps` steps, scoring every `args.eval_every` steps on
+  `args.num_samples` samples. Returns ({setting: [curve per seed]}, rows)."""
+  curves, rows = {}, []
+  for setting in settings:
+    for seed in seeds:
+      cfg = load(CONFIG, {**overrides_of(setting), "seed": seed,
+                          "train.steps": args.steps})
+      print(f"== {label}={setting} seed={seed}", flush=True)
+      ref = np.asarray(train.build(cfg).dataset.reference(args.num_samples))
+      curve = train_curve(cfg, args.eval_every, vector_scores(ref),
+                          args.num_samples)
+      curves.setdefault(setting, []).append(curve)
+      rows += [{label: setting, "seed": seed, **r} for r in curve]
+  return curves, rows
+
+
 def summarize(curves: Dict[str, List[List[dict]]], metric: str, last: int
               ) -> List[dict]:
   """Per setting: mean ± std over seeds of the final `metric`, and of its
@@ -161,17 +181,9 @@ def main():
   seeds = [int(s) for s in args.seeds.split(",")]
   baselines = reference_scores(load(CONFIG), args.num_samples)
   print("baselines:", baselines, flush=True)
-  curves, rows = {}, []
-  for coupling in args.couplings.split(","):
-    for seed in seeds:
-      cfg = load(CONFIG, {"gcm.coupling": coupling, "seed": seed,
-                          "train.steps": args.steps})
-      print(f"== coupling={coupling} seed={seed}", flush=True)
-      ref = np.asarray(train.build(cfg).dataset.reference(args.num_samples))
-      curve = train_curve(cfg, args.eval_every, vector_scores(ref),
-                          args.num_samples)
-      curves.setdefault(coupling, []).append(curve)
-      rows += [{"coupling": coupling, "seed": seed, **r} for r in curve]
+  curves, rows = train_curves(
+      "coupling", args.couplings.split(","),
+      lambda coupling: {"gcm.coupling": coupling}, seeds, args)
   # Distance against steps: mean over seeds.
   table = []
   for coupling, runs in curves.items():

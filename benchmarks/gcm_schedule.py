@@ -33,10 +33,8 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
-from gcm_moons import (CONFIG, load, summarize, train_curve,  # noqa: E402  pylint: disable=g-import-not-at-top
-                       vector_scores)
+from gcm_moons import CONFIG, summarize, train_curves  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from gcflow_jax import train  # noqa: E402
 
 
 def overrides(setting: str):
@@ -60,17 +58,8 @@ def main():
   ap.add_argument("--num_samples", type=int, default=1000)
   args = ap.parse_args()
   seeds = [int(s) for s in args.seeds.split(",")]
-  curves, rows = {}, []
-  for setting in args.settings.split(","):
-    for seed in seeds:
-      cfg = load(CONFIG, {**overrides(setting), "seed": seed,
-                          "train.steps": args.steps})
-      print(f"== {setting} seed={seed}", flush=True)
-      ref = np.asarray(train.build(cfg).dataset.reference(args.num_samples))
-      curve = train_curve(cfg, args.eval_every, vector_scores(ref),
-                          args.num_samples)
-      curves.setdefault(setting, []).append(curve)
-      rows += [{"setting": setting, "seed": seed, **r} for r in curve]
+  curves, rows = train_curves("setting", args.settings.split(","),
+                              overrides, seeds, args)
   table = []
   for setting, runs in curves.items():
     for i, r in enumerate(runs[0]):
