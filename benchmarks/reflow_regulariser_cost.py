@@ -2,7 +2,8 @@ r"""Cost per training step of the marginal-alignment regulariser (paper 003):
 no regulariser vs exact divergence vs Hutchinson with 1 and 4 probes.
 
 python benchmarks/reflow_regulariser_cost.py [--datasets=checkerboard,digits]
-    [--steps=checkerboard:10,digits:3]
+    [--steps=checkerboard:10,digits:3] [--skip_exact=digits]
+    [--name=reflow_regulariser_cost]
 
 For each dataset the student is the network of its reflow config
 (checkerboard: 3×256 MLP, batch 256, regulariser solve 4 RK4 steps; digits:
@@ -122,6 +123,9 @@ def main():
   ap.add_argument("--steps", default="checkerboard:10,digits:3")
   ap.add_argument("--skip_exact", default="digits",
                   help="datasets whose exact-divergence row is skipped")
+  ap.add_argument("--name", default="reflow_regulariser_cost",
+                  help="result name (one file per dataset keeps the rows "
+                       "of runs made at different times apart)")
   args = ap.parse_args()
   steps_of = dict((k, int(v)) for k, v in
                   (s.split(":") for s in args.steps.split(",")))
@@ -147,12 +151,12 @@ def main():
             f"(x{r['x_reflow']:.1f}), compile {r['compile_s']:.1f}s",
             flush=True)
       # Partial result after every row (an interrupted run keeps its rows).
-      write_result("reflow_regulariser_cost", rows, {"partial": True})
+      write_result(args.name, rows, {"partial": True})
   print()
   print_table(rows, ["dataset", "variant", "batch", "align_solve",
                      "compile_s", "ms_per_step", "ms_min", "x_reflow",
                      "loadavg_1m", "note"])
-  path = write_result("reflow_regulariser_cost", rows, {
+  path = write_result(args.name, rows, {
       "note": "student-side cost only (pairs from an in-memory buffer); "
               "whole batch regularised; the machine is shared, see "
               "loadavg_1m"})

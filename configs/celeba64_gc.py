@@ -15,7 +15,7 @@ steps, Lion lr 8e-5, SongUNet 128 channels, mult (1, 2, 2, 2), blocks
 Variants: `smoke` (offline digits at 64×64×3, tiny UNet, CPU seconds).
 """
 
-from configs import base, cifar_ic
+from configs import base, cifar_ic, common
 
 
 def table4(c, dataset):
@@ -40,7 +40,7 @@ def table4(c, dataset):
 
 
 def get_config(arg=None):
-  variants = cifar_ic.parse_variants(arg, ("smoke",), "celeba64_gc.py")
+  variants = common.parse_variants(arg, ("smoke",), "celeba64_gc.py")
   c = base.get_config()
   table4(c, "celeba64")
   if "smoke" in variants:

@@ -9,10 +9,11 @@ Thin override of configs/celeba64_ic.py: exact minibatch OT on ‖x - z‖².
 Variants: `smoke`.
 """
 
-from configs import celeba64_ic
+from configs import celeba64_ic, common
 
 
 def get_config(arg=None):
+  common.parse_variants(arg, ("smoke",), "celeba64_ot.py")
   c = celeba64_ic.get_config(arg)
   c.ict.coupling = "ot"
   c.ict.ot_solver = "exact"

@@ -13,13 +13,11 @@ benchmarks/results/fmm_steps_quality.json (measured: 0.594 at 1 step,
 Variants: `:smoke`.
 """
 
-from configs import checkerboard_fmm_lmd
+from configs import checkerboard_fmm_lmd, common
 
 
 def get_config(arg=None):
-  if arg not in (None, "", "smoke"):
-    raise ValueError(f"configs/checkerboard_fmm_direct.py variant {arg!r} is "
-                     "not one of ('', 'smoke')")
+  common.parse_variants(arg, ("smoke",), "checkerboard_fmm_direct.py")
   c = checkerboard_fmm_lmd.get_config(arg)
   c.fmm.loss = "direct"
   c.fmm.time_order = "both"

@@ -13,13 +13,11 @@ steps).
 Variants: `:smoke`.
 """
 
-from configs import checkerboard_fmm_lmd
+from configs import checkerboard_fmm_lmd, common
 
 
 def get_config(arg=None):
-  if arg not in (None, "", "smoke"):
-    raise ValueError(f"configs/checkerboard_fmm_emd.py variant {arg!r} is not "
-                     "one of ('', 'smoke')")
+  common.parse_variants(arg, ("smoke",), "checkerboard_fmm_emd.py")
   c = checkerboard_fmm_lmd.get_config(arg)
   c.fmm.loss = "emd"
   return c

@@ -17,21 +17,19 @@ KL is 0.355 and bounds the student; data-vs-data floor 0.015).
 Variants: `:smoke` (60 steps, tiny MLP, the smoke teacher).
 """
 
-from configs import base
+from configs import base, common
 
 
 def get_config(arg=None):
+  smoke = "smoke" in common.parse_variants(arg, ("smoke",),
+                                           "checkerboard_fmm_lmd.py")
   c = base.get_config()
   c.method = "fmm"
-  c.data.name = "checkerboard"
-  c.model.name = "mlp"
-  c.model.mlp.hidden = (256, 256, 256)
+  common.checkerboard_mlp(c, smoke)
   # Time features of the student: the LMD/EMD/direct losses differentiate
   # the map in time (JVP), so keep the embedding frequencies moderate (the
   # teacher's 1000 makes ∂_t X large and noisy; sCM makes the same choice).
   c.model.mlp.time_scale = 30.0
-  c.teacher.config = "configs/toy_fm.py"
-  c.teacher.workdir = "runs/teacher_checkerboard_fm"
   c.optim.name = "adam"
   c.optim.lr = 1e-3
   c.optim.warmup_steps = 100
@@ -52,24 +50,11 @@ def get_config(arg=None):
   c.fmm.time_order = "forward"
   c.fmm.time_embedding = "st"
   c.fmm.sample_steps = 1
-  if arg in (None, ""):
-    pass
-  elif arg == "smoke":
-    c.model.mlp.hidden = (64, 64)
-    c.teacher.config = "configs/toy_fm.py:smoke"
-    c.teacher.workdir = "runs/teacher_checkerboard_fm_smoke"
+  if smoke:
     # The smoke teacher's EMA (decay 0.999 over 200 steps) is still close to
     # its zero-output init; distil its raw parameters instead.
     c.teacher.use_ema = False
-    c.train.steps = 60
-    c.train.batch_size = 256
-    c.train.log_every = 20
-    c.train.checkpoint_every = 30
-    c.optim.warmup_steps = 10
-    c.ema.decay = 0.9             # so the 60-step EMA is the trained model
-    c.eval.num_samples = 1000
-    c.eval.batch_size = 500
-  else:
-    raise ValueError(f"configs/checkerboard_fmm_lmd.py variant {arg!r} is not "
-                     "one of ('', 'smoke')")
+    # EMA decay 0.9: the 60-step EMA is the trained model.
+    common.schedule(c, steps=60, batch=256, log_every=20, checkpoint_every=30,
+                    eval_samples=1000, eval_batch=500, warmup=10, ema=0.9)
   return c

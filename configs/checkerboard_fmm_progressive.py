@@ -14,13 +14,11 @@ benchmarks/results/fmm_steps_quality.json (measured: 0.577 at 1 step,
 Variants: `:smoke` (60 steps: 15 per stage).
 """
 
-from configs import checkerboard_fmm_lmd
+from configs import checkerboard_fmm_lmd, common
 
 
 def get_config(arg=None):
-  if arg not in (None, "", "smoke"):
-    raise ValueError(f"configs/checkerboard_fmm_progressive.py variant "
-                     f"{arg!r} is not one of ('', 'smoke')")
+  common.parse_variants(arg, ("smoke",), "checkerboard_fmm_progressive.py")
   c = checkerboard_fmm_lmd.get_config(arg)
   c.fmm.loss = "progressive"
   c.fmm.progressive_k0 = 8

@@ -10,16 +10,12 @@ Variants: `:smoke`, `:k4` (K = 4), `:noalign` (piecewise reflow without the
 regulariser); comma-separated, e.g. `:smoke,k4`.
 """
 
-from configs import checkerboard_reflow_align
+from configs import checkerboard_reflow_align, common
 
 
 def get_config(arg=None):
-  variants = [a for a in (arg or "").split(",") if a]
-  for v in variants:
-    if v not in ("smoke", "k4", "noalign"):
-      raise ValueError(f"configs/checkerboard_piecewise_reflow_align.py "
-                       f"variant {v!r} is not one of ('', 'smoke', 'k4', "
-                       "'noalign')")
+  variants = common.parse_variants(arg, ("smoke", "k4", "noalign"),
+                                   "checkerboard_piecewise_reflow_align.py")
   c = checkerboard_reflow_align.get_config(
       "smoke" if "smoke" in variants else None)
   c.reflow.num_intervals = 4 if "k4" in variants else 2

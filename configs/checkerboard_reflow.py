@@ -12,18 +12,16 @@ benchmarks/results/reflow_quality.json.
 Variants: `:smoke` (60 steps, the smoke teacher, < 1 minute after it).
 """
 
-from configs import base
+from configs import base, common
 
 
 def get_config(arg=None):
+  smoke = "smoke" in common.parse_variants(arg, ("smoke",),
+                                           "checkerboard_reflow.py")
   c = base.get_config()
   c.method = "reflow"
-  c.data.name = "checkerboard"
   # The student is initialised from the teacher: same network as toy_fm.py.
-  c.model.name = "mlp"
-  c.model.mlp.hidden = (256, 256, 256)
-  c.teacher.config = "configs/toy_fm.py"
-  c.teacher.workdir = "runs/teacher_checkerboard_fm"
+  common.checkerboard_mlp(c, smoke)
   c.optim.name = "adam"
   c.optim.lr = 3e-4
   c.optim.warmup_steps = 100
@@ -49,21 +47,9 @@ def get_config(arg=None):
   c.reflow.cache_num_pairs = 65536
   c.reflow.cache_shard_size = 16384
   c.reflow.sample_method = "euler"
-  if arg in (None, ""):
-    pass
-  elif arg == "smoke":
-    c.model.mlp.hidden = (64, 64)
-    c.teacher.config = "configs/toy_fm.py:smoke"
-    c.teacher.workdir = "runs/teacher_checkerboard_fm_smoke"
-    c.train.steps = 60
-    c.train.batch_size = 256
-    c.train.log_every = 20
-    c.train.checkpoint_every = 30
-    c.eval.num_samples = 1000
+  if smoke:
+    common.schedule(c, steps=60, batch=256, log_every=20, checkpoint_every=30,
+                    eval_samples=1000, warmup=10)
     c.reflow.teacher_steps = 8
     c.reflow.pairs = "online"
-    c.optim.warmup_steps = 10
-  else:
-    raise ValueError(f"configs/checkerboard_reflow.py variant {arg!r} is not "
-                     "one of ('', 'smoke')")
   return c

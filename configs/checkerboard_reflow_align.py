@@ -13,15 +13,12 @@ Variants: `:smoke` (60 steps with the smoke teacher), `:hutchinson`
 (Hutchinson divergence, 1 Rademacher probe, instead of the exact trace).
 """
 
-from configs import checkerboard_reflow
+from configs import checkerboard_reflow, common
 
 
 def get_config(arg=None):
-  variants = [a for a in (arg or "").split(",") if a]
-  for v in variants:
-    if v not in ("smoke", "hutchinson"):
-      raise ValueError(f"configs/checkerboard_reflow_align.py variant {v!r} "
-                       "is not one of ('', 'smoke', 'hutchinson')")
+  variants = common.parse_variants(arg, ("smoke", "hutchinson"),
+                                   "checkerboard_reflow_align.py")
   c = checkerboard_reflow.get_config("smoke" if "smoke" in variants else None)
   c.reflow.align_weight = 0.1
   c.reflow.align_warmup_steps = 200

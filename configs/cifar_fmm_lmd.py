@@ -18,46 +18,22 @@ Variants: `smoke` (offline digits resized to 32×32×3, tiny UNet, 10 steps),
 `teacher`, `teacher_smoke`.
 """
 
-from configs import base
-
-
-def _data(c, smoke, data_name="cifar10"):
-  c.data.name = data_name
-  if smoke:
-    c.data.offline_fallback = "digits"
-    c.data.image_size = 32
-    c.data.channels = 3
+from configs import base, common
 
 
 def _model(c, smoke):
-  c.model.name = "unet"
-  c.model.dropout = 0.0 if smoke else 0.13
-  c.model.unet.model_channels = 16 if smoke else 128
-  c.model.unet.channel_mult = (1, 2) if smoke else (2, 2, 2)
-  c.model.unet.num_blocks = 1 if smoke else 4
-  c.model.unet.attn_resolutions = () if smoke else (16,)
-  c.model.unet.time_embedding = "st"
+  common.ddpmpp_unet(c, smoke, time_embedding="st")
 
 
 def teacher_config(smoke, data_name="cifar10"):
   """The flow-matching teacher on the same data and UNet (one time)."""
-  c = base.get_config()
-  c.method = "flow_matching"
-  _data(c, smoke, data_name)
-  _model(c, smoke)
+  c = common.fm_teacher(
+      lambda c: common.image32_data(c, smoke, data_name),
+      lambda c: _model(c, smoke), smoke,
+      full=dict(warmup=5000, ema=0.9999, steps=400_000, batch=512,
+                log_every=1000, checkpoint_every=10_000, eval_samples=50_000,
+                eval_batch=500, metrics=("fid", "kid")))
   c.interp.name = "linear"
-  c.optim.lr = 2e-4
-  c.optim.warmup_steps = 5000 if not smoke else 2
-  c.ema.decay = 0.9999 if not smoke else 0.9
-  c.train.steps = 400_000 if not smoke else 10
-  c.train.batch_size = 512 if not smoke else 16
-  c.train.log_every = 1000 if not smoke else 5
-  c.train.checkpoint_every = 10_000 if not smoke else 10
-  c.eval.num_samples = 50_000 if not smoke else 64
-  c.eval.batch_size = 500 if not smoke else 64
-  c.eval.metrics = ("fid", "kid") if not smoke else ()
-  c.sample.steps = 50 if not smoke else 4
-  c.sample.method = "heun"
   return c
 
 
@@ -65,22 +41,18 @@ def student_config(smoke, data_name, config_path, teacher_dir):
   """LMD distillation of `teacher_config` into a two-time flow map."""
   c = base.get_config()
   c.method = "fmm"
-  _data(c, smoke, data_name)
+  common.image32_data(c, smoke, data_name)
   _model(c, smoke)
   c.model.dropout = 0.0   # the distilled map is deterministic
-  c.teacher.config = f"{config_path}:{'teacher_smoke' if smoke else 'teacher'}"
-  c.teacher.workdir = teacher_dir + ("_smoke" if smoke else "")
-  c.optim.lr = 1e-4 if not smoke else 2e-4
-  c.optim.warmup_steps = 5000 if not smoke else 2
+  common.teacher_variant(c, smoke, config_path, teacher_dir)
   c.optim.grad_clip = 1.0
-  c.ema.decay = 0.9999 if not smoke else 0.9
-  c.train.steps = 200_000 if not smoke else 10
-  c.train.batch_size = 256 if not smoke else 16
-  c.train.log_every = 1000 if not smoke else 5
-  c.train.checkpoint_every = 10_000 if not smoke else 10
-  c.eval.num_samples = 50_000 if not smoke else 64
-  c.eval.batch_size = 500 if not smoke else 64
-  c.eval.metrics = ("fid", "kid") if not smoke else ()
+  if smoke:
+    common.schedule(c, **dict(common.SMOKE, lr=2e-4))
+  else:
+    common.schedule(c, lr=1e-4, warmup=5000, ema=0.9999, steps=200_000,
+                    batch=256, log_every=1000, checkpoint_every=10_000,
+                    eval_samples=50_000, eval_batch=500,
+                    metrics=("fid", "kid"))
   c.fmm.loss = "lmd"
   c.fmm.time_order = "forward"
   # Raw times in [0, 1] like the teacher (low-frequency embeddings keep the
@@ -91,12 +63,8 @@ def student_config(smoke, data_name, config_path, teacher_dir):
 
 
 def get_config(arg=None):
-  variants = [a for a in (arg or "").split(",") if a]
-  allowed = ("smoke", "teacher", "teacher_smoke")
-  for v in variants:
-    if v not in allowed:
-      raise ValueError(f"configs/cifar_fmm_lmd.py variant {v!r} is not one "
-                       f"of {('',) + allowed}")
+  variants = common.parse_variants(arg, ("smoke", "teacher", "teacher_smoke"),
+                                   "cifar_fmm_lmd.py")
   if "teacher" in variants or "teacher_smoke" in variants:
     return teacher_config("teacher_smoke" in variants)
   return student_config("smoke" in variants, "cifar10",

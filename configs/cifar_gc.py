@@ -20,13 +20,13 @@ Variants (comma-separated):
                  from runs/cifar_ic (configs/cifar_ic.py), GC only.
 """
 
-from configs import cifar_ic
+from configs import cifar_ic, common
 
 _ALLOWED = ("smoke", "equal_dropout", "online", "gc_only", "frozen")
 
 
 def get_config(arg=None):
-  variants = cifar_ic.parse_variants(arg, _ALLOWED, "cifar_gc.py")
+  variants = common.parse_variants(arg, _ALLOWED, "cifar_gc.py")
   c = cifar_ic.get_config("smoke" if "smoke" in variants else None)
   c.ict.coupling = "gc"
   c.ict.gc_mu = 0.5

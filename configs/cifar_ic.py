@@ -19,17 +19,9 @@ model's value, for a comparison at equal dropout).
 """
 
 from configs import base
+from configs.common import parse_variants
 
 _ALLOWED = ("smoke", "equal_dropout")
-
-
-def parse_variants(arg, allowed, name):
-  variants = [a.strip() for a in (arg or "").split(",") if a.strip()]
-  for v in variants:
-    if v not in allowed:
-      raise ValueError(f"configs/{name} variant {v!r} is not one of "
-                       f"{('',) + tuple(allowed)} (combine with commas)")
-  return variants
 
 
 def consistency_defaults(c):

@@ -14,11 +14,11 @@ Thin override of configs/cifar_ic.py (same dropout 0.3, as iCT-IC).
 Variants: `smoke`, `equal_dropout` (dropout 0.0), `sinkhorn`.
 """
 
-from configs import cifar_ic
+from configs import cifar_ic, common
 
 
 def get_config(arg=None):
-  variants = cifar_ic.parse_variants(
+  variants = common.parse_variants(
       arg, ("smoke", "equal_dropout", "sinkhorn"), "cifar_ot.py")
   c = cifar_ic.get_config(",".join(v for v in variants if v != "sinkhorn"))
   c.ict.coupling = "ot"

@@ -18,53 +18,25 @@ Variants: `smoke` (offline digits resized to 32×32×3, tiny UNet, 10 steps,
 a 256-pair cache), `teacher`, `teacher_smoke` (the flow-matching teachers).
 """
 
-from configs import base
+from configs import base, common
 
-
-def _model(c, smoke):
-  c.model.name = "unet"
-  c.model.dropout = 0.0 if smoke else 0.13
-  c.model.unet.model_channels = 16 if smoke else 128
-  c.model.unet.channel_mult = (1, 2) if smoke else (2, 2, 2)
-  c.model.unet.num_blocks = 1 if smoke else 4
-  c.model.unet.attn_resolutions = () if smoke else (16,)
-
-
-def _data(c, smoke):
-  c.data.name = "cifar10"
-  if smoke:
-    c.data.offline_fallback = "digits"
-    c.data.image_size = 32
-    c.data.channels = 3
+_NAME = "cifar_reflow_align.py"
 
 
 def _teacher(smoke):
-  c = base.get_config()
-  c.method = "flow_matching"
-  _data(c, smoke)
-  _model(c, smoke)
-  c.optim.lr = 2e-4
-  c.optim.warmup_steps = 5000 if not smoke else 5
-  c.ema.decay = 0.9999 if not smoke else 0.99
-  c.train.steps = 400_000 if not smoke else 30
-  c.train.batch_size = 512 if not smoke else 16
-  c.train.log_every = 1000 if not smoke else 10
-  c.train.checkpoint_every = 10_000 if not smoke else 30
-  c.eval.num_samples = 50_000 if not smoke else 64
-  c.eval.batch_size = 500 if not smoke else 64
-  c.eval.metrics = ("fid", "kid") if not smoke else ()
-  c.sample.steps = 50 if not smoke else 4
-  c.sample.method = "heun"
-  return c
+  return common.fm_teacher(
+      lambda c: common.image32_data(c, smoke),
+      lambda c: common.ddpmpp_unet(c, smoke), smoke,
+      full=dict(warmup=5000, ema=0.9999, steps=400_000, batch=512,
+                log_every=1000, checkpoint_every=10_000, eval_samples=50_000,
+                eval_batch=500, metrics=("fid", "kid")),
+      smoke_schedule=dict(warmup=5, ema=0.99, steps=30, log_every=10,
+                          checkpoint_every=30))
 
 
 def get_config(arg=None):
-  variants = [a for a in (arg or "").split(",") if a]
-  allowed = ("smoke", "teacher", "teacher_smoke")
-  for v in variants:
-    if v not in allowed:
-      raise ValueError(f"configs/cifar_reflow_align.py variant {v!r} is not "
-                       f"one of {('',) + allowed}")
+  variants = common.parse_variants(arg, ("smoke", "teacher", "teacher_smoke"),
+                                   _NAME)
   if "teacher" in variants:
     return _teacher(smoke=False)
   if "teacher_smoke" in variants:
@@ -72,23 +44,18 @@ def get_config(arg=None):
   smoke = "smoke" in variants
   c = base.get_config()
   c.method = "reflow"
-  _data(c, smoke)
-  _model(c, smoke)
+  common.image32_data(c, smoke)
+  common.ddpmpp_unet(c, smoke)
   c.model.dropout = 0.0   # deterministic student ODE for the regulariser
-  c.teacher.config = ("configs/cifar_reflow_align.py:teacher_smoke" if smoke
-                      else "configs/cifar_reflow_align.py:teacher")
-  c.teacher.workdir = ("runs/teacher_cifar_fm_smoke" if smoke
-                       else "runs/teacher_cifar_fm")
-  c.optim.lr = 5e-5 if not smoke else 1e-4
-  c.optim.warmup_steps = 1000 if not smoke else 2
-  c.ema.decay = 0.9999 if not smoke else 0.9
-  c.train.steps = 200_000 if not smoke else 10
-  c.train.batch_size = 512 if not smoke else 16
-  c.train.log_every = 1000 if not smoke else 5
-  c.train.checkpoint_every = 10_000 if not smoke else 10
-  c.eval.num_samples = 50_000 if not smoke else 64
-  c.eval.batch_size = 500 if not smoke else 64
-  c.eval.metrics = ("fid", "kid") if not smoke else ()
+  common.teacher_variant(c, smoke, "configs/" + _NAME,
+                         "runs/teacher_cifar_fm")
+  if smoke:
+    common.schedule(c, **dict(common.SMOKE, lr=1e-4))
+  else:
+    common.schedule(c, lr=5e-5, warmup=1000, ema=0.9999, steps=200_000,
+                    batch=512, log_every=1000, checkpoint_every=10_000,
+                    eval_samples=50_000, eval_batch=500,
+                    metrics=("fid", "kid"))
   c.eval.sample_steps = 1
   c.reflow.num_intervals = 1
   c.reflow.teacher_steps = 32 if not smoke else 2

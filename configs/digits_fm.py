@@ -8,19 +8,15 @@ benchmarks/results for measured values.
 Variants: `:smoke` (60 steps, tiny UNet).
 """
 
-from configs import base
+from configs import base, common
 
 
 def get_config(arg=None):
+  smoke = "smoke" in common.parse_variants(arg, ("smoke",), "digits_fm.py")
   c = base.get_config()
   c.method = "flow_matching"
   c.data.name = "digits"
-  c.model.name = "unet"
-  c.model.dropout = 0.0
-  c.model.unet.model_channels = 32
-  c.model.unet.channel_mult = (1, 2)
-  c.model.unet.num_blocks = 1
-  c.model.unet.attn_resolutions = ()
+  common.digits_unet(c, smoke)
   c.optim.lr = 2e-4
   c.optim.warmup_steps = 100
   c.ema.decay = 0.999
@@ -33,17 +29,8 @@ def get_config(arg=None):
   c.eval.metrics = ("fd_digits", "kid_digits")
   c.sample.steps = 20
   c.sample.method = "heun"
-  if arg in (None, ""):
-    pass
-  elif arg == "smoke":
-    c.model.unet.model_channels = 16
-    c.train.steps = 60
-    c.train.batch_size = 32
-    c.train.log_every = 20
-    c.train.checkpoint_every = 30
-    c.eval.num_samples = 200
+  if smoke:
+    common.schedule(c, steps=60, batch=32, log_every=20, checkpoint_every=30,
+                    eval_samples=200)
     c.sample.steps = 4
-  else:
-    raise ValueError(f"configs/digits_fm.py variant {arg!r} is not one of "
-                     "('', 'smoke')")
   return c

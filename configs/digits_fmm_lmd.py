@@ -15,28 +15,16 @@ Variants: `:smoke` (20 steps, tiny UNet, the smoke teacher), `:emd` (the
 Eulerian loss, same budget), `:emd,smoke`.
 """
 
-from configs import base
+from configs import base, common
 
 
 def get_config(arg=None):
-  variants = [a for a in (arg or "").split(",") if a]
-  for v in variants:
-    if v not in ("smoke", "emd"):
-      raise ValueError(f"configs/digits_fmm_lmd.py variant {v!r} is not one "
-                       "of ('', 'smoke', 'emd', 'emd,smoke')")
+  variants = common.parse_variants(arg, ("smoke", "emd"), "digits_fmm_lmd.py")
   smoke = "smoke" in variants
   c = base.get_config()
   c.method = "fmm"
-  c.data.name = "digits"
-  c.model.name = "unet"
-  c.model.dropout = 0.0
-  c.model.unet.model_channels = 32
-  c.model.unet.channel_mult = (1, 2)
-  c.model.unet.num_blocks = 1
-  c.model.unet.attn_resolutions = ()
-  c.model.unet.time_embedding = "st"
-  c.teacher.config = "configs/digits_fm.py"
-  c.teacher.workdir = "runs/teacher_digits_fm"
+  common.digits_teacher(c, smoke)
+  common.digits_unet(c, smoke, time_embedding="st")
   c.optim.lr = 2e-4
   c.optim.warmup_steps = 100
   c.optim.grad_clip = 1.0
@@ -55,16 +43,7 @@ def get_config(arg=None):
   c.fmm.time_scale = 1.0
   c.fmm.sample_steps = 1
   if smoke:
-    c.model.unet.model_channels = 16
-    c.teacher.config = "configs/digits_fm.py:smoke"
-    c.teacher.workdir = "runs/teacher_digits_fm_smoke"
     c.teacher.use_ema = False     # 60 steps: the teacher's EMA is ~its init
-    c.ema.decay = 0.9
-    c.train.steps = 20
-    c.train.batch_size = 32
-    c.train.log_every = 10
-    c.train.checkpoint_every = 10
-    c.optim.warmup_steps = 2
-    c.eval.num_samples = 200
-    c.eval.batch_size = 200
+    common.schedule(c, steps=20, batch=32, log_every=10, checkpoint_every=10,
+                    eval_samples=200, eval_batch=200, warmup=2, ema=0.9)
   return c

@@ -16,20 +16,16 @@ Variants (comma-separated): `smoke` (60 steps, 16 channels, ~1 min),
 `ic` | `ot` | `gc` (coupling).
 """
 
-from configs import base, cifar_ic
+from configs import base, cifar_ic, common
 
 
 def get_config(arg=None):
-  variants = cifar_ic.parse_variants(arg, ("smoke", "ic", "ot", "gc"),
-                                     "digits_gc.py")
+  variants = common.parse_variants(arg, ("smoke", "ic", "ot", "gc"),
+                                   "digits_gc.py")
   c = base.get_config()
   cifar_ic.consistency_defaults(c)
   c.data.name = "digits"
-  c.model.dropout = 0.0
-  c.model.unet.model_channels = 32
-  c.model.unet.channel_mult = (1, 2)
-  c.model.unet.num_blocks = 1
-  c.model.unet.attn_resolutions = ()
+  common.digits_unet(c, "smoke" in variants)
   c.optim.lr = 2e-4
   c.train.steps = 2000
   c.train.batch_size = 128
@@ -45,10 +41,6 @@ def get_config(arg=None):
     if v in ("ic", "ot", "gc"):
       c.ict.coupling = v
   if "smoke" in variants:
-    c.model.unet.model_channels = 16
-    c.train.steps = 60
-    c.train.batch_size = 32
-    c.train.log_every = 20
-    c.train.checkpoint_every = 30
-    c.eval.num_samples = 200
+    common.schedule(c, steps=60, batch=32, log_every=20, checkpoint_every=30,
+                    eval_samples=200)
   return c

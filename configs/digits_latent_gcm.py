@@ -17,32 +17,17 @@ than N = 64) by default, `:z50` for D = 50 < N; `:smoke`, `:z50_smoke`
 (140 steps = 2 cycles, small nets, ~1 min).
 """
 
-from configs import base
+from configs import base, common
 
 
 def get_config(arg=None):
-  variants = [a for a in (arg or "").replace(",", "_").split("_") if a]
-  for v in variants:
-    if v not in ("z50", "smoke"):
-      raise ValueError(f"configs/digits_latent_gcm.py variant {arg!r} is not "
-                       "one of ('', 'smoke', 'z50', 'z50_smoke')")
-  smoke = "smoke" in variants
   c = base.get_config()
-  c.method = "gcm"
-  c.data.name = "digits"
-  c.data.channels = 1
+  _, smoke = common.latent_gcm(c, "digits_latent_gcm.py", arg, "digits")
   # f_t(x) = x + (1 - t) F(x, t), F an MLP on the flattened image.
   c.model.name = "mlp"
   c.model.mlp.hidden = (512, 512, 512)
   c.model.mlp.time_dim = 64
-  c.gcm.latent_dim = 50 if "z50" in variants else 256
-  c.gcm.generator = "conv"
   c.gcm.generator_channels = (64, 32)      # 4x4 -> 8x8
-  c.gcm.generator_output = "tanh"          # images live in [-1, 1]
-  c.gcm.coupling = "ot"
-  c.gcm.dt = 0.05
-  c.gcm.t_f = 50
-  c.gcm.t_g = 20
   c.optim.lr = 1e-3
   c.ema.decay = 0.99
   c.train.steps = 4200
@@ -57,11 +42,5 @@ def get_config(arg=None):
   if smoke:
     c.model.mlp.hidden = (128, 128)
     c.gcm.generator_channels = (16, 8)
-    c.train.steps = 140
-    c.train.batch_size = 64
-    c.train.log_every = 35
-    c.train.checkpoint_every = 70
-    c.train.eval_every = 70
-    c.eval.num_samples = 200
-    c.eval.batch_size = 200
+    common.latent_gcm_smoke(c)
   return c

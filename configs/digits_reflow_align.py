@@ -14,28 +14,18 @@ Variants (comma-separated): `smoke` (20 steps, the smoke teacher), `vanilla`
 (λ_align = 0), `piecewise` (K = 2), `exact` (exact 64-JVP divergence).
 """
 
-from configs import base
+from configs import base, common
 
 
 def get_config(arg=None):
-  variants = [a for a in (arg or "").split(",") if a]
-  for v in variants:
-    if v not in ("smoke", "vanilla", "piecewise", "exact"):
-      raise ValueError(f"configs/digits_reflow_align.py variant {v!r} is not"
-                       " one of ('', 'smoke', 'vanilla', 'piecewise', "
-                       "'exact')")
+  variants = common.parse_variants(
+      arg, ("smoke", "vanilla", "piecewise", "exact"), "digits_reflow_align.py")
+  smoke = "smoke" in variants
   c = base.get_config()
   c.method = "reflow"
-  c.data.name = "digits"
   # Same UNet as configs/digits_fm.py (the student starts from the teacher).
-  c.model.name = "unet"
-  c.model.dropout = 0.0
-  c.model.unet.model_channels = 32
-  c.model.unet.channel_mult = (1, 2)
-  c.model.unet.num_blocks = 1
-  c.model.unet.attn_resolutions = ()
-  c.teacher.config = "configs/digits_fm.py"
-  c.teacher.workdir = "runs/teacher_digits_fm"
+  common.digits_teacher(c, smoke)
+  common.digits_unet(c, smoke)
   c.optim.lr = 1e-4
   c.optim.warmup_steps = 50
   c.ema.decay = 0.999
@@ -67,21 +57,14 @@ def get_config(arg=None):
   c.reflow.cache_dir = "runs/digits_reflow_pairs_K{K}_seed{seed}"
   c.reflow.cache_num_pairs = 8192
   c.reflow.cache_shard_size = 4096
-  if "smoke" in variants:
-    c.model.unet.model_channels = 16
-    c.teacher.config = "configs/digits_fm.py:smoke"
-    c.teacher.workdir = "runs/teacher_digits_fm_smoke"
-    c.train.steps = 20
-    c.train.batch_size = 32
-    c.train.log_every = 10
-    c.train.checkpoint_every = 20
-    c.eval.num_samples = 200
+  if smoke:
+    common.schedule(c, steps=20, batch=32, log_every=10, checkpoint_every=20,
+                    eval_samples=200, warmup=5)
     c.reflow.teacher_steps = 4
     c.reflow.align_warmup_steps = 5
     c.reflow.align_steps = 1
     c.reflow.align_batch = 8
     c.reflow.pairs = "online"
-    c.optim.warmup_steps = 5
   if "vanilla" in variants:
     c.reflow.align_weight = 0.0
   if "piecewise" in variants:

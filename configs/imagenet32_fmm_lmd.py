@@ -11,16 +11,12 @@ Variants: `smoke` (offline digits resized to 32×32×3, tiny UNet, 10 steps),
 `teacher`, `teacher_smoke`.
 """
 
-from configs import cifar_fmm_lmd
+from configs import cifar_fmm_lmd, common
 
 
 def get_config(arg=None):
-  variants = [a for a in (arg or "").split(",") if a]
-  allowed = ("smoke", "teacher", "teacher_smoke")
-  for v in variants:
-    if v not in allowed:
-      raise ValueError(f"configs/imagenet32_fmm_lmd.py variant {v!r} is not "
-                       f"one of {('',) + allowed}")
+  variants = common.parse_variants(arg, ("smoke", "teacher", "teacher_smoke"),
+                                   "imagenet32_fmm_lmd.py")
   smoke = "smoke" in variants or "teacher_smoke" in variants
   if "teacher" in variants or "teacher_smoke" in variants:
     c = cifar_fmm_lmd.teacher_config(smoke, "imagenet32")

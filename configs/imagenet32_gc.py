@@ -17,11 +17,11 @@ Setup (Table 5 and the published `imagenet_GC_mix50.yaml`): batch 512,
 Variants: `smoke` (offline digits at 32×32×3, tiny UNet, CPU seconds).
 """
 
-from configs import base, cifar_ic
+from configs import base, cifar_ic, common
 
 
 def get_config(arg=None):
-  variants = cifar_ic.parse_variants(arg, ("smoke",), "imagenet32_gc.py")
+  variants = common.parse_variants(arg, ("smoke",), "imagenet32_gc.py")
   c = base.get_config()
   cifar_ic.consistency_defaults(c)
   c.data.name = "imagenet32"

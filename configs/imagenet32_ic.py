@@ -10,10 +10,11 @@ Thin override of configs/imagenet32_gc.py: coupling 'ic', dropout
 Variants: `smoke`.
 """
 
-from configs import imagenet32_gc
+from configs import common, imagenet32_gc
 
 
 def get_config(arg=None):
+  common.parse_variants(arg, ("smoke",), "imagenet32_ic.py")
   c = imagenet32_gc.get_config(arg)
   c.ict.coupling = "ic"
   imagenet32_gc.set_ic_dropout(c, (0.0, 0.2, 0.2), arg)

@@ -9,10 +9,11 @@ Thin override of configs/imagenet32_ic.py: exact minibatch OT on ‖x - z‖².
 Variants: `smoke`.
 """
 
-from configs import imagenet32_ic
+from configs import common, imagenet32_ic
 
 
 def get_config(arg=None):
+  common.parse_variants(arg, ("smoke",), "imagenet32_ot.py")
   c = imagenet32_ic.get_config(arg)
   c.ict.coupling = "ot"
   c.ict.ot_solver = "exact"

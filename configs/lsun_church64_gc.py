@@ -12,11 +12,11 @@ Setup: Table 4, identical to configs/celeba64_gc.py but for the data.
 Variants: `smoke` (offline digits at 64×64×3, tiny UNet, CPU seconds).
 """
 
-from configs import base, celeba64_gc, cifar_ic
+from configs import base, celeba64_gc, cifar_ic, common
 
 
 def get_config(arg=None):
-  variants = cifar_ic.parse_variants(arg, ("smoke",), "lsun_church64_gc.py")
+  variants = common.parse_variants(arg, ("smoke",), "lsun_church64_gc.py")
   c = base.get_config()
   celeba64_gc.table4(c, "lsun_church64")
   if "smoke" in variants:

@@ -10,10 +10,11 @@ Thin override of configs/lsun_church64_gc.py: coupling 'ic', dropout
 Variants: `smoke`.
 """
 
-from configs import imagenet32_gc, lsun_church64_gc
+from configs import common, imagenet32_gc, lsun_church64_gc
 
 
 def get_config(arg=None):
+  common.parse_variants(arg, ("smoke",), "lsun_church64_ic.py")
   c = lsun_church64_gc.get_config(arg)
   c.ict.coupling = "ic"
   imagenet32_gc.set_ic_dropout(c, (0.0, 0.0, 0.2, 0.2), arg)

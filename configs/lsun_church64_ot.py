@@ -9,10 +9,11 @@ Thin override of configs/lsun_church64_ic.py: exact minibatch OT on ‖x - z‖�
 Variants: `smoke`.
 """
 
-from configs import lsun_church64_ic
+from configs import common, lsun_church64_ic
 
 
 def get_config(arg=None):
+  common.parse_variants(arg, ("smoke",), "lsun_church64_ot.py")
   c = lsun_church64_ic.get_config(arg)
   c.ict.coupling = "ot"
   c.ict.ot_solver = "exact"

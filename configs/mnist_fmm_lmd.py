@@ -13,7 +13,10 @@ Variants: `smoke` (offline MNIST-5k, tiny UNet, 10 steps), `teacher`,
 `teacher_smoke`.
 """
 
-from configs import base
+from configs import base, common
+
+_NAME = "mnist_fmm_lmd.py"
+_METRICS = ("fd_mnist", "kid_mnist")
 
 
 def _data(c, smoke):
@@ -26,41 +29,24 @@ def _data(c, smoke):
 
 
 def _model(c, smoke):
-  c.model.name = "unet"
-  c.model.dropout = 0.0 if smoke else 0.1
-  c.model.unet.model_channels = 16 if smoke else 64
-  c.model.unet.channel_mult = (1, 2) if smoke else (1, 2, 2)
-  c.model.unet.num_blocks = 1 if smoke else 2
-  c.model.unet.attn_resolutions = () if smoke else (14,)
+  if smoke:
+    common.unet(c, channels=16, mult=(1, 2), blocks=1)
+  else:
+    common.unet(c, channels=64, mult=(1, 2, 2), blocks=2, attn=(14,),
+                dropout=0.1)
 
 
 def _teacher(smoke):
-  c = base.get_config()
-  c.method = "flow_matching"
-  _data(c, smoke)
-  _model(c, smoke)
-  c.optim.lr = 2e-4
-  c.optim.warmup_steps = 1000 if not smoke else 2
-  c.ema.decay = 0.9999 if not smoke else 0.9
-  c.train.steps = 100_000 if not smoke else 10
-  c.train.batch_size = 128 if not smoke else 16
-  c.train.log_every = 1000 if not smoke else 5
-  c.train.checkpoint_every = 10_000 if not smoke else 10
-  c.eval.num_samples = 10_000 if not smoke else 64
-  c.eval.batch_size = 500 if not smoke else 64
-  c.eval.metrics = ("fd_mnist", "kid_mnist") if not smoke else ()
-  c.sample.steps = 50 if not smoke else 4
-  c.sample.method = "heun"
-  return c
+  return common.fm_teacher(
+      lambda c: _data(c, smoke), lambda c: _model(c, smoke), smoke,
+      full=dict(warmup=1000, ema=0.9999, steps=100_000, batch=128,
+                log_every=1000, checkpoint_every=10_000, eval_samples=10_000,
+                eval_batch=500, metrics=_METRICS))
 
 
 def get_config(arg=None):
-  variants = [a for a in (arg or "").split(",") if a]
-  allowed = ("smoke", "teacher", "teacher_smoke")
-  for v in variants:
-    if v not in allowed:
-      raise ValueError(f"configs/mnist_fmm_lmd.py variant {v!r} is not one "
-                       f"of {('',) + allowed}")
+  variants = common.parse_variants(arg, ("smoke", "teacher", "teacher_smoke"),
+                                   _NAME)
   if "teacher" in variants:
     return _teacher(smoke=False)
   if "teacher_smoke" in variants:
@@ -71,21 +57,15 @@ def get_config(arg=None):
   _data(c, smoke)
   _model(c, smoke)
   c.model.dropout = 0.0   # the distilled map is deterministic
-  c.teacher.config = ("configs/mnist_fmm_lmd.py:teacher_smoke" if smoke
-                      else "configs/mnist_fmm_lmd.py:teacher")
-  c.teacher.workdir = ("runs/teacher_mnist_fm_smoke" if smoke
-                       else "runs/teacher_mnist_fm")
-  c.optim.lr = 1e-4 if not smoke else 2e-4
-  c.optim.warmup_steps = 1000 if not smoke else 2
+  common.teacher_variant(c, smoke, "configs/" + _NAME,
+                         "runs/teacher_mnist_fm")
   c.optim.grad_clip = 1.0
-  c.ema.decay = 0.9999 if not smoke else 0.9
-  c.train.steps = 100_000 if not smoke else 10
-  c.train.batch_size = 128 if not smoke else 16
-  c.train.log_every = 1000 if not smoke else 5
-  c.train.checkpoint_every = 10_000 if not smoke else 10
-  c.eval.num_samples = 10_000 if not smoke else 64
-  c.eval.batch_size = 500 if not smoke else 64
-  c.eval.metrics = ("fd_mnist", "kid_mnist") if not smoke else ()
+  if smoke:
+    common.schedule(c, **dict(common.SMOKE, lr=2e-4))
+  else:
+    common.schedule(c, lr=1e-4, warmup=1000, ema=0.9999, steps=100_000,
+                    batch=128, log_every=1000, checkpoint_every=10_000,
+                    eval_samples=10_000, eval_batch=500, metrics=_METRICS)
   c.fmm.loss = "lmd"
   c.fmm.time_order = "forward"
   c.fmm.time_scale = 1.0

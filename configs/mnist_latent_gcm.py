@@ -19,37 +19,17 @@ Variants: `:z50` (D = 50), `:smoke`, `:z50_smoke` (MNIST-5k offline, MLP f,
 140 steps, ~1-2 min on CPU).
 """
 
-from configs import base
+from configs import base, common
 
 
 def get_config(arg=None):
-  variants = [a for a in (arg or "").replace(",", "_").split("_") if a]
-  for v in variants:
-    if v not in ("z50", "smoke"):
-      raise ValueError(f"configs/mnist_latent_gcm.py variant {arg!r} is not "
-                       "one of ('', 'smoke', 'z50', 'z50_smoke')")
-  smoke = "smoke" in variants
   c = base.get_config()
-  c.method = "gcm"
-  c.data.name = "mnist"
-  c.data.channels = 1
+  _, smoke = common.latent_gcm(c, "mnist_latent_gcm.py", arg, "mnist")
   c.data.offline_fallback = "mnist5k" if smoke else "mnist_test"
   # f_t(x) = x + (1 - t) F(x, t), F a small SongUNet (as the paper's
   # "small UNet").
-  c.model.name = "unet"
-  c.model.dropout = 0.0
-  c.model.unet.model_channels = 32
-  c.model.unet.channel_mult = (1, 2, 2)
-  c.model.unet.num_blocks = 1
-  c.model.unet.attn_resolutions = ()
-  c.gcm.latent_dim = 50 if "z50" in variants else 256
-  c.gcm.generator = "conv"
+  common.unet(c, channels=32, mult=(1, 2, 2), blocks=1)
   c.gcm.generator_channels = (128, 64, 32)   # 7x7 -> 14x14 -> 28x28
-  c.gcm.generator_output = "tanh"
-  c.gcm.coupling = "ot"
-  c.gcm.dt = 0.05
-  c.gcm.t_f = 50
-  c.gcm.t_g = 20
   c.optim.lr = 2e-4
   c.ema.decay = 0.999
   c.train.steps = 21_000
@@ -66,11 +46,5 @@ def get_config(arg=None):
     c.model.mlp.hidden = (256, 256)
     c.gcm.generator_channels = (16, 8, 8)
     c.optim.lr = 1e-3
-    c.train.steps = 140
-    c.train.batch_size = 64
-    c.train.log_every = 35
-    c.train.checkpoint_every = 70
-    c.train.eval_every = 70
-    c.eval.num_samples = 200
-    c.eval.batch_size = 200
+    common.latent_gcm_smoke(c)
   return c

@@ -28,6 +28,8 @@ class Teacher:
     interp: the name of the interpolant it was trained with.
     config: the teacher's own ConfigDict (for reference / logging).
     workdir: where it was restored from.
+    step: the training step of the restored checkpoint (identifies the
+      teacher in pair caches, next to `workdir`).
   """
 
   apply_fn: Callable[..., Any]
@@ -35,6 +37,7 @@ class Teacher:
   interp: str
   config: Any
   workdir: str
+  step: int = -1
 
   def velocity(self, params, x, t):
     """b_t(x) with t a scalar or [B]; pure, so it can be jitted and
@@ -61,14 +64,29 @@ def load(config, data_shape) -> Teacher:
     raise ValueError(f"teacher.config={tcfg.config!r} has method="
                      f"{teacher_config.method!r}; teachers are "
                      "'flow_matching' velocity fields")
-  if not train.has_checkpoint(tcfg.workdir):
+  command = (f"`python -m gcflow_jax.main --config={tcfg.config} "
+             f"--workdir={tcfg.workdir}`")
+  step = train.latest_step(tcfg.workdir)
+  if step is None:
     if not tcfg.train_if_missing:
       raise FileNotFoundError(
           f"teacher.workdir={tcfg.workdir!r} has no checkpoint and "
-          "teacher.train_if_missing=False; train it with `python -m "
-          f"gcflow_jax.main --config={tcfg.config} --workdir={tcfg.workdir}`")
+          f"teacher.train_if_missing=False; train it with {command}")
     print(f"[teacher] no checkpoint in {tcfg.workdir}: training "
           f"{tcfg.config} there first", flush=True)
+    train.train_and_evaluate(teacher_config, tcfg.workdir)
+  elif step < teacher_config.train.steps:
+    # An interrupted teacher run: distilling from it would silently give a
+    # different (worse) teacher than the config names.
+    if not tcfg.train_if_missing:
+      raise ValueError(
+          f"teacher.workdir={tcfg.workdir!r} stops at step {step} of "
+          f"{tcfg.config}'s train.steps={teacher_config.train.steps} (an "
+          f"interrupted run); finish it with {command} (it resumes), or set "
+          "teacher.train_if_missing=True to finish it here")
+    print(f"[teacher] {tcfg.workdir} stops at step {step} of "
+          f"{teacher_config.train.steps}: resuming {tcfg.config} there "
+          "first", flush=True)
     train.train_and_evaluate(teacher_config, tcfg.workdir)
   state = train.restore_state(teacher_config, tcfg.workdir)
   _, apply_fn, _ = make_network(teacher_config.model,
@@ -81,4 +99,5 @@ def load(config, data_shape) -> Teacher:
   params = state.ema_params if tcfg.use_ema else state.params
   return Teacher(apply_fn=apply_fn, params=params,
                  interp=teacher_config.interp.name, config=teacher_config,
-                 workdir=os.path.abspath(tcfg.workdir))
+                 workdir=os.path.abspath(tcfg.workdir),
+                 step=int(state.step))

@@ -50,9 +50,15 @@ def data_shape_of(config):
   return data.data_shape(config.data)
 
 
+def latest_step(workdir: str) -> int | None:
+  """Step of the newest checkpoint in `workdir` (None: no checkpoint)."""
+  if not workdir:
+    return None
+  return ckpt_lib.Checkpointer(workdir, create=False).latest_step()
+
+
 def has_checkpoint(workdir: str) -> bool:
-  return bool(workdir) and ckpt_lib.Checkpointer(
-      workdir, create=False).latest_step() is not None
+  return latest_step(workdir) is not None
 
 
 # ----------------------------------------------------------------- optim --

@@ -21,11 +21,23 @@ def test_every_config_file_loads_and_validates_its_smoke_variant():
   root = config_utils.repo_root()
   files = sorted(glob.glob(os.path.join(root, "configs", "*.py")))
   files = [f for f in files if os.path.basename(f) not in
-           ("base.py", "__init__.py")]
+           ("base.py", "common.py", "__init__.py")]
   assert files
   for f in files:
     c = config_utils.load_config(f + ":smoke")
     config_utils.validate(c, num_devices=1)
+
+
+def test_every_config_file_names_itself_and_its_variants_on_a_typo():
+  import glob
+  import os
+  root = config_utils.repo_root()
+  for f in sorted(glob.glob(os.path.join(root, "configs", "*.py"))):
+    name = os.path.basename(f)
+    if name in ("base.py", "common.py", "__init__.py"):
+      continue
+    with pytest.raises(ValueError, match=rf"configs/{name} variant .*smok"):
+      config_utils.load_config(f + ":smok")
 
 
 def test_locked_config_rejects_unknown_field():

@@ -183,3 +183,51 @@ def test_kill_minus_nine_and_rerun_gives_identical_params(tmp_path):
   b = train.restore_state(cfg, str(tmp_path / "run"))
   for x, y in zip(_leaves(a.params), _leaves(b.params)):
     np.testing.assert_array_equal(x, y)
+
+
+_TEACHER_CFG = '''
+from gcflow_jax import config_utils
+
+
+def get_config(arg=None):
+  c = config_utils.load_config("configs/toy_fm.py:smoke")
+  c.unlock()
+  c.train.steps = int(arg or 8)
+  c.train.batch_size = 32
+  c.train.log_every = 4
+  c.train.checkpoint_every = 4
+  c.eval.num_samples = 32
+  c.eval.metrics = ()
+  c.train.plot = False
+  c.model.mlp.hidden = (16, 16)
+  return c
+'''
+
+
+def test_interrupted_teacher_is_finished_before_distilling(tmp_path, capsys):
+  """A teacher workdir that stops short of its config's train.steps (a killed
+  teacher run) is resumed to the end, not silently distilled from; with
+  train_if_missing=False it is a clear error naming the field."""
+  from gcflow_jax import teachers  # pylint: disable=g-import-not-at-top
+  spec = tmp_path / "tiny_teacher.py"
+  spec.write_text(_TEACHER_CFG)
+  tdir = str(tmp_path / "teacher")
+  # The interrupted run: the same teacher, stopped after 4 of its 8 steps.
+  train.train_and_evaluate(config_utils.load_config(f"{spec}:4"), tdir)
+  assert train.latest_step(tdir) == 4
+  student = config_utils.load_config("configs/toy_fm.py:smoke")
+  student.unlock()
+  student.teacher.config = f"{spec}:8"
+  student.teacher.workdir = tdir
+  student.teacher.train_if_missing = False
+  with pytest.raises(ValueError, match=r"stops at step 4 .*train.steps=8"):
+    teachers.load(student, (2,))
+  assert train.latest_step(tdir) == 4
+  student.teacher.train_if_missing = True
+  capsys.readouterr()
+  teacher = teachers.load(student, (2,))
+  assert "resumed from checkpoint step 4" in capsys.readouterr().out
+  assert train.latest_step(tdir) == 8
+  finished = train.restore_state(config_utils.load_config(f"{spec}:8"), tdir)
+  for a, b in zip(_leaves(teacher.params), _leaves(finished.ema_params)):
+    np.testing.assert_array_equal(a, b)

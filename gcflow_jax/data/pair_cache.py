@@ -187,10 +187,13 @@ def generate(directory: str, segments_fn: Callable, meta: dict,
     want_id = {k: v for k, v in json.loads(json.dumps(want)).items()
                if k not in skip}
     if old_id != want_id:
+      diff = sorted(k for k in set(old_id) | set(want_id)
+                    if old_id.get(k) != want_id.get(k))
+      detail = "; ".join(f"{k}: cache {old_id.get(k)!r}, requested "
+                         f"{want_id.get(k)!r}" for k in diff)
       raise ValueError(
           f"pair cache {directory!r} was generated with different settings "
-          f"({old_id}) than requested ({want}); remove it or use another "
-          "reflow.cache_dir")
+          f"({detail}); remove it or use another reflow.cache_dir")
     if old.get("complete"):
       return PairCache(directory)
   _atomic_write_json(os.path.join(directory, "meta.json"),
@@ -266,7 +269,8 @@ def ensure_teacher_cache(directory: str, teacher, data_shape, *,
                    "divergence": divergence if track_logp else "",
                    "num_probes": num_probes if track_logp else 0,
                    "probe": probe if track_logp else ""},
-          "teacher_workdir": str(teacher.workdir), "seed": seed}
+          "teacher_workdir": str(teacher.workdir),
+          "teacher_step": int(getattr(teacher, "step", -1)), "seed": seed}
   jitted = jax.jit(segments_fn, static_argnums=1)
   key = jax.random.fold_in(jax.random.key(seed), 0x9A1C)   # cache stream
   # A run without the regulariser can use a cache that also holds Δ^T.

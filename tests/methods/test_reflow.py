@@ -647,6 +647,11 @@ def test_pair_cache_roundtrip_resume_and_mismatch(tmp_path):
   # Different settings: refused.
   with pytest.raises(ValueError, match="different settings"):
     pair_cache.generate(d, _fake_segments, dict(meta, extra=1), 23, 10, key)
+  # e.g. the teacher was trained further since: the message names the field.
+  with pytest.raises(ValueError, match=r"teacher_step: cache None, "
+                     r"requested 3000"):
+    pair_cache.generate(d, _fake_segments, dict(meta, teacher_step=3000), 23,
+                        10, key)
   # A complete cache holding more (Δ^T) serves a request without it, not
   # the other way round.
   d2 = str(tmp_path / "cache2")
@@ -670,13 +675,14 @@ def test_teacher_cache_holds_teacher_pairs(tmp_path, x64):
   from gcflow_jax.teachers import Teacher
   t = Teacher(apply_fn=None, params={}, interp="linear",
               config=None,
-              workdir=str(tmp_path))
+              workdir=str(tmp_path), step=7)
   t = dataclass_replace_velocity(t, teacher.velocity)
   c = pair_cache.ensure_teacher_cache(
       str(tmp_path / "c"), t, (D,), num_intervals=2, align_eps=0.1, steps=16,
       method="rk4", track_logp=True, divergence="exact", num_probes=1,
       probe="rademacher", hutchinson_mode="jvp", num_pairs=12, shard_size=5,
       seed=0)
+  assert c.meta["teacher_step"] == 7   # a retrained teacher is a new cache
   p = c.load()
   x0 = p["states"][:, 0].astype(np.float64)
   y1, _ = teacher.flow(x0, 0.0, 1.0)
