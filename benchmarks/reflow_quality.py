@@ -69,8 +69,14 @@ def _apply_sets(config, sets):
 
 
 def _score(samples, reference, dataset):
-  return evaluation.evaluate(samples, reference, list(METRICS[dataset]),
-                             progress=False)
+  """Metrics of `samples`; images are clipped to [-1, 1] first, as the
+  trainer's evaluation does, with the clipped fraction reported."""
+  extra = {}
+  if samples.ndim == 4:
+    extra["clipped_frac"] = float(np.mean(np.abs(samples) > 1.0))
+    samples = np.clip(samples, -1.0, 1.0)
+  return {**evaluation.evaluate(samples, reference, list(METRICS[dataset]),
+                                progress=False), **extra}
 
 
 STUDENT_DIR = os.path.join("runs", "bench_reflow")
@@ -122,7 +128,7 @@ def run_one(spec, dataset, seed, steps, batch, sets, save_to=None,
     x = np.asarray(sample(state.params, jax.random.fold_in(run.k_eval, m), n,
                           m))
     for k, v in _score(x, reference, dataset).items():
-      if k in METRICS[dataset]:
+      if k in METRICS[dataset] + ("clipped_frac",):
         out[f"{k}@{m}"] = float(v)
   return out, run
 
@@ -141,7 +147,8 @@ def teacher_rows(run, dataset, num_eval=0):
     sc = _score(x, reference, dataset)
     rows.append({"dataset": dataset, "variant": f"teacher {method}",
                  "steps": steps,
-                 **{k: float(sc[k]) for k in METRICS[dataset]}})
+                 **{k: float(sc[k]) for k in METRICS[dataset]
+                    + ("clipped_frac",) if k in sc}})
   return rows
 
 
@@ -164,6 +171,9 @@ def _summary_rows(per_run):
         row[f"{met}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.
         row[f"{met} (mean±std)"] = f"{row[met]:.4g} ± {row[met + '_std']:.2g}"
       row["train_s"] = float(np.mean([r["train_s"] for r in runs]))
+      if all(f"clipped_frac@{m}" in r for r in runs):
+        row["clipped_frac"] = float(np.mean(
+            [r[f"clipped_frac@{m}"] for r in runs]))
       rows.append(row)
   return rows
 
@@ -266,6 +276,9 @@ def main():
           row[met] = float(vals.mean())
           row[f"{met}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.
         row["train_s"] = float(np.mean([r["train_s"] for r in results]))
+        if f"clipped_frac@{m}" in results[0]:
+          row["clipped_frac"] = float(np.mean(
+              [r[f"clipped_frac@{m}"] for r in results]))
         rows.append(row)
     if args.teacher_rows:
       teacher += teacher_rows(run, dataset, args.num_eval)
@@ -277,7 +290,7 @@ def main():
         r[f"{met} (mean±std)"] = f"{r[met]:.4g} ± {r[met + '_std']:.2g}"
     print()
     print_table(sub, cols + [f"{m} (mean±std)" for m in METRICS[dataset]] +
-                ["train_s"])
+                ["clipped_frac", "train_s"])
     trows = [r for r in teacher if r["dataset"] == dataset]
     if trows:    # none with --teacher_rows=0
       print()

@@ -3,7 +3,7 @@ no regulariser vs exact divergence vs Hutchinson with 1 and 4 probes.
 
 python benchmarks/reflow_regulariser_cost.py [--datasets=checkerboard,digits]
     [--steps=checkerboard:10,digits:3] [--skip_exact=digits]
-    [--name=reflow_regulariser_cost]
+    [--name=reflow_regulariser_cost] [--rows=exact --update]
 
 For each dataset the student is the network of its reflow config
 (checkerboard: 3×256 MLP, batch 256, regulariser solve 4 RK4 steps; digits:
@@ -117,6 +117,34 @@ def measure(dataset, name, overrides, steps):
           "loadavg_1m": os.getloadavg()[0]}
 
 
+def _read_result(name):
+  """The existing result `name` ({} if none)."""
+  import json  # pylint: disable=g-import-not-at-top
+  out_dir = os.environ.get("GCFLOW_BENCH_DIR", os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "results"))
+  path = os.path.join(out_dir, f"{name}.json")
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def _merge_rows(old, new):
+  """`old` rows with the re-measured ones of `new` (same dataset and
+  variant) replacing them, in VARIANTS order. An existing plain row is kept:
+  every row's x_reflow is against the plain step of its own run (recorded
+  as plain_ms_same_run), so old ratios stay valid."""
+  merged = {(r["dataset"], r["variant"]): r for r in old}
+  for r in new:
+    key = (r["dataset"], r["variant"])
+    if r["variant"] == VARIANTS[0][0] and key in merged:
+      continue
+    merged[key] = r
+  order = {n: i for i, (n, _) in enumerate(VARIANTS)}
+  return sorted(merged.values(), key=lambda r: (r["dataset"],
+                                                order.get(r["variant"], 99)))
+
+
 def main():
   ap = argparse.ArgumentParser()
   ap.add_argument("--datasets", default="checkerboard,digits")
@@ -126,13 +154,30 @@ def main():
   ap.add_argument("--name", default="reflow_regulariser_cost",
                   help="result name (one file per dataset keeps the rows "
                        "of runs made at different times apart)")
+  ap.add_argument("--rows", default="",
+                  help="comma-separated substrings: measure only the "
+                       "variants whose name contains one (the plain reflow "
+                       "row is always measured, for the ratio)")
+  ap.add_argument("--update", action="store_true",
+                  help="keep the rows of an existing --name result that "
+                       "this run does not re-measure (e.g. add a slow row "
+                       "measured later)")
   args = ap.parse_args()
   steps_of = dict((k, int(v)) for k, v in
                   (s.split(":") for s in args.steps.split(",")))
+  wanted = [w for w in args.rows.split(",") if w]
+  old = _read_result(args.name) if args.update else {}
+  old_rows = old.get("rows", [])
+  # Commands that produced the rows kept from the existing result.
+  earlier = (old.get("earlier_commands", []) +
+             [old["command"]]) if old.get("command") else []
   rows = []
   for dataset in args.datasets.split(","):
     base = None
     for name, ov in VARIANTS:
+      if (wanted and ov.get("align_weight", 0.1) != 0.0 and
+          not any(w in name for w in wanted)):
+        continue
       if dataset in args.skip_exact.split(",") and ov.get(
           "divergence") == "exact":
         rows.append({"dataset": dataset, "variant": name,
@@ -146,17 +191,21 @@ def main():
       r = measure(dataset, name, ov, steps_of[dataset])
       base = base or r["ms_per_step"]
       r["x_reflow"] = r["ms_per_step"] / base
+      r["plain_ms_same_run"] = base
       rows.append(r)
       print(f"{dataset} | {name}: {r['ms_per_step']:.1f} ms/step "
             f"(x{r['x_reflow']:.1f}), compile {r['compile_s']:.1f}s",
             flush=True)
       # Partial result after every row (an interrupted run keeps its rows).
-      write_result(args.name, rows, {"partial": True})
+      write_result(args.name, _merge_rows(old_rows, rows),
+                   {"partial": True, "earlier_commands": earlier})
+  rows = _merge_rows(old_rows, rows)
   print()
   print_table(rows, ["dataset", "variant", "batch", "align_solve",
                      "compile_s", "ms_per_step", "ms_min", "x_reflow",
                      "loadavg_1m", "note"])
   path = write_result(args.name, rows, {
+      "earlier_commands": earlier,
       "note": "student-side cost only (pairs from an in-memory buffer); "
               "whole batch regularised; the machine is shared, see "
               "loadavg_1m"})

@@ -126,9 +126,11 @@ def get_config():
 
   # ------------------------------------------------------------- teacher --
   # Distillation methods (consistency distillation, flow-map distillation,
-  # reflow) load a frozen teacher from `workdir`; if it has no checkpoint
-  # and `train_if_missing`, the teacher is first trained there with
-  # `config` ('path/to/config.py' or 'path/to/config.py:variant').
+  # reflow) load a frozen teacher from `workdir`; if it has no checkpoint,
+  # or stops short of its config's train.steps (an interrupted run), and
+  # `train_if_missing`, the teacher is first trained (resumed) there with
+  # `config` ('path/to/config.py' or 'path/to/config.py:variant'); without
+  # `train_if_missing` either case is an error naming the command.
   c.teacher = ml_collections.ConfigDict()
   c.teacher.workdir = ""
   c.teacher.config = "configs/toy_fm.py"

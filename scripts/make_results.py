@@ -120,6 +120,8 @@ def _section(path: str) -> list:
   cmd = d.get("command")
   out.append(f"* Command: `python {cmd}`" if cmd else
              f"* Command: `python benchmarks/{name}.py`")
+  for earlier in d.get("earlier_commands") or []:
+    out.append(f"* Rows kept from an earlier run: `python {earlier}`")
   out.append(f"* Machine: {_machine(d)}")
   out.append(f"* Date: {date}")
   out.append(f"* Data: [`{rel}`](../{rel})")

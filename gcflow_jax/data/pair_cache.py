@@ -4,7 +4,10 @@ Reflow needs the teacher ODE integrated from noise for every pair; for large
 runs it pays to do this once. A cache directory holds
 
   meta.json              what was generated (knots, alignment times, teacher
-                         steps/method, data shape, layout, `complete`)
+                         workdir, checkpoint step and ODE steps/method, data
+                         shape, layout, `complete`); a request that differs
+                         in any of them (e.g. a teacher trained further) is
+                         refused with the differing fields named
   shard_00000.npy ...    float32 [n, F] rows, one pair per row:
                          states [K + 1, *shape] | align_states [K, *shape] |
                          delta_logp [K]   (F = (2K + 1) D + K)
