@@ -5,8 +5,10 @@ student's divergence uses Hutchinson's estimator (1 Rademacher probe, JVP).
 Command:  python -m gcflow_jax.main --config=configs/digits_reflow_align.py --workdir=runs/digits_reflow_align
           (trains the teacher into runs/teacher_digits_fm first if missing,
           ~10 CPU minutes)
-Hardware: CPU (2 cores); ~15 minutes for 1000 steps incl. the 8,192-pair
-cache; a GPU makes it a minute.
+Hardware: a GPU (not measured). On a 2-core CPU (measured 2026-11-23) the
+8,192-pair cache takes ~5 minutes, the compile ~2, and an aligned step
+~14 s (Hutchinson through 4 RK4 steps under the gradient), so 1000 steps
+take ~4 hours; `:vanilla` trained 100 steps in 46 s incl. compile.
 Expected: the paper reports no digits number (abstract only); measured
 1/2/4-step fd_digits vs. vanilla and piecewise reflow (3 seeds) is in
 benchmarks/results/reflow_quality.json.
