@@ -10,7 +10,8 @@ import sys
 
 import jax
 
-__all__ = ["machine_info", "write_result", "print_table"]
+__all__ = ["machine_info", "result_path", "read_result", "write_result",
+           "print_table"]
 
 
 def machine_info() -> dict:
@@ -33,11 +34,26 @@ def machine_info() -> dict:
   }
 
 
-def write_result(name: str, rows, extra=None) -> str:
+def result_path(name: str) -> str:
+  """results/<name>.json (or under $GCFLOW_BENCH_DIR)."""
   out_dir = os.environ.get("GCFLOW_BENCH_DIR", os.path.join(
       os.path.dirname(os.path.abspath(__file__)), "results"))
-  os.makedirs(out_dir, exist_ok=True)
-  path = os.path.join(out_dir, f"{name}.json")
+  return os.path.join(out_dir, f"{name}.json")
+
+
+def read_result(name: str) -> dict:
+  """The existing result `name` ({} if there is none), e.g. to keep the
+  rows a partial rerun does not replace."""
+  path = result_path(name)
+  if not os.path.exists(path):
+    return {}
+  with open(path) as f:
+    return json.load(f)
+
+
+def write_result(name: str, rows, extra=None) -> str:
+  path = result_path(name)
+  os.makedirs(os.path.dirname(path), exist_ok=True)
   obj = {"benchmark": name, "command": " ".join(sys.argv),
          "machine": machine_info(), "rows": rows, **(extra or {})}
   tmp = path + ".tmp"

@@ -34,7 +34,6 @@ keeping the rows and curves of setups not rerun from an existing file.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import time
@@ -45,7 +44,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
+from common import print_table, read_result, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 
 from gcflow_jax import checkpoint as ckpt_lib  # noqa: E402
 from gcflow_jax import config_utils, data, evaluation, sharding, train  # noqa: E402
@@ -242,13 +241,9 @@ def main():
 def merge_previous(summary, curves, extra, args):
   """Keeps the rows and curves of setups not rerun now from an existing
   results/fmm_convergence.json (setups are run separately on a busy CPU)."""
-  out_dir = os.environ.get("GCFLOW_BENCH_DIR", os.path.join(
-      os.path.dirname(os.path.abspath(__file__)), "results"))
-  path = os.path.join(out_dir, "fmm_convergence.json")
-  if not os.path.exists(path):
+  old = read_result("fmm_convergence")
+  if not old:
     return summary, curves, extra
-  with open(path) as f:
-    old = json.load(f)
   done = set(curves)
   kept = [r for r in old.get("rows", []) if r.get("setup") not in done]
   old_curves = {k: v for k, v in old.get("curves", {}).items()

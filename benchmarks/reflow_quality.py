@@ -178,6 +178,21 @@ def _summary_rows(per_run):
   return rows
 
 
+def _print_tables(rows, teacher):
+  """The summary (and teacher reference) table of every dataset."""
+  for dataset in sorted({r["dataset"] for r in rows}):
+    print()
+    print_table([r for r in rows if r["dataset"] == dataset],
+                ["dataset", "variant", "steps", "num_seeds"] +
+                [f"{m} (mean±std)" for m in METRICS[dataset]] +
+                ["clipped_frac", "train_s"])
+    trows = [r for r in teacher if r["dataset"] == dataset]
+    if trows:    # none with --teacher_rows=0
+      print()
+      print_table(trows, ["dataset", "variant", "steps"] +
+                  list(METRICS[dataset]))
+
+
 def merge(args):
   """Aggregates the per-run rows of several result files (runs split per
   variant/seed to use a shared machine's cores) into one result."""
@@ -195,14 +210,7 @@ def merge(args):
       per_run.append(r)
     teacher += obj.get("teacher", [])
   rows = _summary_rows(per_run)
-  for dataset in sorted({r["dataset"] for r in rows}):
-    print_table([r for r in rows if r["dataset"] == dataset],
-                ["dataset", "variant", "steps", "num_seeds"] +
-                [f"{m} (mean±std)" for m in METRICS[dataset]] + ["train_s"])
-    print()
-    if teacher:
-      print_table([r for r in teacher if r["dataset"] == dataset],
-                  ["dataset", "variant", "steps"] + list(METRICS[dataset]))
+  _print_tables(rows, teacher)
   path = write_result(args.name, rows, {
       "per_run": per_run, "teacher": teacher, "sources": sources,
       "note": "merged from runs split per variant/seed (see sources and "
@@ -243,12 +251,11 @@ def main():
   if args.merge:
     merge(args)
     return
-  rows, per_run, teacher = [], [], []
+  per_run, teacher = [], []
   for dataset in args.datasets.split(","):
     run = None
     for variant in args.variants.split(","):
       spec = CONFIGS[dataset][variant]
-      results = []
       for seed in seeds:
         res, run = run_one(spec, dataset, seed, steps_of[dataset], args.batch,
                            args.set,
@@ -263,38 +270,15 @@ def main():
                         **res})
         print(f"{dataset} {variant} seed {seed}: " + ", ".join(
             f"{k}={v:.4g}" for k, v in res.items()), flush=True)
-        results.append(res)
         # Partial result after every run, so an interrupted benchmark still
         # leaves its finished runs on disk (overwritten by the final write).
-        write_result(args.name, rows, {
+        write_result(args.name, _summary_rows(per_run), {
             "per_run": per_run, "partial": True, "seeds": seeds,
             "train_steps": steps_of, "overrides": args.set})
-      for m in SAMPLE_STEPS:
-        row = {"dataset": dataset, "variant": variant, "steps": m}
-        for met in METRICS[dataset]:
-          vals = np.asarray([r[f"{met}@{m}"] for r in results])
-          row[met] = float(vals.mean())
-          row[f"{met}_std"] = float(vals.std(ddof=1)) if len(vals) > 1 else 0.
-        row["train_s"] = float(np.mean([r["train_s"] for r in results]))
-        if f"clipped_frac@{m}" in results[0]:
-          row["clipped_frac"] = float(np.mean(
-              [r[f"clipped_frac@{m}"] for r in results]))
-        rows.append(row)
     if args.teacher_rows:
       teacher += teacher_rows(run, dataset, args.num_eval)
-  cols = ["dataset", "variant", "steps"]
-  for dataset in args.datasets.split(","):
-    sub = [r for r in rows if r["dataset"] == dataset]
-    for r in sub:
-      for met in METRICS[dataset]:
-        r[f"{met} (mean±std)"] = f"{r[met]:.4g} ± {r[met + '_std']:.2g}"
-    print()
-    print_table(sub, cols + [f"{m} (mean±std)" for m in METRICS[dataset]] +
-                ["clipped_frac", "train_s"])
-    trows = [r for r in teacher if r["dataset"] == dataset]
-    if trows:    # none with --teacher_rows=0
-      print()
-      print_table(trows, cols + list(METRICS[dataset]))
+  rows = _summary_rows(per_run)
+  _print_tables(rows, teacher)
   path = write_result(args.name, rows, {
       "per_run": per_run, "teacher": teacher, "seeds": seeds,
       "train_steps": steps_of, "overrides": args.set,

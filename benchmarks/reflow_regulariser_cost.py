@@ -32,7 +32,7 @@ import numpy as np
 import optax
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
+from common import print_table, read_result, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 
 from gcflow_jax import config_utils  # noqa: E402
 from gcflow_jax.math import interpolants as interp_lib  # noqa: E402
@@ -117,18 +117,6 @@ def measure(dataset, name, overrides, steps):
           "loadavg_1m": os.getloadavg()[0]}
 
 
-def _read_result(name):
-  """The existing result `name` ({} if none)."""
-  import json  # pylint: disable=g-import-not-at-top
-  out_dir = os.environ.get("GCFLOW_BENCH_DIR", os.path.join(
-      os.path.dirname(os.path.abspath(__file__)), "results"))
-  path = os.path.join(out_dir, f"{name}.json")
-  if not os.path.exists(path):
-    return {}
-  with open(path) as f:
-    return json.load(f)
-
-
 def _merge_rows(old, new):
   """`old` rows with the re-measured ones of `new` (same dataset and
   variant) replacing them, in VARIANTS order. An existing plain row is kept:
@@ -166,7 +154,7 @@ def main():
   steps_of = dict((k, int(v)) for k, v in
                   (s.split(":") for s in args.steps.split(",")))
   wanted = [w for w in args.rows.split(",") if w]
-  old = _read_result(args.name) if args.update else {}
+  old = read_result(args.name) if args.update else {}
   old_rows = old.get("rows", [])
   # Commands that produced the rows kept from the existing result.
   earlier = (old.get("earlier_commands", []) +

@@ -107,21 +107,20 @@ def digits_teacher(c, smoke):
                        else "runs/teacher_digits_fm")
 
 
-def fm_teacher(data_fn, model_fn, smoke, full, smoke_schedule=None,
-               sample_steps=50):
+def fm_teacher(data_fn, model_fn, smoke, full, smoke_schedule=None):
   """A flow-matching teacher config: `data_fn(c)`, `model_fn(c)`, then the
   `full` schedule (kwargs of `schedule`, lr 2e-4 unless given) or the
-  smoke one (`SMOKE` updated with `smoke_schedule`); Heun sampling with
-  `sample_steps` (4 in smoke runs)."""
+  smoke one (`SMOKE` updated with `smoke_schedule`); Heun sampling with 50
+  steps (4 in smoke runs)."""
   c = base.get_config()
   c.method = "flow_matching"
   data_fn(c)
   model_fn(c)
   if smoke:
-    schedule(c, **dict(SMOKE, lr=2e-4, **(smoke_schedule or {})))
+    schedule(c, **{**SMOKE, "lr": 2e-4, **(smoke_schedule or {})})
   else:
-    schedule(c, **dict(dict(lr=2e-4), **full))
-  c.sample.steps = 4 if smoke else sample_steps
+    schedule(c, **{"lr": 2e-4, **full})
+  c.sample.steps = 4 if smoke else 50
   c.sample.method = "heun"
   return c
 
@@ -137,12 +136,10 @@ def teacher_variant(c, smoke, config_path, workdir):
 def latent_gcm(c, name, arg, dataset):
   """A generator g: z (dimension 256, or 50 with `z50`) -> conv decoder ->
   tanh image, trained against f with minibatch-OT pairing and T_f/T_g =
-  50/20 (the latent configs of paper 000). Returns (variants, smoke)."""
-  variants = [a for a in (arg or "").replace(",", "_").split("_") if a]
-  for v in variants:
-    if v not in ("z50", "smoke"):
-      raise ValueError(f"configs/{name} variant {arg!r} is not one of ('', "
-                       "'smoke', 'z50', 'z50_smoke')")
+  50/20 (the latent configs of paper 000). Variants combine with '_' (as
+  in `z50_smoke`) or ','. Returns whether it is the smoke variant."""
+  variants = parse_variants((arg or "").replace("_", ","), ("smoke", "z50"),
+                            name)
   c.method = "gcm"
   c.data.name = dataset
   c.data.channels = 1
@@ -153,7 +150,7 @@ def latent_gcm(c, name, arg, dataset):
   c.gcm.dt = 0.05
   c.gcm.t_f = 50
   c.gcm.t_g = 20
-  return variants, "smoke" in variants
+  return "smoke" in variants
 
 
 def latent_gcm_smoke(c):

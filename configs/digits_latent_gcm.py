@@ -22,7 +22,7 @@ from configs import base, common
 
 def get_config(arg=None):
   c = base.get_config()
-  _, smoke = common.latent_gcm(c, "digits_latent_gcm.py", arg, "digits")
+  smoke = common.latent_gcm(c, "digits_latent_gcm.py", arg, "digits")
   # f_t(x) = x + (1 - t) F(x, t), F an MLP on the flattened image.
   c.model.name = "mlp"
   c.model.mlp.hidden = (512, 512, 512)

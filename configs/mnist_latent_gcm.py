@@ -24,7 +24,7 @@ from configs import base, common
 
 def get_config(arg=None):
   c = base.get_config()
-  _, smoke = common.latent_gcm(c, "mnist_latent_gcm.py", arg, "mnist")
+  smoke = common.latent_gcm(c, "mnist_latent_gcm.py", arg, "mnist")
   c.data.offline_fallback = "mnist5k" if smoke else "mnist_test"
   # f_t(x) = x + (1 - t) F(x, t), F a small SongUNet (as the paper's
   # "small UNet").

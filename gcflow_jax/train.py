@@ -246,7 +246,7 @@ def evaluate_state(run: _Run, state: TrainState, workdir: str,
   n = config.eval.num_samples
   t0 = time.time()
   samples = generate(run, params, state.extras, n, steps,
-                      jax.random.fold_in(run.k_eval, int(state.step)))
+                     jax.random.fold_in(run.k_eval, int(state.step)))
   sample_time = time.time() - t0
   reference = run.dataset.reference(n)
   scores: Dict[str, float] = {"sample_steps": float(steps),

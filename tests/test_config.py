@@ -1,5 +1,7 @@
 """Config loading and validation: bad input fails fast with the field named."""
 
+import glob
+import os
 import subprocess
 import sys
 import time
@@ -15,27 +17,25 @@ def _cfg(spec="configs/toy_fm.py:smoke"):
   return c
 
 
-def test_every_config_file_loads_and_validates_its_smoke_variant():
-  import glob
-  import os
-  root = config_utils.repo_root()
-  files = sorted(glob.glob(os.path.join(root, "configs", "*.py")))
+def _config_files():
+  """Every experiment config (not base.py / common.py / __init__.py)."""
+  files = sorted(glob.glob(os.path.join(config_utils.repo_root(), "configs",
+                                        "*.py")))
   files = [f for f in files if os.path.basename(f) not in
            ("base.py", "common.py", "__init__.py")]
   assert files
-  for f in files:
+  return files
+
+
+def test_every_config_file_loads_and_validates_its_smoke_variant():
+  for f in _config_files():
     c = config_utils.load_config(f + ":smoke")
     config_utils.validate(c, num_devices=1)
 
 
 def test_every_config_file_names_itself_and_its_variants_on_a_typo():
-  import glob
-  import os
-  root = config_utils.repo_root()
-  for f in sorted(glob.glob(os.path.join(root, "configs", "*.py"))):
+  for f in _config_files():
     name = os.path.basename(f)
-    if name in ("base.py", "common.py", "__init__.py"):
-      continue
     with pytest.raises(ValueError, match=rf"configs/{name} variant .*smok"):
       config_utils.load_config(f + ":smok")
 

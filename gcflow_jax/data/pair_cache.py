@@ -273,7 +273,7 @@ def ensure_teacher_cache(directory: str, teacher, data_shape, *,
                    "num_probes": num_probes if track_logp else 0,
                    "probe": probe if track_logp else ""},
           "teacher_workdir": str(teacher.workdir),
-          "teacher_step": int(getattr(teacher, "step", -1)), "seed": seed}
+          "teacher_step": int(teacher.step), "seed": seed}
   jitted = jax.jit(segments_fn, static_argnums=1)
   key = jax.random.fold_in(jax.random.key(seed), 0x9A1C)   # cache stream
   # A run without the regulariser can use a cache that also holds Δ^T.
