@@ -185,7 +185,8 @@ def inception_score_from_logits(logits: np.ndarray, splits: int = 10
   Args:
     logits: ``[N, K]`` (K = 1008 for the FID Inception; use its
       ``logits_unbiased`` like the OpenAI code).
-    splits: number of consecutive chunks (10 in the standard protocol).
+    splits: number of consecutive chunks (10 in the standard protocol);
+      chunk ``i`` is ``[i * N // splits, (i + 1) * N // splits)``.
 
   Returns:
     ``(mean, std)`` over chunks of ``exp(mean_x KL(p(y|x) || p(y)))``.
@@ -198,9 +199,12 @@ def inception_score_from_logits(logits: np.ndarray, splits: int = 10
   logp = logp - np.log(np.exp(logp).sum(axis=1, keepdims=True))
   p = np.exp(logp)
   scores = []
-  for idx in np.array_split(np.arange(n), splits):
-    py = p[idx].mean(axis=0)
+  for i in range(splits):
+    # The reference chunking (OpenAI code, torch-fidelity): boundaries at
+    # floor(i N / splits); np.array_split puts the remainder first instead.
+    part = slice(i * n // splits, (i + 1) * n // splits)
+    py = p[part].mean(axis=0)
     log_py = np.log(np.clip(py, 1e-300, None))
-    kl = np.sum(p[idx] * (logp[idx] - log_py), axis=1)
+    kl = np.sum(p[part] * (logp[part] - log_py), axis=1)
     scores.append(np.exp(kl.mean()))
   return float(np.mean(scores)), float(np.std(scores))

@@ -110,3 +110,16 @@ def test_inception_score_confident_balanced_is_num_classes(splits):
 def test_inception_score_rejects_too_many_splits():
   with pytest.raises(ValueError, match="splits"):
     inception_score_from_logits(np.zeros((5, 3)), splits=10)
+
+
+def test_inception_score_chunks_like_the_reference():
+  # N = 7 confident predictions in 3 splits: the reference chunks are
+  # [0:2], [2:4], [4:7] (boundaries floor(i N / splits)). For one-hot
+  # predictions exp(mean KL) = exp(entropy of the chunk's class histogram):
+  # classes (0, 1) -> 2, (0, 0) -> 1, (0, 1, 2) -> 3. np.array_split's
+  # chunks [0:3], [3:5], [5:7] would give (1.89, 1, 2) instead.
+  classes = np.array([0, 1, 0, 0, 0, 1, 2])
+  logits = 100.0 * np.eye(3)[classes]
+  mean, std = inception_score_from_logits(logits, splits=3)
+  np.testing.assert_allclose(mean, 2.0, rtol=1e-12)
+  np.testing.assert_allclose(std, np.sqrt(2.0 / 3.0), rtol=1e-12)
