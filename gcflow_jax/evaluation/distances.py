@@ -53,6 +53,8 @@ __all__ = [
     "exact_w2",
     "mmd_rbf",
     "median_bandwidth",
+    "default_sinkhorn_epsilon",
+    "default_mmd_bandwidths",
     "energy_distance",
     "kl_hist_2d",
     "transport_cost",
@@ -125,6 +127,19 @@ def _sinkhorn_div(x, y, epsilon, threshold, dense: bool, max_iterations: int):
   return div, jnp.all(jnp.asarray(out.converged))
 
 
+def default_sinkhorn_epsilon(y: np.ndarray,
+                             relative_epsilon: float = 0.01) -> float:
+  """``relative_epsilon * mean ||y_i - y_j||^2`` over (an even subset of) ``y``.
+
+  The default of `sinkhorn_divergence`, a function of the reference alone
+  (at most 1000 evenly spaced points, all pairs including ``i = j``).
+  """
+  ys = _subset(np.asarray(y))
+  eps = relative_epsilon * float(np.mean(_pairwise_sq(ys))) if (
+      ys.shape[0] > 1) else relative_epsilon
+  return max(eps, 1e-12)
+
+
 def sinkhorn_divergence(x: np.ndarray, y: np.ndarray, *,
                         epsilon: float | None = None,
                         relative_epsilon: float = 0.01,
@@ -146,10 +161,7 @@ def sinkhorn_divergence(x: np.ndarray, y: np.ndarray, *,
   """
   x, y = _check_pair(x, y, "sinkhorn", min_n=1)
   if epsilon is None:
-    ys = _subset(y)
-    epsilon = relative_epsilon * float(np.mean(_pairwise_sq(ys))) if (
-        ys.shape[0] > 1) else relative_epsilon
-    epsilon = max(epsilon, 1e-12)
+    epsilon = default_sinkhorn_epsilon(y, relative_epsilon)
   if epsilon <= 0:
     raise ValueError(f"sinkhorn epsilon must be > 0; got {epsilon}")
   # Translation does not change the cost; centring improves float32 accuracy.
@@ -267,6 +279,12 @@ def median_bandwidth(y: np.ndarray, max_points: int = 1000) -> float:
   return med if med > 0 else 1.0
 
 
+def default_mmd_bandwidths(y: np.ndarray) -> tuple[float, float, float]:
+  """``(0.5, 1, 2) * median_bandwidth(y)``: the default widths of `mmd_rbf`."""
+  med = median_bandwidth(y)
+  return (0.5 * med, med, 2.0 * med)
+
+
 def mmd_rbf(x: np.ndarray, y: np.ndarray, *,
             bandwidths: Sequence[float] | None = None,
             unbiased: bool = True) -> float:
@@ -284,8 +302,7 @@ def mmd_rbf(x: np.ndarray, y: np.ndarray, *,
   """
   x, y = _check_pair(x, y, "mmd", min_n=2)
   if bandwidths is None:
-    med = median_bandwidth(y)
-    bandwidths = (0.5 * med, med, 2.0 * med)
+    bandwidths = default_mmd_bandwidths(y)
   bandwidths = tuple(float(b) for b in np.atleast_1d(bandwidths))
   if not bandwidths or min(bandwidths) <= 0:
     raise ValueError(f"mmd bandwidths must be > 0; got {bandwidths}")

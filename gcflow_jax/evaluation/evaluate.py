@@ -641,8 +641,10 @@ def evaluate(
     kid_subsets: KID subsets (100).
     kid_subset_size: KID subset size (1000).
     is_splits: Inception Score splits (10).
-    sinkhorn_epsilon: absolute epsilon (default: relative to the reference).
-    mmd_bandwidths: RBF widths (default: median heuristic on the reference).
+    sinkhorn_epsilon: absolute epsilon (default: relative to the full
+      reference, computed once; see `distances.default_sinkhorn_epsilon`).
+    mmd_bandwidths: RBF widths (default: median heuristic on the full
+      reference, computed once; see `distances.default_mmd_bandwidths`).
     kl_bins: ``kl_hist`` grid size G.
     kl_box: ``kl_hist`` box (default: the reference's bounding box).
     progress: progress lines (default: only for long runs).
@@ -767,6 +769,15 @@ def evaluate(
                        "hold only mu/sigma (e.g. a pytorch-fid file). Compute "
                        "them with compute_reference_stats / --compute_stats.")
 
+  # Sinkhorn's epsilon and the MMD widths are functions of the full reference,
+  # fixed before any resampling: every set (and every model scored against
+  # this reference) uses the same ones, not those of its reference subset.
+  yv_full = _vectors(ref_x, ref_kind) if vector_metrics else None
+  if "sinkhorn" in vector_metrics and sinkhorn_epsilon is None:
+    sinkhorn_epsilon = distances.default_sinkhorn_epsilon(yv_full)
+  if "mmd" in vector_metrics and mmd_bandwidths is None:
+    mmd_bandwidths = distances.default_mmd_bandwidths(yv_full)
+
   per_set: list[dict[str, float]] = []
   for r, x in enumerate(sets):
     res: dict[str, float] = {}
@@ -789,7 +800,7 @@ def evaluate(
             subset_size=kid_subset_size, seed=r)
     if vector_metrics:
       xv = _vectors(x, kind)
-      yv = _vectors(ref_x, ref_kind)
+      yv = yv_full
       if yv.shape[0] > xv.shape[0]:  # a fresh reference subset per set
         idx = np.asarray(jax.random.permutation(
             jax.random.fold_in(k_ref, r), yv.shape[0]))[:xv.shape[0]]

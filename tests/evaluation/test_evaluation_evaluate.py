@@ -2,6 +2,7 @@
 
 import json
 import os
+import warnings
 
 import jax
 import jax.numpy as jnp
@@ -10,6 +11,7 @@ import pytest
 
 from gcflow_jax import evaluation
 from gcflow_jax.evaluation import cli
+from gcflow_jax.evaluation import distances
 from gcflow_jax.evaluation import features
 from gcflow_jax.evaluation import inception
 from gcflow_jax.evaluation.evaluate import make_extractor
@@ -54,20 +56,83 @@ def test_reference_stats_cache_and_stats_reference(digits, tmp_path):
     evaluation.evaluate(digits[:800], path, ["fd_mnist"])
 
 
-def test_sample_fn_resamplings_report_std():
-  ref = np.asarray(jax.random.normal(jax.random.key(1), (600, 2)))
-  sample_fn = jax.jit(lambda k, n: jax.random.normal(k, (n, 2)) + 0.1,
-                      static_argnums=1)
+def test_sample_fn_resamplings_known_values(monkeypatch):
+  # Every set is compared with the whole reference (same size, so no
+  # subsetting): each metric is then the distance function applied to the
+  # recorded set, and evaluate reports the mean and the ddof=1 std of those.
+  ref = np.asarray(jax.random.normal(jax.random.key(1), (250, 2)))
+  draw = jax.jit(lambda k, n: jax.random.normal(k, (n, 2)) + 0.1,
+                 static_argnums=1)
+  drawn = []
+
+  def sample_fn(k, n):
+    drawn.append(np.asarray(draw(k, n)))
+    return drawn[-1]
+
   out = evaluation.evaluate(
       sample_fn, ref, "sinkhorn,w2,mmd,energy,kl_hist", num_samples=250,
-      resamplings=2, batch_size=250, kl_bins=4, key=jax.random.key(0))
-  for m in ("sinkhorn", "w2", "mmd", "energy", "kl_hist"):
-    assert np.isfinite(out[m]) and out[m + "_std"] >= 0
-  assert out["num_samples"] == 250
-  again = evaluation.evaluate(sample_fn, ref, ["w2"], num_samples=250,
-                              resamplings=2, batch_size=250,
+      resamplings=3, batch_size=250, kl_bins=4, key=jax.random.key(0))
+  assert len(drawn) == 3 and out["num_samples"] == 250
+  assert not np.allclose(drawn[0], drawn[1])  # independent sets
+  eps = distances.default_sinkhorn_epsilon(ref)
+  bw = distances.default_mmd_bandwidths(ref)
+  fns = {"sinkhorn": lambda x: distances.sinkhorn_divergence(
+             x, ref, epsilon=eps),
+         "w2": lambda x: distances.exact_w2(x, ref),
+         "mmd": lambda x: distances.mmd_rbf(x, ref, bandwidths=bw),
+         "energy": lambda x: distances.energy_distance(x, ref),
+         "kl_hist": lambda x: distances.kl_hist_2d(x, ref, bins=4)}
+  for m, fn in fns.items():
+    with warnings.catch_warnings():
+      warnings.simplefilter("ignore", RuntimeWarning)  # kl_hist: few samples
+      vals = np.array([fn(x) for x in drawn])
+    assert out[m] == pytest.approx(vals.mean(), rel=1e-6, abs=1e-9), m
+    assert out[m + "_std"] == pytest.approx(vals.std(ddof=1), rel=1e-5), m
+  again = evaluation.evaluate(draw, ref, ["w2"], num_samples=250,
+                              resamplings=3, batch_size=250,
                               key=jax.random.key(0))
   assert again["w2"] == out["w2"]  # same key, same numbers
+
+
+def test_sinkhorn_epsilon_and_mmd_widths_come_from_the_full_reference(
+    monkeypatch):
+  # 250 samples against a 600-point reference: each resampling is scored
+  # against a random 250-point reference subset, but epsilon and the MMD
+  # widths are those of the full reference (docs/evaluation.md), the same for
+  # every set.
+  rng = np.random.default_rng(0)
+  ref = np.concatenate([rng.normal(size=(500, 2)),
+                        rng.normal(size=(100, 2)) * 3.0 + 4.0])
+  calls = {"sinkhorn": [], "mmd": []}
+  real = {"sinkhorn": distances.sinkhorn_divergence,
+          "mmd": distances.mmd_rbf}
+
+  def spy(name):
+    def fn(x, y, **kw):
+      v = real[name](x, y, **kw)
+      calls[name].append((np.array(x), np.array(y), v))
+      return v
+    return fn
+
+  monkeypatch.setattr(distances, "sinkhorn_divergence", spy("sinkhorn"))
+  monkeypatch.setattr(distances, "mmd_rbf", spy("mmd"))
+  out = evaluation.evaluate(
+      rng.normal(size=(500, 2)).astype(np.float32), ref, "sinkhorn,mmd",
+      num_samples=250, resamplings=2, key=jax.random.key(0))
+  eps = distances.default_sinkhorn_epsilon(ref)
+  bw = distances.default_mmd_bandwidths(ref)
+  for name, kw in (("sinkhorn", {"epsilon": eps}),
+                   ("mmd", {"bandwidths": bw})):
+    assert len(calls[name]) == 2
+    want = []
+    for x, y, _ in calls[name]:
+      assert y.shape == (250, 2)  # a reference subset
+      want.append(real[name](x, y, **kw))
+    assert out[name] == pytest.approx(np.mean(want), rel=1e-6), name
+  # The test can tell: the subsets' own defaults differ from the reference's.
+  y0 = calls["mmd"][0][1]
+  assert abs(distances.median_bandwidth(y0) / bw[1] - 1) > 1e-3
+  assert abs(distances.default_sinkhorn_epsilon(y0) / eps - 1) > 1e-3
 
 
 def test_image_vector_metrics_flatten(digits):
