@@ -17,7 +17,9 @@ Compute (and cache) reference statistics from a dataset ``.npz``::
 ``.npz`` inputs hold an array under ``samples`` (or a single array): images
 ``[N, H, W, C]`` (uint8, or float in [-1, 1]) or vectors ``[N, D]``. A
 reference ``.npz`` with ``mu``/``sigma`` is read as statistics. Errors in the
-inputs exit with status 2 and a one-line message.
+inputs (a missing, corrupt or non-NumPy file, a missing ``--reference``, an
+``--output`` that cannot be written) exit with status 2 and a message that
+names the argument; ``--output`` is checked before any work.
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ import os
 import sys
 from typing import Mapping, Sequence
 
-__all__ = ["main", "parse_args", "format_table", "write_json"]
+__all__ = ["main", "parse_args", "format_table", "write_json",
+           "check_output_path"]
 
 
 def _floats(s: str) -> list[float]:
@@ -106,14 +109,43 @@ def format_table(scores: Mapping[str, float]) -> str:
 
 
 def write_json(obj: Mapping[str, object], path: str) -> None:
-  """Atomic write: temporary file in the same directory, then ``os.replace``."""
+  """Atomic write: temporary file in the same directory, then ``os.replace``.
+
+  The temporary file is removed if anything fails (nothing is left behind,
+  and an existing ``path`` is kept as it was).
+  """
   d = os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
   tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(dict(obj), f, indent=2, sort_keys=False)
-    f.write("\n")
-  os.replace(tmp, path)
+  try:
+    with open(tmp, "w") as f:
+      json.dump(dict(obj), f, indent=2, sort_keys=False)
+      f.write("\n")
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.isfile(tmp):
+      os.remove(tmp)
+    raise
+
+
+def check_output_path(path: str, flag: str) -> None:
+  """Raises ``ValueError`` (naming ``flag``) if ``path`` cannot be written.
+
+  Run before any work: a directory, a parent that is a file, or a directory
+  we may not write to would otherwise fail only after scoring.
+  """
+  if os.path.isdir(path):
+    raise ValueError(f"{flag}: {path!r} is a directory; give a file path "
+                     f"(e.g. {os.path.join(path, 'scores.json')!r})")
+  d = os.path.dirname(os.path.abspath(path))
+  while not os.path.exists(d):  # the nearest existing ancestor gets the dirs
+    d = os.path.dirname(d)
+  if not os.path.isdir(d):
+    raise ValueError(f"{flag}: cannot write {path!r}: {d!r} is not a "
+                     "directory")
+  if not os.access(d, os.W_OK | os.X_OK):
+    raise ValueError(f"{flag}: cannot write {path!r}: directory {d!r} is not "
+                     "writable")
 
 
 def _box(v):
@@ -129,11 +161,16 @@ def _box(v):
 def _run(a: argparse.Namespace) -> int:
   import jax  # pylint: disable=g-import-not-at-top
   ev = importlib.import_module("gcflow_jax.evaluation.evaluate")
+  # Outputs first: a bad --output must not cost a scoring run.
+  if a.compute_stats:
+    check_output_path(a.compute_stats, "--compute_stats")
+  elif a.output:
+    check_output_path(a.output, "--output")
   if a.compute_stats:
     if not a.reference:
-      raise ValueError("--compute_stats needs --reference=DATASET.npz (the "
+      raise ValueError("--reference is required with --compute_stats (the "
                        "images to compute statistics of)")
-    images = ev.load_array(a.reference, "reference")
+    images = ev.load_array(a.reference, "--reference")
     st = ev.compute_reference_stats(
         images, a.extractor, quantize=not a.no_quantize, protocol=a.protocol,
         inception_weights=a.inception_weights, batch_size=a.batch_size,
@@ -145,10 +182,18 @@ def _run(a: argparse.Namespace) -> int:
     return 0
   if not a.samples:
     raise ValueError("--samples is required (or --compute_stats)")
-  samples = ev.load_array(a.samples, "samples")
-  reference = ev.load_reference(a.reference) if a.reference else None
+  try:
+    metrics = ev.split_metrics(a.metrics)
+  except ValueError as e:
+    raise ValueError(f"--metrics: {e}") from e
+  if not a.reference and [m for m in metrics if m != "is"]:
+    raise ValueError(f"--reference is required for --metrics={a.metrics} "
+                     "(only 'is' needs none)")
+  samples = ev.load_array(a.samples, "--samples")
+  reference = (ev.load_reference(a.reference, "--reference") if a.reference
+               else None)
   scores = ev.evaluate(
-      samples, reference, a.metrics, num_samples=a.num_samples,
+      samples, reference, metrics, num_samples=a.num_samples,
       key=jax.random.key(a.seed), batch_size=a.batch_size,
       resamplings=a.resamplings, inception_weights=a.inception_weights,
       protocol=a.protocol, quantize=not a.no_quantize,
@@ -168,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
   a = parse_args(argv)
   try:
     return _run(a)
-  except (ValueError, FileNotFoundError) as e:
+  except (ValueError, OSError) as e:  # OSError includes FileNotFoundError
     print(f"error: {e}", file=sys.stderr)
     return 2
 

@@ -30,6 +30,8 @@ import os
 import sys
 import time
 import warnings
+import zipfile
+import zlib
 from typing import Any, Callable, Mapping, Sequence, Union
 
 import jax
@@ -53,6 +55,7 @@ __all__ = [
     "EXTRACTORS",
     "validate_samples",
     "preprocess_images",
+    "read_numpy_file",
     "load_array",
     "load_reference",
     "load_stats",
@@ -64,6 +67,7 @@ __all__ = [
     "kid",
     "inception_score",
     "evaluate",
+    "split_metrics",
 ]
 
 # metric -> feature extractor
@@ -176,33 +180,83 @@ def _pixels_to_unit(x: np.ndarray) -> np.ndarray:
 # --------------------------------------------------------------------------
 # Files.
 # --------------------------------------------------------------------------
-def load_array(path: str, name: str = "samples") -> np.ndarray:
-  """Reads an array: ``.npy``, or ``.npz`` (key ``samples`` or one array)."""
+_NPY_MAGIC = b"\x93NUMPY"
+_ZIP_MAGIC = b"PK\x03\x04"
+# What np.load and zipfile raise on a damaged or foreign file.
+_READ_ERRORS = (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError,
+                KeyError)
+
+
+def read_numpy_file(path: str, name: str = "samples"
+                    ) -> Union[np.ndarray, dict[str, np.ndarray]]:
+  """Reads a ``.npy`` (-> array) or ``.npz`` (-> dict of arrays) file.
+
+  Every failure is one ``FileNotFoundError`` / ``ValueError`` line that starts
+  with ``name`` (the argument the path came from): a missing path or a
+  directory, a file that is not NumPy's (checked by its magic bytes, not its
+  extension), a truncated or corrupt archive, pickled objects (never loaded).
+
+  Args:
+    path: the file.
+    name: argument name for messages (e.g. ``"--reference"``).
+
+  Returns:
+    The array of an ``.npy``, or ``{member: array}`` of an ``.npz``.
+  """
+  if os.path.isdir(path):
+    raise ValueError(f"{name}: {path!r} is a directory, not a .npy/.npz file")
   if not os.path.isfile(path):
     raise FileNotFoundError(f"{name}: no file at {path!r}")
-  if path.endswith(".npy"):
-    return np.load(path, allow_pickle=False)
-  with np.load(path, allow_pickle=False) as z:
-    keys = list(z.files)
-    if "samples" in keys:
-      return z["samples"]
-    if len(keys) == 1:
-      return z[keys[0]]
+  with open(path, "rb") as f:
+    head = f.read(len(_NPY_MAGIC))
+  if head != _NPY_MAGIC and not head.startswith(_ZIP_MAGIC):
+    raise ValueError(f"{name}: {path!r} is not a NumPy .npy/.npz file (its "
+                     f"first bytes are {head!r})")
+  try:
+    if head == _NPY_MAGIC:
+      return np.load(path, allow_pickle=False)
+    with np.load(path, allow_pickle=False) as z:
+      return {k: z[k] for k in z.files}
+  except _READ_ERRORS as e:
+    kind = ".npy" if head == _NPY_MAGIC else ".npz"
+    msg = " ".join(str(e).split())
+    raise ValueError(f"{name}: cannot read {path!r} as a {kind} file "
+                     f"({type(e).__name__}: {msg})") from e
+
+
+def _array_of(z: Union[np.ndarray, dict[str, np.ndarray]], path: str,
+              name: str) -> np.ndarray:
+  if isinstance(z, np.ndarray):
+    return z
+  if "samples" in z:
+    return z["samples"]
+  if len(z) == 1:
+    return next(iter(z.values()))
   raise ValueError(f"{name}: {path} must hold an array under 'samples' or a "
-                   f"single array; found keys {keys}")
+                   f"single array; found keys {sorted(z)}")
 
 
-def load_stats(path: str) -> dict[str, Any]:
+def load_array(path: str, name: str = "samples") -> np.ndarray:
+  """Reads an array: ``.npy``, or ``.npz`` (key ``samples`` or one array)."""
+  return _array_of(read_numpy_file(path, name), path, name)
+
+
+def load_stats(path: str, name: str = "reference") -> dict[str, Any]:
   """Reads a reference-statistics ``.npz`` (``mu``, ``sigma`` [, ``features``]).
 
   Files from pytorch-fid / the TTUR FID code (``mu``, ``sigma`` only) are read
   as Inception pool_3 statistics.
   """
-  with np.load(path, allow_pickle=False) as z:
-    if "mu" not in z.files or "sigma" not in z.files:
-      raise ValueError(f"{path} is not a statistics file (needs 'mu' and "
-                       f"'sigma'; found {z.files})")
-    st = {k: z[k] for k in z.files}
+  return _stats_of(read_numpy_file(path, name), path, name)
+
+
+def _stats_of(st: Union[np.ndarray, dict[str, np.ndarray]], path: str,
+              name: str) -> dict[str, Any]:
+  if not isinstance(st, dict) or "mu" not in st or "sigma" not in st:
+    found = sorted(st) if isinstance(st, dict) else "a single .npy array"
+    raise ValueError(f"{name}: {path} is not a statistics file (needs 'mu' "
+                     f"and 'sigma'; found {found})")
+  st = dict(st)
   meta = {}
   for k in ("extractor", "protocol", "quantize", "num_samples",
             "weights_sha256"):
@@ -222,18 +276,22 @@ def save_stats(stats: Mapping[str, Any], path: str) -> None:
   d = os.path.dirname(os.path.abspath(path))
   os.makedirs(d, exist_ok=True)
   tmp = path + ".tmp.npz"
-  np.savez(tmp, **out)
-  os.replace(tmp, path)
+  try:
+    np.savez(tmp, **out)
+    os.replace(tmp, path)
+  except BaseException:
+    if os.path.isfile(tmp):
+      os.remove(tmp)
+    raise
 
 
-def load_reference(path: str) -> Union[np.ndarray, dict[str, Any]]:
+def load_reference(path: str, name: str = "reference"
+                   ) -> Union[np.ndarray, dict[str, Any]]:
   """A reference ``.npz``: statistics (``mu``/``sigma``) or an array."""
-  if path.endswith(".npz"):
-    with np.load(path, allow_pickle=False) as z:
-      is_stats = "mu" in z.files and "sigma" in z.files
-    if is_stats:
-      return load_stats(path)
-  return load_array(path, "reference")
+  z = read_numpy_file(path, name)
+  if isinstance(z, dict) and "mu" in z and "sigma" in z:
+    return _stats_of(z, path, name)
+  return _array_of(z, path, name)
 
 
 # --------------------------------------------------------------------------
@@ -580,7 +638,8 @@ def _vectors(x: np.ndarray, kind: str) -> np.ndarray:
   return x.astype(np.float32)
 
 
-def _split_metrics(metrics: Union[str, Sequence[str]]) -> list[str]:
+def split_metrics(metrics: Union[str, Sequence[str]]) -> list[str]:
+  """``"fid,kid"`` or a list -> checked, lower-case, de-duplicated names."""
   if isinstance(metrics, str):
     metrics = [m for m in metrics.split(",") if m.strip()]
   metrics = [m.strip().lower() for m in metrics]
@@ -654,7 +713,7 @@ def evaluate(
     ``kid*_subset_std`` / ``is_split_std`` (spread over KID subsets / IS
     splits, averaged over resamplings) and ``num_samples`` (per set).
   """
-  metrics = _split_metrics(metrics)
+  metrics = split_metrics(metrics)
   if resamplings < 1:
     raise ValueError(f"resamplings must be >= 1; got {resamplings}")
   if batch_size < 1:

@@ -1,5 +1,6 @@
 """evaluate(), reference statistics, validation, sharding and the CLI."""
 
+import importlib
 import json
 import os
 import warnings
@@ -15,6 +16,9 @@ from gcflow_jax.evaluation import distances
 from gcflow_jax.evaluation import features
 from gcflow_jax.evaluation import inception
 from gcflow_jax.evaluation.evaluate import make_extractor
+
+# The submodule (the package attribute `evaluate` is the function).
+_EV = importlib.import_module("gcflow_jax.evaluation.evaluate")
 
 
 @pytest.fixture(scope="module")
@@ -242,10 +246,78 @@ def test_cli_bad_input_exits_2(tmp_path, capsys):
   assert "C in {1,3}" in capsys.readouterr().err
   np.savez(tmp_path / "two.npz", a=np.zeros(3), b=np.zeros(3))
   assert cli.main([f"--samples={tmp_path / 'two.npz'}",
+                   f"--reference={tmp_path / 'two.npz'}",
                    "--metrics=mmd"]) == 2
   assert "under 'samples'" in capsys.readouterr().err
 
 
+@pytest.fixture
+def cli_files(tmp_path):
+  rng = np.random.default_rng(0)
+  np.savez(tmp_path / "gen.npz", samples=rng.normal(size=(50, 2)))
+  np.savez(tmp_path / "ref.npz", samples=rng.normal(size=(50, 2)))
+  good = tmp_path / "good.npz"
+  np.savez(good, samples=rng.normal(size=(50, 2)))
+  corrupt = tmp_path / "corrupt.npz"
+  corrupt.write_bytes(good.read_bytes()[:200])  # a truncated archive
+  (tmp_path / "notes.npz").write_text("mu, sigma\n1, 2\n")  # not NumPy
+  os.mkdir(tmp_path / "outdir")
+  return tmp_path
+
+
+def _cli_error(capsys, argv):
+  rc = cli.main(argv)
+  captured = capsys.readouterr()
+  lines = captured.err.strip().splitlines()
+  return rc, lines, captured.out
+
+
+@pytest.mark.parametrize("case,flag,words", [
+    ("corrupt_samples", "--samples", "cannot read"),
+    ("corrupt_reference", "--reference", "cannot read"),
+    ("missing_reference_file", "--reference", "no file at"),
+    ("no_reference", "--reference", "required"),
+    ("not_numpy", "--reference", "not a NumPy .npy/.npz file"),
+    ("reference_is_dir", "--reference", "is a directory"),
+    ("output_is_dir", "--output", "is a directory"),
+    ("output_parent_is_file", "--output", "not a directory"),
+    ("bad_metric", "--metrics", "subset of"),
+])
+def test_cli_bad_arguments_one_line_naming_the_flag(cli_files, capsys,
+                                                    monkeypatch, case, flag,
+                                                    words):
+  d = cli_files
+  args = {"--samples": d / "gen.npz", "--reference": d / "ref.npz",
+          "--metrics": "mmd", "--output": d / "scores.json"}
+  if case == "corrupt_samples":
+    args["--samples"] = d / "corrupt.npz"
+  elif case == "corrupt_reference":
+    args["--reference"] = d / "corrupt.npz"
+  elif case == "missing_reference_file":
+    args["--reference"] = d / "nope.npz"
+  elif case == "no_reference":
+    del args["--reference"]
+  elif case == "not_numpy":
+    args["--reference"] = d / "notes.npz"
+  elif case == "reference_is_dir":
+    args["--reference"] = d / "outdir"
+  elif case == "output_is_dir":
+    args["--output"] = d / "outdir"
+  elif case == "output_parent_is_file":
+    args["--output"] = d / "gen.npz" / "scores.json"
+  elif case == "bad_metric":
+    args["--metrics"] = "mmd,fidd"
+  scored = []
+  if case.startswith("output"):  # checked before any work
+    monkeypatch.setattr(_EV, "load_array",
+                        lambda *a, **k: scored.append(a) or 1 / 0)
+  before = set(os.listdir(d)) | set(os.listdir(d / "outdir"))
+  rc, lines, out = _cli_error(capsys, [f"{k}={v}" for k, v in args.items()])
+  assert rc == 2
+  assert len(lines) == 1 and lines[0].startswith(f"error: {flag}"), lines
+  assert words in lines[0], lines
+  assert not scored and out == ""
+  assert set(os.listdir(d)) | set(os.listdir(d / "outdir")) == before
 @pytest.mark.slow
 def test_inception_metrics_end_to_end_with_random_weights(tmp_path,
                                                           monkeypatch):
@@ -261,3 +333,15 @@ def test_inception_metrics_end_to_end_with_random_weights(tmp_path,
   assert out["is"] >= 1.0 and np.isfinite(out["is_split_std"])
   mean, _ = evaluation.inception_score(x, splits=2, batch_size=8)
   assert mean == pytest.approx(out["is"], rel=1e-5)
+
+
+def test_write_json_failure_leaves_no_temp_and_keeps_old_file(tmp_path,
+                                                              monkeypatch):
+  path = tmp_path / "scores.json"
+  cli.write_json({"fid": 1.0}, str(path))
+  monkeypatch.setattr(json, "dump", lambda *a, **k: 1 / 0)
+  with pytest.raises(ZeroDivisionError):
+    cli.write_json({"fid": 2.0}, str(path))
+  assert os.listdir(tmp_path) == ["scores.json"]
+  monkeypatch.undo()
+  assert json.loads(path.read_text()) == {"fid": 1.0}
