@@ -25,6 +25,7 @@ images with the offline classifiers: ``fd_digits``, ``kid_digits``,
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import sys
@@ -372,6 +373,22 @@ class FeatureExtractor:
     return {k: np.concatenate(v) for k, v in outs.items()}
 
 
+@functools.lru_cache(maxsize=None)
+def _inception_apply(protocol: str) -> Callable[[Any, jax.Array],
+                                                 dict[str, jax.Array]]:
+  # One function object per protocol: jax.jit caches compilations per
+  # function, so every extractor (each evaluate/fid call) reuses them.
+  model = inception_lib.InceptionV3(protocol=protocol)
+
+  def apply_inception(v, x):
+    if x.shape[-1] == 1:
+      x = jnp.repeat(x, 3, axis=-1)
+    out = model.apply(v, x)
+    return {"pool": out["pool"], "logits_unbiased": out["logits_unbiased"]}
+
+  return apply_inception
+
+
 def make_extractor(name: str, *, inception_weights: str | None = None,
                    protocol: str = "pytorch_fid", batch_size: int = 200,
                    progress: bool | None = None,
@@ -397,15 +414,7 @@ def make_extractor(name: str, *, inception_weights: str | None = None,
       path = inception_lib.resolve_weights_path(inception_weights)
       variables = inception_lib.load_variables(path)
       info = {"weights": path}
-    model = inception_lib.InceptionV3(protocol=protocol)
-
-    def apply_inception(v, x):
-      if x.shape[-1] == 1:
-        x = jnp.repeat(x, 3, axis=-1)
-      out = model.apply(v, x)
-      return {"pool": out["pool"], "logits_unbiased": out["logits_unbiased"]}
-
-    return FeatureExtractor("inception", apply_inception, variables,
+    return FeatureExtractor("inception", _inception_apply(protocol), variables,
                             batch_size, inception_lib.POOL_DIM, progress,
                             dict(info, protocol=protocol))
   if name in features_lib.SPECS:

@@ -318,23 +318,6 @@ def test_cli_bad_arguments_one_line_naming_the_flag(cli_files, capsys,
   assert words in lines[0], lines
   assert not scored and out == ""
   assert set(os.listdir(d)) | set(os.listdir(d / "outdir")) == before
-@pytest.mark.slow
-def test_inception_metrics_end_to_end_with_random_weights(tmp_path,
-                                                          monkeypatch):
-  # Converted-weights file -> env var -> evaluate(["is"]) through the sharded
-  # Inception extractor (random weights: checks plumbing, not values).
-  path = str(tmp_path / "inception_random.npz")
-  inception.save_variables(
-      inception.flatten_variables(inception.init_variables(0)), path)
-  monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, path)
-  x = np.random.default_rng(0).uniform(-1, 1, (6, 16, 16, 3)).astype(
-      np.float32)
-  out = evaluation.evaluate(x, None, ["is"], is_splits=2, batch_size=8)
-  assert out["is"] >= 1.0 and np.isfinite(out["is_split_std"])
-  mean, _ = evaluation.inception_score(x, splits=2, batch_size=8)
-  assert mean == pytest.approx(out["is"], rel=1e-5)
-
-
 def test_write_json_failure_leaves_no_temp_and_keeps_old_file(tmp_path,
                                                               monkeypatch):
   path = tmp_path / "scores.json"

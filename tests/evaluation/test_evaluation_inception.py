@@ -1,5 +1,6 @@
 """FID Inception: architecture, resize semantics, weight conversion/loading."""
 
+import importlib
 import importlib.util
 import json
 import os
@@ -9,18 +10,81 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from gcflow_jax import evaluation
+from gcflow_jax.evaluation.fid import frechet_distance
+from gcflow_jax.evaluation.fid import gaussian_statistics
+from gcflow_jax.evaluation.fid import inception_score_from_logits
+from gcflow_jax.evaluation.fid import kid_from_features
 from gcflow_jax.evaluation import inception
+
+# The submodule (the package attribute `evaluate` is the function).
+evaluate_lib = importlib.import_module("gcflow_jax.evaluation.evaluate")
 
 _ROOT = os.path.dirname(os.path.dirname(os.path.dirname(
     os.path.abspath(__file__))))
 
 
-def _converter():
-  path = os.path.join(_ROOT, "scripts", "convert_inception_weights.py")
-  spec = importlib.util.spec_from_file_location("convert_inception", path)
+_FIXTURE = os.path.join(_ROOT, "tests", "evaluation", "fixtures",
+                        "inception_pytorch_fid_seed0.npz")
+
+
+def _script(name):
+  path = os.path.join(_ROOT, "scripts", name + ".py")
+  spec = importlib.util.spec_from_file_location(name, path)
   mod = importlib.util.module_from_spec(spec)
   spec.loader.exec_module(mod)
   return mod
+
+
+def _converter():
+  return _script("convert_inception_weights")
+
+
+@pytest.fixture(scope="module")
+def torch_ref():
+  """pytorch-fid outputs (scripts/make_inception_fixture.py) + its weights.
+
+  The state dict is rebuilt from the seed in PyTorch names, shapes and
+  layouts as listed by torch; the project's converter turns it into Flax
+  variables.
+  """
+  with np.load(_FIXTURE) as z:
+    ref = {k: z[k] for k in z.files}
+  meta = json.loads(str(ref["meta"]))
+  names_shapes = [(k, tuple(s)) for k, s in json.loads(str(
+      ref["names_shapes"]))]
+  sd = _script("make_inception_fixture").seeded_state_dict(names_shapes,
+                                                           meta["seed"])
+  ref.update(names_shapes=names_shapes, state_dict=sd, meta=meta)
+  return ref
+
+
+def _write_torch_state_dict(sd, path):
+  full = dict(sd)
+  for k in sd:  # as torch writes them
+    if k.endswith("running_var"):
+      full[k.replace("running_var", "num_batches_tracked")] = np.array(0)
+  np.savez(path, **full)
+
+
+@pytest.fixture(scope="module")
+def converted(torch_ref, tmp_path_factory):
+  """The seeded torch state dict through scripts/convert_inception_weights."""
+  d = tmp_path_factory.mktemp("inception")
+  _write_torch_state_dict(torch_ref["state_dict"], d / "state_dict.npz")
+  out = str(d / "inception_fid.npz")
+  digest = _converter().convert(str(d / "state_dict.npz"), out)
+  return out, digest
+
+
+@pytest.fixture(scope="module")
+def torch_ref_outputs(torch_ref):
+  """Flax outputs on the fixture images, through the project's converter."""
+  v = inception.unflatten_variables(
+      inception.variables_from_torch_state_dict(torch_ref["state_dict"]))
+  ext = evaluate_lib.make_extractor("inception", variables=v, batch_size=8)
+  x = np.concatenate([torch_ref["samples"], torch_ref["reference"]])
+  return ext(x)
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +114,9 @@ def test_output_shapes(abstract, shape):
   assert out["logits_unbiased"].shape == (shape[0], 1008)
 
 
-def test_torch_names_follow_pytorch_fid():
+def test_torch_names_and_shapes_are_pytorch_fids(torch_ref):
+  # The list in the fixture comes from the PyTorch module's state_dict().
+  assert inception.torch_state_dict_shapes() == dict(torch_ref["names_shapes"])
   shapes = inception.torch_state_dict_shapes()
   assert shapes["Conv2d_1a_3x3.conv.weight"] == (32, 3, 3, 3)
   assert shapes["Mixed_5b.branch_pool.conv.weight"] == (32, 192, 1, 1)
@@ -73,9 +139,16 @@ def test_resize_semantics():
     m = inception.resize_matrix(32, 299, mode)
     np.testing.assert_allclose(m.sum(1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(inception.resize_matrix(7, 7, mode), np.eye(7))
-  img = jnp.arange(2 * 5 * 6 * 3, dtype=jnp.float32).reshape(2, 5, 6, 3)
-  assert inception.resize_bilinear(img, 299).shape == (2, 299, 299, 3)
-  assert inception.resize_bilinear(img, 5) is not img  # 5x6 is not square
+
+
+def test_resize_matches_torch_interpolate(torch_ref):
+  # F.interpolate(bilinear, align_corners=False) of 11x9 images (float64 in
+  # torch): down to 7x7 and up to 20x20, height and width scaled differently.
+  x = jnp.asarray(torch_ref["resize_input"])
+  assert x.shape == (2, 11, 9, 3)
+  for size, key in ((7, "resize_down7"), (20, "resize_up20")):
+    np.testing.assert_allclose(inception.resize_bilinear(x, size),
+                               torch_ref[key], rtol=1e-6, atol=1e-4)
 
 
 def test_pytorch_resize_matches_half_pixel_upsampling():
@@ -95,43 +168,35 @@ def test_avg_pool_excludes_padding():
   np.testing.assert_allclose(y, 1.0)
 
 
-def test_forward_random_weights():
-  v = inception.init_variables(0)
-  x = jnp.asarray(np.random.default_rng(0).uniform(0, 255, (2, 32, 32, 3)),
-                  jnp.float32)
-  out = jax.jit(inception.InceptionV3().apply)(v, x)
-  assert out["pool"].shape == (2, 2048)
-  assert np.all(np.isfinite(out["pool"])) and np.all(out["pool"] >= 0)
-  np.testing.assert_allclose(out["logits"] - out["logits_unbiased"],
-                             np.broadcast_to(v["params"]["fc"]["bias"],
-                                             (2, 1008)), atol=1e-5)
+def test_forward_matches_pytorch_fid(torch_ref, torch_ref_outputs):
+  # pytorch-fid's InceptionV3([3]) in float64 under the same seeded state
+  # dict, on 32x32 images resized to 299: pool_3 and the bias-free logits.
+  # Any wrong padding, pooling quirk, BN epsilon, resize or kernel layout in
+  # the port or the converter moves these by far more than 1e-4.
+  pool = torch_ref_outputs["pool"]
+  assert pool.shape == (6, 2048)
+  np.testing.assert_allclose(pool, torch_ref["pool"], rtol=1e-4, atol=1e-4)
+  np.testing.assert_allclose(torch_ref_outputs["logits_unbiased"],
+                             torch_ref["logits_unbiased"], rtol=1e-4,
+                             atol=1e-4)
+  # The images differ by much more than the tolerance.
+  assert np.abs(pool[0] - pool[3]).max() > 0.1
 
 
-def _fake_state_dict(seed=0):
-  rng = np.random.default_rng(seed)
-  sd = {k: rng.normal(size=s).astype(np.float32)
-        for k, s in inception.torch_state_dict_shapes().items()}
-  for k in list(sd):
-    if k.endswith("running_var"):
-      sd[k] = np.abs(sd[k]) + 0.5
-      sd[k.replace("running_var", "num_batches_tracked")] = np.array(0)
-  return sd
-
-
-def test_converter_round_trip(tmp_path):
-  sd = _fake_state_dict()
-  src = tmp_path / "state_dict.npz"
-  np.savez(src, **sd)
-  out = str(tmp_path / "inception_fid.npz")
-  digest = _converter().convert(str(src), out)
+def test_converter_round_trip(torch_ref, converted):
+  sd = torch_ref["state_dict"]
+  out, digest = converted
   meta = json.loads(open(out + ".json").read())
   assert meta["content_sha256"] == digest
   v = inception.load_variables(out)  # checks the sidecar checksum
+  # A conv kernel [out, in, kh, kw] -> [kh, kw, in, out] with kh != kw, known
+  # entries: the first output channel's 1x7 taps for input channel 2.
+  k = v["params"]["Mixed_6b"]["branch7x7_2"]["conv"]["kernel"]
+  assert k.shape == (1, 7, 128, 128)
   np.testing.assert_array_equal(
-      v["params"]["Mixed_6b"]["branch7x7_2"]["conv"]["kernel"],
-      np.transpose(sd["Mixed_6b.branch7x7_2.conv.weight"], (2, 3, 1, 0)))
-  np.testing.assert_array_equal(v["params"]["fc"]["kernel"],
-                                sd["fc.weight"].T)
+      k[0, :, 2, 0], sd["Mixed_6b.branch7x7_2.conv.weight"][0, 2, 0, :])
+  np.testing.assert_array_equal(v["params"]["fc"]["kernel"][5, 7],
+                                sd["fc.weight"][7, 5])
   np.testing.assert_array_equal(
       v["batch_stats"]["Mixed_7c"]["branch_pool"]["bn"]["var"],
       sd["Mixed_7c.branch_pool.bn.running_var"])
@@ -140,18 +205,50 @@ def test_converter_round_trip(tmp_path):
   # Back to PyTorch names: every array comes back unchanged.
   back = inception.torch_state_dict_from_variables(
       inception.flatten_variables(v))
-  assert set(back) == {k for k in sd if "num_batches" not in k}
-  for k, a in back.items():
-    np.testing.assert_array_equal(a, sd[k])
+  assert set(back) == set(sd)
+  for name, a in back.items():
+    np.testing.assert_array_equal(a, sd[name])
   # Explicit checksums: right one passes, wrong one fails.
   inception.load_variables(out, expected_sha256=digest)
   with pytest.raises(ValueError, match="checksum"):
     inception.load_variables(out, expected_sha256="0" * 64)
 
 
-def test_tampered_weights_fail_checksum(tmp_path):
+def test_fid_kid_is_end_to_end_against_pytorch_fid_reference_stats(
+    torch_ref, torch_ref_outputs, converted, monkeypatch):
+  # Converted weights file -> evaluate() on uint8 sample images through the
+  # Inception extractor -> FID, KID and IS, scored against reference
+  # statistics computed from pytorch-fid's features (as with a published
+  # stats file). Expected: the same metrics of pytorch-fid's sample features.
+  # 3 vs 3 images keep this cheap, so the D + 1 sample check is lifted (the
+  # Frechet distance is defined for rank-deficient covariances too).
+  del torch_ref_outputs  # compiles the extractor once for this module
+  monkeypatch.setattr(evaluate_lib, "_check_fd_size", lambda *a: None)
+  pool_s, pool_r = torch_ref["pool"][:3], torch_ref["pool"][3:]
+  mu_r, sigma_r = gaussian_statistics(pool_r)
+  ref_stats = {"mu": mu_r, "sigma": sigma_r, "features": pool_r,
+               "extractor": "inception", "protocol": "pytorch_fid",
+               "quantize": True}
+  out = evaluation.evaluate(
+      torch_ref["samples"], ref_stats, "fid,kid,is",
+      inception_weights=converted[0], batch_size=8, kid_subsets=4,
+      kid_subset_size=3, is_splits=1)
+  want_fid = frechet_distance(*gaussian_statistics(pool_s), mu_r, sigma_r)
+  want_kid, _ = kid_from_features(pool_s, pool_r, num_subsets=4,
+                                  subset_size=3, seed=0)
+  want_is, _ = inception_score_from_logits(torch_ref["logits_unbiased"][:3],
+                                           splits=1)
+  # Far from the degenerate values (0 for FID/KID); random weights give
+  # near-uniform class probabilities, so IS - 1 (the mean KL) is compared.
+  assert want_fid > 100 and abs(want_kid) > 10 and want_is - 1 > 1e-4
+  assert out["fid"] == pytest.approx(want_fid, rel=1e-3)
+  assert out["kid"] == pytest.approx(want_kid, rel=1e-3)
+  assert out["is"] - 1 == pytest.approx(want_is - 1, rel=1e-2)
+
+
+def test_tampered_weights_fail_checksum(torch_ref, tmp_path):
   out = str(tmp_path / "w.npz")
-  flat = inception.variables_from_torch_state_dict(_fake_state_dict(1))
+  flat = inception.variables_from_torch_state_dict(torch_ref["state_dict"])
   inception.save_variables(flat, out)
   flat["params/fc/bias"] = flat["params/fc/bias"] + 1e-3
   np.savez(out, **flat)  # the sidecar still holds the old digest
@@ -159,12 +256,12 @@ def test_tampered_weights_fail_checksum(tmp_path):
     inception.load_variables(out)
 
 
-def test_converter_rejects_wrong_state_dict(tmp_path):
-  sd = _fake_state_dict()
+def test_converter_rejects_wrong_state_dict(torch_ref):
+  sd = dict(torch_ref["state_dict"])
   sd["fc.weight"] = sd["fc.weight"][:1000]  # torchvision's 1000 classes
   with pytest.raises(ValueError, match="fc.weight"):
     inception.variables_from_torch_state_dict(sd)
-  sd = _fake_state_dict()
+  sd = dict(torch_ref["state_dict"])
   sd["AuxLogits.fc.weight"] = np.zeros((1000, 768), np.float32)
   with pytest.raises(ValueError, match="unexpected"):
     inception.variables_from_torch_state_dict(sd)
