@@ -46,9 +46,11 @@ def test_locked_config_rejects_unknown_field():
     c.train.stepz = 3
 
 
-def test_unknown_variant_names_allowed():
-  with pytest.raises(ValueError, match="smoke"):
+def test_unknown_variant_is_rejected_naming_the_allowed_ones():
+  with pytest.raises(ValueError) as e:
     config_utils.load_config("configs/toy_fm.py:nope")
+  assert str(e.value) == ("configs/toy_fm.py variant 'nope' is not one of "
+                          "('', 'smoke', 'moons', '8gaussians')")
 
 
 @pytest.mark.parametrize("field,value,match", [

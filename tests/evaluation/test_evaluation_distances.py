@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import scipy.special
 import scipy.stats
 
 from gcflow_jax.evaluation import distances
@@ -41,9 +42,37 @@ def test_mmd_matches_direct_formula():
       rtol=1e-4, atol=1e-6)
 
 
-def test_sinkhorn_zero_for_identical_and_translation_is_exact(gauss):
+def _entropic_ot_numpy(x, y, eps, iters=5000):
+  """OT_eps with uniform weights by float64 log-domain Sinkhorn (reference).
+
+  min_P <P, C> + eps KL(P || a b^T) = <f, a> + <g, b> at the fixed point.
+  """
+  c = np.sum((x[:, None] - y[None]) ** 2, -1)
+  la, lb = -np.log(len(x)), -np.log(len(y))
+  f, g = np.zeros(len(x)), np.zeros(len(y))
+  for _ in range(iters):
+    f = -eps * scipy.special.logsumexp((g[None] - c) / eps + lb, axis=1)
+    g = -eps * scipy.special.logsumexp((f[:, None] - c) / eps + la, axis=0)
+  return f.mean() + g.mean()
+
+
+def test_sinkhorn_matches_a_float64_reference():
+  rng = np.random.default_rng(7)
+  x, y = rng.normal(size=(9, 2)), rng.normal(size=(6, 2)) * 1.5 + 0.3
+  for eps in (0.3, 1.0):
+    want = (_entropic_ot_numpy(x, y, eps) - _entropic_ot_numpy(x, x, eps) / 2
+            - _entropic_ot_numpy(y, y, eps) / 2)
+    got = distances.sinkhorn_divergence(x, y, epsilon=eps, threshold=1e-6)
+    assert want > 0.1
+    assert got == pytest.approx(want, rel=1e-4), eps
+  # Default epsilon: 0.01 x the mean squared distance over all pairs of y.
+  d2 = np.sum((y[:, None] - y[None]) ** 2, -1)
+  assert distances.default_sinkhorn_epsilon(y) == pytest.approx(
+      0.01 * d2.mean(), rel=1e-12)
+
+
+def test_sinkhorn_translation_is_exact(gauss):
   x, y = gauss[0][:200], gauss[1][:200]
-  assert abs(distances.sinkhorn_divergence(x, x)) < 1e-4
   # Squared cost: a translation by delta adds exactly |delta|^2 to every
   # entropic OT problem between x and x + delta, and nothing to the x-x terms.
   for d in (0.5, 1.0, 2.0):
@@ -103,13 +132,25 @@ def test_kl_hist_against_known_density():
   assert got < 1 - np.log(2)
 
 
+def test_kl_hist_exact_counts():
+  # 2 x 2 cells on [-1, 1]^2, data 1/4 in each cell exactly; model 3/4 in
+  # the lower-left cell, 1/4 in the upper-right, none in the other two:
+  # KL = 1/4 log((1/4 + e) / (3/4 + e)) + 1/4 log(1)
+  #      + 2 * 1/4 log((1/4 + e) / e), e = 1e-10.
+  centres = np.array([[-0.5, -0.5], [-0.5, 0.5], [0.5, -0.5], [0.5, 0.5]])
+  data = np.repeat(centres, 100, axis=0)
+  model = np.repeat(centres[[0, 0, 0, 3]], 100, axis=0)
+  e = 1e-10
+  want = 0.25 * np.log((0.25 + e) / (0.75 + e)) + 0.5 * np.log((0.25 + e) / e)
+  got = distances.kl_hist_2d(model, data, bins=2, box=(-1.0, 1.0))
+  assert got == pytest.approx(want, rel=1e-12)
+
+
 def test_kl_hist_overflow_cell_counts_mass_outside_box():
   rng = np.random.default_rng(6)
   data = rng.uniform(-1, 1, size=(20_000, 2))
-  inside = distances.kl_hist_2d(data[::-1].copy(), data, bins=5)
   # Half of the model mass outside the box: KL = log 2 from the in-box cells.
   out = np.concatenate([data[:10_000], data[:10_000] + 10.0])
-  assert inside == pytest.approx(0.0, abs=1e-9)
   assert distances.kl_hist_2d(out, data, bins=5) == pytest.approx(
       np.log(2.0), abs=3e-2)
 

@@ -561,7 +561,8 @@ def _fake_teacher(c):
     ("direct", {"gamma": "quadratic", "gamma_scale": 0.5}),
     ("progressive", {"progressive_k0": 4, "progressive_stage_steps": 2,
                      "progressive_init": "ode"})])
-def test_method_from_config_runs_compiled_steps(loss, extra):
+def test_method_from_config_compiled_steps_smoke(loss, extra):
+  """Smoke: six compiled steps (one trace) and sampling stay finite."""
   c = _small_config(loss, **extra)
   teacher = _fake_teacher(c) if flow_maps.needs_teacher(c) else None
   assert (teacher is None) == (loss == "direct")
