@@ -44,6 +44,8 @@ import hashlib
 import json
 import os
 from typing import Any, Mapping
+import zipfile
+import zlib
 
 import flax.linen as nn
 import jax
@@ -623,8 +625,14 @@ def load_variables(path: str | os.PathLike | None = None, *,
     ``{"params": ..., "batch_stats": ...}`` nested dicts of float32 arrays.
   """
   path = resolve_weights_path(path)
-  with np.load(path) as z:
-    flat = {k: z[k] for k in z.files}
+  try:
+    with np.load(path, allow_pickle=False) as z:
+      flat = {k: z[k] for k in z.files}
+  except (zipfile.BadZipFile, zlib.error, EOFError, ValueError, OSError) as e:
+    msg = " ".join(str(e).split())
+    raise ValueError(f"Inception weights {path!r} are not a readable .npz "
+                     f"({type(e).__name__}: {msg}); convert the .pth again "
+                     "with scripts/convert_inception_weights.py") from e
   expected = expected_sha256 or os.environ.get(SHA256_ENV_VAR) or None
   source = "argument/env"
   if expected is None and os.path.isfile(path + ".json"):

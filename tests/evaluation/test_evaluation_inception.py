@@ -290,3 +290,10 @@ def test_missing_weights_is_a_clear_error(monkeypatch, tmp_path):
   monkeypatch.setenv(inception.WEIGHTS_ENV_VAR, str(tmp_path / "env.npz"))
   with pytest.raises(FileNotFoundError, match="env.npz"):
     inception.resolve_weights_path(None)
+
+
+def test_corrupt_weights_file_is_a_clear_error(tmp_path):
+  bad = tmp_path / "inception_fid.npz"
+  bad.write_bytes(b"PK\x03\x04 truncated")
+  with pytest.raises(ValueError, match="not a readable .npz"):
+    inception.load_variables(str(bad))
