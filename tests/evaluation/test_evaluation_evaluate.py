@@ -272,43 +272,29 @@ def _cli_error(capsys, argv):
   return rc, lines, captured.out
 
 
-@pytest.mark.parametrize("case,flag,words", [
-    ("corrupt_samples", "--samples", "cannot read"),
-    ("corrupt_reference", "--reference", "cannot read"),
-    ("missing_reference_file", "--reference", "no file at"),
-    ("no_reference", "--reference", "required"),
-    ("not_numpy", "--reference", "not a NumPy .npy/.npz file"),
-    ("reference_is_dir", "--reference", "is a directory"),
-    ("output_is_dir", "--output", "is a directory"),
-    ("output_parent_is_file", "--output", "not a directory"),
-    ("bad_metric", "--metrics", "subset of"),
+@pytest.mark.parametrize("flag,value,words", [
+    ("--samples", "{d}/corrupt.npz", "cannot read"),
+    ("--reference", "{d}/corrupt.npz", "cannot read"),
+    ("--reference", "{d}/nope.npz", "no file at"),
+    ("--reference", None, "required"),  # not given
+    ("--reference", "{d}/notes.npz", "not a NumPy .npy/.npz file"),
+    ("--reference", "{d}/outdir", "is a directory"),
+    ("--output", "{d}/outdir", "is a directory"),
+    ("--output", "{d}/gen.npz/scores.json", "not a directory"),
+    ("--metrics", "mmd,fidd", "subset of"),
 ])
 def test_cli_bad_arguments_one_line_naming_the_flag(cli_files, capsys,
-                                                    monkeypatch, case, flag,
+                                                    monkeypatch, flag, value,
                                                     words):
   d = cli_files
   args = {"--samples": d / "gen.npz", "--reference": d / "ref.npz",
           "--metrics": "mmd", "--output": d / "scores.json"}
-  if case == "corrupt_samples":
-    args["--samples"] = d / "corrupt.npz"
-  elif case == "corrupt_reference":
-    args["--reference"] = d / "corrupt.npz"
-  elif case == "missing_reference_file":
-    args["--reference"] = d / "nope.npz"
-  elif case == "no_reference":
-    del args["--reference"]
-  elif case == "not_numpy":
-    args["--reference"] = d / "notes.npz"
-  elif case == "reference_is_dir":
-    args["--reference"] = d / "outdir"
-  elif case == "output_is_dir":
-    args["--output"] = d / "outdir"
-  elif case == "output_parent_is_file":
-    args["--output"] = d / "gen.npz" / "scores.json"
-  elif case == "bad_metric":
-    args["--metrics"] = "mmd,fidd"
+  if value is None:
+    del args[flag]
+  else:
+    args[flag] = value.format(d=d)
   scored = []
-  if case.startswith("output"):  # checked before any work
+  if flag == "--output":  # checked before any work
     monkeypatch.setattr(_EV, "load_array",
                         lambda *a, **k: scored.append(a) or 1 / 0)
   before = set(os.listdir(d)) | set(os.listdir(d / "outdir"))
