@@ -42,10 +42,11 @@ def test_mmd_matches_direct_formula():
       rtol=1e-4, atol=1e-6)
 
 
-def _entropic_ot_numpy(x, y, eps, iters=5000):
+def _entropic_ot_numpy(x, y, eps, iters=300):
   """OT_eps with uniform weights by float64 log-domain Sinkhorn (reference).
 
-  min_P <P, C> + eps KL(P || a b^T) = <f, a> + <g, b> at the fixed point.
+  min_P <P, C> + eps KL(P || a b^T) = <f, a> + <g, b> at the fixed point
+  (reached to float64 round-off well within 300 iterations here).
   """
   c = np.sum((x[:, None] - y[None]) ** 2, -1)
   la, lb = -np.log(len(x)), -np.log(len(y))
@@ -62,9 +63,9 @@ def test_sinkhorn_matches_a_float64_reference():
   for eps in (0.3, 1.0):
     want = (_entropic_ot_numpy(x, y, eps) - _entropic_ot_numpy(x, x, eps) / 2
             - _entropic_ot_numpy(y, y, eps) / 2)
-    got = distances.sinkhorn_divergence(x, y, epsilon=eps, threshold=1e-6)
-    assert want > 0.1
-    assert got == pytest.approx(want, rel=1e-4), eps
+    got = distances.sinkhorn_divergence(x, y, epsilon=eps, threshold=1e-5)
+    assert want > 1.0
+    assert got == pytest.approx(want, rel=1e-5), eps
   # Default epsilon: 0.01 x the mean squared distance over all pairs of y.
   d2 = np.sum((y[:, None] - y[None]) ** 2, -1)
   assert distances.default_sinkhorn_epsilon(y) == pytest.approx(
