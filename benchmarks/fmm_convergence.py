@@ -5,6 +5,7 @@ python benchmarks/fmm_convergence.py [--setups=checkerboard,digits]
     [--digits_eval_every=100] [--digits_batch=0] [--digits_warmup=-1]
     [--num_samples=100000]
     [--ema_decay=0.99] [--save]
+python benchmarks/fmm_convergence.py --drop=digits --drop_reason="..."
 
 Trains the LMD and EMD students of configs/checkerboard_fmm_lmd.py /
 configs/digits_fmm_lmd.py from the same initialisation, data stream and
@@ -25,8 +26,16 @@ It then reports, for quality thresholds q, the first evaluated step at which
 each loss reaches q and the ratio EMD/LMD (the paper: LMD converges about an
 order of magnitude faster than EMD). The teachers are the configs' (trained
 first if missing: runs/teacher_checkerboard_fm ~3 CPU minutes,
-runs/teacher_digits_fm ~10 CPU minutes). Writes results/fmm_convergence.json,
-keeping the rows and curves of setups not rerun from an existing file.
+runs/teacher_digits_fm ~10 CPU minutes on an idle machine). Writes
+results/fmm_convergence.json, keeping the rows and curves of setups not
+rerun from an existing file. `--drop=SETUPS` removes those setups' rows and
+curves from that file instead (nothing is trained), recording
+`--drop_reason` and the date under `dropped`.
+
+A comparison only means something once both curves have flattened: size
+`--steps` / `--digits_steps` so that they do (checkerboard: 3000 steps; the
+digits UNet needs >= 2000 steps per arm, far beyond the 150 of an earlier
+run whose curves were still falling).
 
 `train_curve` and `quality_fn` are reused by the other fmm_* benchmarks.
 """
@@ -44,7 +53,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from common import print_table, read_result, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
+from common import machine_info, print_table, read_result, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 
 from gcflow_jax import checkpoint as ckpt_lib  # noqa: E402
 from gcflow_jax import config_utils, data, evaluation, sharding, train  # noqa: E402
@@ -182,7 +191,13 @@ def main():
   p.add_argument("--save", action="store_true",
                  help="checkpoint each final state into "
                  "runs/fmm_bench/conv_<setup>_<loss>_<steps>")
+  p.add_argument("--drop", default="",
+                 help="setups to remove from the existing JSON (no run)")
+  p.add_argument("--drop_reason", default="")
   a = p.parse_args()
+  if a.drop:
+    drop(a.drop.split(","), a.drop_reason)
+    return
   curves_all, summary, extra = {}, [], {}
   for setup in a.setups.split(","):
     spec, metric = SETUPS[setup]
@@ -258,7 +273,53 @@ def merge_previous(summary, curves, extra, args):
                "loadavg_at_end": os.getloadavg()}
   extra = {**{k: v for k, v in old.items() if k.startswith(tuple(
       f"{s}_" for s in old_curves))}, **extra, "runs": runs}
+  dropped = {k: v for k, v in old.get("dropped", {}).items()
+             if k not in done}
+  if dropped:   # setups removed by --drop and not rerun now
+    extra.update(dropped=dropped, note=drop_note(dropped))
   return kept + summary, {**old_curves, **curves}, extra
+
+
+def drop_note(dropped: dict) -> str:
+  return "; ".join(f"{s} rows dropped: {d['reason']}"
+                   for s, d in dropped.items())
+
+
+def drop(setups: List[str], reason: str):
+  """Removes `setups` from results/fmm_convergence.json (rows, curves,
+  per-setup extras and runs); the file's command and machine become those
+  of a remaining setup's run."""
+  for setup in setups:
+    if setup not in SETUPS:
+      raise SystemExit(f"--drop={setup!r} is not one of {tuple(SETUPS)}")
+  if not reason:
+    raise SystemExit("--drop needs --drop_reason (recorded in the JSON)")
+  old = read_result("fmm_convergence")
+  if not old:
+    raise SystemExit("--drop: no results/fmm_convergence.json to edit")
+  gone = set(setups)
+  rows = [r for r in old.get("rows", []) if r.get("setup") not in gone]
+  runs = {k: v for k, v in old.get("runs", {}).items() if k not in gone}
+  if not runs:
+    raise SystemExit(f"--drop={','.join(setups)} would leave no setup")
+  keep = {k: v for k, v in old.items()
+          if k not in ("benchmark", "rows", "curves", "runs", "dropped")
+          and not k.startswith(tuple(f"{s}_" for s in gone))}
+  first = runs[sorted(runs)[0]]
+  machine = dict(old.get("machine", {}))
+  if first.get("date"):
+    # The machine block was written by the dropped run: keep the
+    # remaining run's date and drop the load figure that is not its own.
+    machine.update(date=first["date"], load_average_1min=None)
+  dropped = {**old.get("dropped", {}),
+             **{s: {"reason": reason, "date": machine_info()["date"]}
+                for s in setups}}
+  print("wrote", write_result("fmm_convergence", rows, {
+      **keep, "command": first.get("command", old.get("command")),
+      "args": first.get("args", old.get("args")), "machine": machine,
+      "curves": {k: v for k, v in old.get("curves", {}).items()
+                 if k not in gone},
+      "runs": runs, "dropped": dropped, "note": drop_note(dropped)}))
 
 
 if __name__ == "__main__":

@@ -49,8 +49,12 @@ PAPER = {
         "Paper 002: LMD converges about an order of magnitude faster than "
         "EMD (CIFAR-10 and ImageNet-32)."),
     "fmm_steps_quality": (
-        "Follow-up work's checkerboard table (Lagrangian method): KL 0.086 "
-        "at 1 step → 0.070 at 8 steps."),
+        "Paper 002 gives no 2-D number. The follow-up's checkerboard table "
+        "reports KL 0.086 at 1 step → 0.070 at 8 steps for Lagrangian "
+        "self-distillation (LSD, no teacher; per issue 14 a ~1M-parameter "
+        "network and ~10^4× our training samples): not a distillation "
+        "(LMD) number. Our distilled students are read by gap@K, their KL "
+        "above their own teacher's many-step KL."),
     "fmm_sampling_speed": (
         "Paper 002: the one-step map samples 10–20× faster than the teacher "
         "ODE at matched quality."),
