@@ -10,36 +10,15 @@ import collections
 import jax
 import jax.numpy as jnp
 import ml_collections
-import numpy as np
 import pytest
 
 from gcflow_jax import config_utils
 from gcflow_jax.models import unet
+# pytest puts this folder on sys.path (no __init__.py): share its helpers.
+from test_unet import TINY, _compile, _random_params, _rel  # pylint: disable=g-bad-import-order
 
-TINY = dict(img_resolution=16, in_channels=3, out_channels=3,
-            model_channels=32, channel_mult=(1, 2), num_blocks=1,
-            attn_resolutions=(8,), dropout=0.0)
 # Attention blocks of TINY: enc_8x8_block0, dec_8x8_in0, dec_8x8_block1.
 TINY_ATTENTION_BLOCKS = 3
-
-
-def _random_params(module, x, *ts, seed=0, scale=0.1):
-  shapes = jax.eval_shape(module.init, jax.random.key(0), x, *ts)
-  rng = np.random.default_rng(seed)
-  return jax.tree_util.tree_map(
-      lambda s: jnp.asarray(scale * rng.standard_normal(s.shape), s.dtype),
-      shapes)
-
-
-def _rel(a, b):
-  a, b = jnp.asarray(a, jnp.float32), jnp.asarray(b, jnp.float32)
-  return float(jnp.linalg.norm(a - b) / jnp.linalg.norm(b))
-
-
-def _compile(fn, *args):
-  # -O0: the shared CPU compiles these conv nets about twice as fast.
-  return jax.jit(fn).lower(*args).compile(
-      {"xla_backend_optimization_level": 0})
 
 
 def _op_dtypes(jaxpr, acc=None):
