@@ -64,7 +64,8 @@ def get_config():
   # optimizer, EMA, losses, JVP outputs, log-densities, GroupNorm statistics,
   # attention softmax and the time embedding stay float32; the network
   # output is cast back to float32). bfloat16 targets GPUs/TPUs
-  # (benchmarks/accelerator.py measures both).
+  # (benchmarks/accelerator.py measures both). A distillation teacher
+  # computes in its own config's dtype; GCM generators and MLPs in float32.
   c.model.unet.dtype = "float32"
 
   # -------------------------------------------------------------- interp --

@@ -37,9 +37,13 @@ def test_xla_flops_count_matmul_and_conv():
   conv = jax.jit(lambda x, w: jax.lax.conv_general_dilated(
       x, w, (1, 1), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")))
   flops = accelerator.xla_flops(conv.lower(x, w))
-  # 2 * output elements * kernel window * input channels (SAME padding
-  # still counts the padded taps, as every flop counter does).
-  assert flops == 2 * (2 * 8 * 8 * 5) * (3 * 3 * 4)
+  # 2 * batch * out channels * in channels * the kernel taps that land
+  # inside the image (XLA does not count the zero padding): per axis,
+  # 6 interior outputs see 3 taps, the 2 border outputs 2.
+  taps_per_axis = sum(sum(0 <= i + j < 8 for j in (-1, 0, 1))
+                      for i in range(8))
+  assert taps_per_axis == 22
+  assert flops == 2 * 2 * 5 * 4 * taps_per_axis ** 2
 
 
 def test_budget_guard():
@@ -51,8 +55,10 @@ def test_budget_guard():
   assert "30 s left of 60 s" in b.skip_reason(31.0)
   est = accelerator.Estimates(first_guess_s=50.0)
   assert est.get("ict") == 50.0
+  est.put("ict", 30.0)
   est.put("ict", 12.0)
   assert est.get("ict") == 12.0 and est.get("fmm_lmd") == 12.0
+  assert est.get("quality", 5.0) == 5.0
 
 
 def test_lite_config_reads_the_config_files_like_ml_collections(monkeypatch):
