@@ -60,7 +60,13 @@ def get_config():
   c.model.unet.decoder_type = "standard"       # 'standard' | 'skip'
   c.model.unet.resample_filter = (1, 1)        # DDPM++ (1,1); NCSN++ (1,3,3,1)
   c.model.unet.time_embedding = "st"           # two times: 'st' | 's_dt'
-  c.model.unet.dtype = "float32"               # compute dtype
+  # Compute dtype: 'float32' | 'bfloat16' (mixed precision: parameters,
+  # optimizer, EMA, losses, JVP outputs, log-densities, GroupNorm statistics,
+  # attention softmax and the time embedding stay float32; the network
+  # output is cast back to float32). bfloat16 targets GPUs/TPUs
+  # (benchmarks/accelerator.py measures both). A distillation teacher
+  # computes in its own config's dtype; GCM generators and MLPs in float32.
+  c.model.unet.dtype = "float32"
 
   # -------------------------------------------------------------- interp --
   c.interp = ml_collections.ConfigDict()

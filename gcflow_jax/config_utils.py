@@ -12,8 +12,10 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from typing import TYPE_CHECKING
 
-import ml_collections
+if TYPE_CHECKING:  # ml_collections is only needed by the config files.
+  import ml_collections
 
 __all__ = ["load_config", "validate", "repo_root"]
 
@@ -60,6 +62,7 @@ def validate(config, num_devices: int = 1, num_processes: int = 1) -> None:
   from gcflow_jax import data, methods  # pylint: disable=g-import-not-at-top
   from gcflow_jax.math import ema, interpolants, ode  # pylint: disable=g-import-not-at-top
   from gcflow_jax.models import NETWORKS  # pylint: disable=g-import-not-at-top
+  from gcflow_jax.models.unet import DTYPES  # pylint: disable=g-import-not-at-top
 
   _choice(config.method, "method", sorted(methods.METHODS))
   _choice(config.data.name, "data.name", data.DATASETS)
@@ -69,6 +72,7 @@ def validate(config, num_devices: int = 1, num_processes: int = 1) -> None:
           ("error", "digits", "mnist5k", "mnist_test"))
   _positive(config.data.dim, "data.dim")
   _choice(config.model.name, "model.name", NETWORKS)
+  _choice(config.model.unet.dtype, "model.unet.dtype", DTYPES)
   image = config.data.name in data.images.IMAGE_SOURCES
   if image and config.model.name != "unet" and config.method not in ("gcm",):
     raise ValueError(f"model.name={config.model.name!r} does not take images"

@@ -37,12 +37,14 @@ from gcflow_jax.models.embeddings import (FourierFeatures, broadcast_time,
 
 __all__ = ["SongUNet", "UNetBlock", "Conv2d", "fir_filter", "downsample_2d",
            "upsample_2d", "from_config", "EMBEDDING_TYPES", "ENCODER_TYPES",
-           "DECODER_TYPES", "TIME_EMBEDDINGS"]
+           "DECODER_TYPES", "TIME_EMBEDDINGS", "DTYPES"]
 
 EMBEDDING_TYPES = ("positional", "fourier")
 ENCODER_TYPES = ("standard", "skip", "residual")
 DECODER_TYPES = ("standard", "skip")
 TIME_EMBEDDINGS = ("st", "s_dt")
+# Compute dtypes of `model.unet.dtype` (parameters are always float32).
+DTYPES = ("float32", "bfloat16")
 
 Dtype = Any
 _DIMS = ("NHWC", "HWIO", "NHWC")
@@ -325,6 +327,9 @@ class SongUNet(nn.Module):
     num_heads: attention heads (1 in SongUNet; None: channels // 64).
     zero_output: output conv exactly zero at init (EDM: xavier * 1e-5).
     dtype: compute dtype (e.g. jnp.bfloat16); the output has x's dtype.
+      Under bfloat16 the time embedding and mapping MLP run in float32,
+      GroupNorm statistics and attention logits/softmax in float32 (Flax's
+      GroupNorm promotes its reductions), everything else in `dtype`.
     param_dtype: parameter dtype.
   """
 
@@ -411,11 +416,15 @@ class SongUNet(nn.Module):
       return Conv2d(cout, k, resample_filter=filt, name=name,
                     **(init if init is not None else _INIT), **dt, **kw)
 
-    # Mapping.
+    # Mapping. The time embedding and the mapping MLP stay in (at least)
+    # float32 under a low-precision `dtype`: they are tiny next to the
+    # convolutions, and the time tangent of a flow map's JVP enters here.
     emb_ch = mc * self.channel_mult_emb
     emb = self._embed_times(times, x.shape[0])
+    emb_dt = jnp.promote_types(self.dtype or x.dtype, jnp.float32)
     dense = lambda name: nn.Dense(  # noqa: E731
-        emb_ch, kernel_init=_weight_init(**_INIT), name=name, **dt)
+        emb_ch, kernel_init=_weight_init(**_INIT), name=name, dtype=emb_dt,
+        param_dtype=self.param_dtype)
     emb = nn.silu(dense("map_layer0")(emb))
     emb = nn.silu(dense("map_layer1")(emb))
 
@@ -503,6 +512,8 @@ def from_config(model_cfg, data_shape: Sequence[int], num_times: int
     raise ValueError(f"SongUNet needs square images, got H={h}, W={w}; set "
                      f"data.image_size to crop/resize to a square")
   u = model_cfg.unet
+  if u.dtype not in DTYPES:
+    raise ValueError(f"model.unet.dtype={u.dtype!r} is not one of {DTYPES}")
   return SongUNet(
       img_resolution=h, in_channels=c, out_channels=c,
       model_channels=int(u.model_channels),
