@@ -2,9 +2,12 @@
 
 import json
 import os
+import pathlib
+import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -304,3 +307,142 @@ def test_rerun_of_finished_run_changes_nothing(tmp_path, capsys):
     train.reevaluate(longer, str(tmp_path))
   with pytest.raises(FileNotFoundError, match="no checkpoint"):
     train.reevaluate(cfg, str(tmp_path / "empty"))
+
+
+class _Proc:
+  """A `python -m gcflow_jax.main` subprocess whose output lines are read
+  (with the time each arrived) while it runs."""
+
+  def __init__(self, args, cwd, env):
+    self.t0 = time.time()
+    self.proc = subprocess.Popen(
+        [sys.executable, "-m", "gcflow_jax.main"] + args, cwd=cwd, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    self.lines = []
+    self._reader = threading.Thread(target=self._read, daemon=True)
+    self._reader.start()
+
+  def _read(self):
+    for line in self.proc.stdout:
+      self.lines.append((time.time(), line))
+
+  def seen(self, text):
+    """Arrival time of the first line containing `text`, else None."""
+    return next((t for t, line in self.lines if text in line), None)
+
+  def wait_for(self, predicate, timeout=600) -> bool:
+    """Polls until `predicate()`; False if the process ended first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+      if predicate():
+        return True
+      if self.proc.poll() is not None:
+        return False
+      time.sleep(0.002)
+    raise TimeoutError("".join(line for _, line in self.lines)[-3000:])
+
+  def finish(self, kill=False, timeout=600):
+    if kill:
+      self.proc.kill()  # SIGKILL
+    self.proc.wait(timeout)
+    self._reader.join(timeout)
+    return self.proc.returncode, "".join(line for _, line in self.lines)
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_at_random_moments_keeps_one_record(tmp_path):
+  """The README's promise, for the model and its record: rerun the same
+  command after each `kill -9` (at random moments of training, during a
+  checkpoint write, during the final evaluation); the final parameters are
+  bit-identical to an uninterrupted run's and metrics.json equals its record
+  in every non-timing field, with every log step once. Rerunning the
+  finished run then says so, exits 0 and changes no file."""
+  # The final evaluation starts after the last checkpoint is saved.
+  steps, eval_line = 1000, "checkpoint saved: step 1000"
+  args = ["--config=configs/toy_fm.py:smoke", f"--config.train.steps={steps}",
+          "--config.train.checkpoint_every=100", "--config.train.log_every=40"]
+  cwd = config_utils.repo_root()
+  env = dict(os.environ, XLA_FLAGS="")
+  ref = _Proc(args + [f"--workdir={tmp_path}/ref"], cwd, env)
+  rc, out = ref.finish()
+  assert rc == 0, out[-3000:]
+  startup = ref.seen("first step") - ref.t0
+  train_window = ref.seen(eval_line) - ref.seen("first step")
+
+  run = tmp_path / "run"
+  ck_dir = run / "checkpoints"
+
+  def ckpt_tmp_dirs():
+    return {p for p in (os.listdir(ck_dir) if ck_dir.is_dir() else [])
+            if ".orbax-checkpoint-tmp" in p}
+
+  rng = random.Random(0)
+  confirmed = set()
+  plans = ["checkpoint_write", "random", "startup", "checkpoint_write",
+           "random", "final_eval", "startup"]
+  for plan in plans:
+    old_tmp = ckpt_tmp_dirs()
+    p = _Proc(args + [f"--workdir={run}"], cwd, env)
+    if plan == "checkpoint_write":
+      p.wait_for(lambda: ckpt_tmp_dirs() - old_tmp)
+    elif plan == "startup":  # a random moment before training
+      delay = rng.uniform(0.0, startup)
+      p.wait_for(lambda: time.time() > p.t0 + delay)
+    elif plan == "final_eval":
+      p.wait_for(lambda: p.seen(eval_line) is not None)
+    else:  # a random moment of training (at the latest, its end)
+      delay = rng.uniform(0.0, train_window)
+      p.wait_for(lambda: p.seen(eval_line) is not None or (
+          p.seen("first step") is not None and
+          time.time() > p.seen("first step") + delay))
+    rc, out = p.finish(kill=True)
+    if rc == 0:  # it finished before the kill
+      break
+    assert rc == -signal.SIGKILL, out[-3000:]
+    if plan == "checkpoint_write" and ckpt_tmp_dirs() - old_tmp:
+      confirmed.add(plan)  # an unfinished checkpoint directory was left
+    if plan == "final_eval" and (train.latest_step(str(run)) == steps and
+                                 not (run / "metrics.json").exists()):
+      confirmed.add(plan)
+  assert confirmed == {"checkpoint_write", "final_eval"}, confirmed
+  rc, out = _Proc(args + [f"--workdir={run}"], cwd, env).finish()
+  assert rc == 0, out[-3000:]
+
+  want, got = _read_record(tmp_path / "ref"), _read_record(run)
+  log_steps = list(range(40, steps + 1, 40))
+  assert [h["step"] for h in got["history"]] == log_steps
+  assert _non_timing(got) == _non_timing(want)
+  resumed_at = [r["step"] for r in got["resumes"]]
+  assert resumed_at == sorted(resumed_at) and resumed_at[-1] == steps
+  assert all(s % 100 == 0 for s in resumed_at), resumed_at
+  assert (run / "samples_final.png").read_bytes().startswith(b"\x89PNG")
+
+  cfg = config_utils.load_config("configs/toy_fm.py:smoke")
+  cfg.unlock()
+  cfg.train.steps = steps
+  cfg.lock()
+  a = train.restore_state(cfg, str(tmp_path / "ref"))
+  b = train.restore_state(cfg, str(run))
+  for x, y in zip(_leaves(a.params), _leaves(b.params)):
+    np.testing.assert_array_equal(x, y)
+
+  def snapshot():
+    files = [os.path.join(r, f) for r, _, fs in os.walk(run) for f in fs]
+    return {f: (pathlib.Path(f).read_bytes(), os.stat(f).st_mtime_ns)
+            for f in files}
+
+  before = snapshot()
+  rc, out = _Proc(args + [f"--workdir={run}"], cwd, env).finish()
+  assert rc == 0 and "run complete" in out, out[-3000:]
+  assert str(run / "metrics.json") in out
+  assert snapshot() == before
+  # --reevaluate (here with other eval settings) adds its own file only.
+  rc, out = _Proc(args + [f"--workdir={run}", "--reevaluate",
+                          "--config.eval.num_samples=500"], cwd, env).finish()
+  assert rc == 0, out[-3000:]
+  reev = json.loads((run / "metrics_reevaluated.json").read_text())
+  (entry,) = reev["reevaluations"]
+  assert entry["step"] == steps and entry["eval_config"]["num_samples"] == 500
+  assert np.isfinite(entry["eval/sinkhorn"])
+  after = snapshot()
+  assert {f: after[f] for f in before} == before
