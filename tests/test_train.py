@@ -377,9 +377,10 @@ def test_kill_minus_nine_at_random_moments_keeps_one_record(tmp_path):
             if ".orbax-checkpoint-tmp" in p}
 
   rng = random.Random(0)
-  confirmed = set()
-  plans = ["checkpoint_write", "random", "startup", "checkpoint_write",
-           "random", "final_eval", "startup"]
+  confirmed, outcomes = set(), []
+  # Every kill before "final_eval" comes before the last checkpoint.
+  plans = ["checkpoint_write", "startup", "checkpoint_write", "random",
+           "final_eval", "startup"]
   for plan in plans:
     old_tmp = ckpt_tmp_dirs()
     p = _Proc(args + [f"--workdir={run}"], cwd, env)
@@ -387,15 +388,17 @@ def test_kill_minus_nine_at_random_moments_keeps_one_record(tmp_path):
       p.wait_for(lambda: ckpt_tmp_dirs() - old_tmp)
     elif plan == "startup":  # a random moment before training
       delay = rng.uniform(0.0, startup)
-      p.wait_for(lambda: time.time() > p.t0 + delay)
+      p.wait_for(lambda: time.time() > p.t0 + delay or
+                 p.seen("first step") is not None)
     elif plan == "final_eval":
       p.wait_for(lambda: p.seen(eval_line) is not None)
-    else:  # a random moment of training (at the latest, its end)
+    else:  # a random moment of training, before the last checkpoint
       delay = rng.uniform(0.0, train_window)
-      p.wait_for(lambda: p.seen(eval_line) is not None or (
+      p.wait_for(lambda: p.seen(f"step {steps - 40}/") is not None or (
           p.seen("first step") is not None and
           time.time() > p.seen("first step") + delay))
     rc, out = p.finish(kill=True)
+    outcomes.append((plan, rc, train.latest_step(str(run))))
     if rc == 0:  # it finished before the kill
       break
     assert rc == -signal.SIGKILL, out[-3000:]
@@ -404,7 +407,7 @@ def test_kill_minus_nine_at_random_moments_keeps_one_record(tmp_path):
     if plan == "final_eval" and (train.latest_step(str(run)) == steps and
                                  not (run / "metrics.json").exists()):
       confirmed.add(plan)
-  assert confirmed == {"checkpoint_write", "final_eval"}, confirmed
+  assert confirmed == {"checkpoint_write", "final_eval"}, outcomes
   rc, out = _Proc(args + [f"--workdir={run}"], cwd, env).finish()
   assert rc == 0, out[-3000:]
 
