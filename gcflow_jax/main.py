@@ -2,6 +2,8 @@ r"""Entry point: flags only.
 
 python -m gcflow_jax.main --config=configs/toy_fm.py --workdir=runs/toy \
     [--config.train.steps=200] [--config=configs/toy_fm.py:smoke]
+Rerunning the command resumes an interrupted run; on a finished one it says
+so and changes nothing (`--reevaluate` evaluates it again).
 """
 
 import os
@@ -23,6 +25,9 @@ config_flags.DEFINE_config_file("config", None, "Config file[:variant].",
                                 lock_config=True)
 flags.DEFINE_string("workdir", None, "Run directory (checkpoints, logs, "
                     "metrics.json, plots).")
+flags.DEFINE_bool("reevaluate", False, "Evaluate the run finished in "
+                  "--workdir again into metrics_reevaluated.json (metrics.json "
+                  "and checkpoints are left as they are).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -32,7 +37,10 @@ def main(argv):
   if not any(a.startswith(("--verbosity", "-v")) for a in sys.argv[1:]):
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO.
   try:
-    train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
+    if FLAGS.reevaluate:
+      train.reevaluate(FLAGS.config, FLAGS.workdir)
+    else:
+      train.train_and_evaluate(FLAGS.config, FLAGS.workdir)
   except train.Preempted:
     sys.exit(143)  # 128 + SIGTERM: the scheduler sees a preemption.
   except (ValueError, FileNotFoundError, FloatingPointError) as e:

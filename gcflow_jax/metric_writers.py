@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from typing import Any, Mapping
 
@@ -105,9 +104,3 @@ class Progress:
     return (f"step {step}/{total} | {info['steps_per_sec']:.1f} steps/s | "
             f"ETA {eta_s} | loss {loss:.5g}")
 
-
-def write_json_atomic(path: str, obj: Any) -> None:
-  tmp = path + ".tmp"
-  with open(tmp, "w") as f:
-    json.dump(obj, f, indent=2, sort_keys=True)
-  os.replace(tmp, path)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
+
+from gcflow_jax.run_record import atomic_open
 
 __all__ = ["save_samples_plot", "image_grid"]
 
@@ -33,7 +33,6 @@ def save_samples_plot(path: str, samples: np.ndarray,
   # their inline backend) and nothing to close.
   from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
   samples, reference = np.asarray(samples), np.asarray(reference)
-  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
   if samples.ndim == 4:
     n = min(64, len(samples), len(reference))
     fig = Figure(figsize=(10, 5.4))
@@ -70,7 +69,7 @@ def save_samples_plot(path: str, samples: np.ndarray,
   if title:
     fig.suptitle(title)
   fig.tight_layout()
-  tmp = path + ".tmp.png"
-  fig.savefig(tmp, dpi=80)
-  os.replace(tmp, path)
+  # Atomic: a kill while saving leaves the previous image, not a torn one.
+  with atomic_open(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=80)
   return path

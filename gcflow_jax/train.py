@@ -13,6 +13,14 @@ and no key is saved. SIGTERM (preemption) saves a checkpoint and returns.
 A non-finite metric raises FloatingPointError naming the metric and the step
 window; checkpoints are only written after the metrics since the last check
 were verified finite, so the newest checkpoint is always a good one.
+
+The run's record: every process appends to `WORKDIR/run_log.jsonl` (its
+start step, the means of every log window, the open window at checkpoints;
+`run_record`), and the final evaluation writes `metrics.json` atomically
+from it: the history of every log step of the run once, the resumes, the
+training time summed over processes. Rerunning a finished run (metrics.json
+and the newest checkpoint both at `train.steps`) retrains and rewrites
+nothing; `reevaluate` evaluates it again into a separate file.
 """
 
 from __future__ import annotations
@@ -32,14 +40,14 @@ import optax
 
 from gcflow_jax import checkpoint as ckpt_lib
 from gcflow_jax import config_utils, data, methods, metric_writers, plotting
-from gcflow_jax import sharding, teachers
+from gcflow_jax import run_record, sharding, teachers
 from gcflow_jax.math import ema as ema_lib
 from gcflow_jax.models import count_params
 from gcflow_jax.train_state import TrainState
 
 __all__ = ["train_and_evaluate", "make_optimizer", "make_train_step",
            "restore_state", "has_checkpoint", "data_shape_of", "build",
-           "Preempted"]
+           "reevaluate", "Preempted"]
 
 
 class Preempted(Exception):
@@ -192,9 +200,11 @@ def build(config, **kwargs) -> _Run:
   return _Run(config, **kwargs)
 
 
-def restore_state(config, workdir: str) -> TrainState:
-  """The newest readable checkpoint of a finished/ongoing run of `config`."""
-  run = _Run(config)
+def restore_state(config, workdir: str, run: Optional[_Run] = None
+                  ) -> TrainState:
+  """The newest readable checkpoint of a finished/ongoing run of `config`
+  (`run`: an already built `_Run` of `config`)."""
+  run = run or _Run(config)
   ck = ckpt_lib.Checkpointer(workdir, create=False)
   step, state = ck.restore(run.abstract_state())
   if state is None:
@@ -279,6 +289,47 @@ def evaluate_state(run: _Run, state: TrainState, workdir: str,
   return scores
 
 
+def reevaluate(config, workdir: str) -> Dict[str, Any]:
+  """Evaluates the final state of the run finished in `workdir` again (e.g.
+  with other `eval.*` settings), appending one entry to
+  `WORKDIR/metrics_reevaluated.json` and writing
+  `samples_reevaluated<N>.png`; metrics.json, the run log and the
+  checkpoints are left as they are. Returns the entry."""
+  sharding.initialize(config.distributed)
+  config_utils.validate(config, jax.device_count(), jax.process_count())
+  workdir = os.path.abspath(workdir)
+  step = latest_step(workdir)
+  if step is None:
+    raise FileNotFoundError(
+        f"--reevaluate: no checkpoint in {ckpt_lib.checkpoint_dir(workdir)}; "
+        "it re-evaluates a finished run (train it first without "
+        "--reevaluate)")
+  if step != config.train.steps:
+    raise ValueError(
+        f"--reevaluate needs a finished run: {workdir} stops at checkpoint "
+        f"step {step} of train.steps={config.train.steps}; rerun without "
+        "--reevaluate to finish it (it resumes)")
+  run = _Run(config)
+  state = restore_state(config, workdir, run)
+  path = os.path.join(workdir, run_record.REEVALUATED_NAME)
+  previous = run_record.read_json(path) or {}
+  entries = list(previous.get("reevaluations", []))
+  n = len(entries) + 1
+  scores = evaluate_state(run, state, workdir, f"reevaluated{n}")
+  entry = {"reevaluation": n, "time": run_record.utc_now(),
+           "step": int(state.step), "eval_config": config.eval.to_dict(),
+           **{f"eval/{k}": v for k, v in scores.items()}}
+  if jax.process_index() == 0:
+    run_record.write_json_atomic(
+        path, {"record": run_record.RECORD_NAME,
+               "reevaluations": entries + [entry]})
+    print("reevaluated: " + metric_writers.format_metrics(scores),
+          flush=True)
+    print(f"written to {path} (entry {n}; {run_record.RECORD_NAME} "
+          "unchanged)", flush=True)
+  return entry
+
+
 # ------------------------------------------------------------------ loop --
 class _Prefetch:
   """Builds host batches for upcoming steps in a background thread."""
@@ -316,10 +367,11 @@ class _Prefetch:
     self._stop.set()
 
 
-def _check_finite(pending, lo: int, hi: int) -> Dict[str, float]:
-  """Means of the metrics of steps (lo, hi]; raises on any non-finite."""
+def _check_finite(pending, lo: int, hi: int) -> Dict[str, np.ndarray]:
+  """Host values [steps] of each metric of steps (lo, hi]; raises on any
+  non-finite one."""
   host = jax.device_get(pending)
-  means = {}
+  values = {}
   for k in host[0]:
     vals = np.asarray([m[k] for m in host], np.float64)
     bad = ~np.isfinite(vals)
@@ -329,17 +381,40 @@ def _check_finite(pending, lo: int, hi: int) -> Dict[str, float]:
           f"non-finite metric {k!r} at step {first} (window steps "
           f"{lo + 1}..{hi}); training stopped, the newest checkpoint (step "
           f"<= {lo}) is the last good one")
-    means[k] = float(vals.mean())
-  return means
+    values[k] = vals
+  return values
+
+
+def _finished_record(workdir: str, steps: int) -> Optional[str]:
+  """Path of the record of a run finished at `steps` (its metrics.json and
+  newest checkpoint both at `steps`), else None."""
+  path = os.path.join(workdir, run_record.RECORD_NAME)
+  record = run_record.read_json(path)
+  if (isinstance(record, dict) and record.get("steps") == steps
+      and latest_step(workdir) == steps):
+    return path
+  return None
 
 
 def train_and_evaluate(config, workdir: str) -> TrainState:
-  """Trains `config` in `workdir` (resuming if it holds a checkpoint)."""
+  """Trains `config` in `workdir` (resuming if it holds a checkpoint).
+
+  A run already finished in `workdir` is not retrained or re-evaluated: its
+  record is left as it is and its final state is returned (`reevaluate`
+  evaluates it again into a separate file).
+  """
   sharding.initialize(config.distributed)
   config_utils.validate(config, jax.device_count(), jax.process_count())
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0
+  record_path = _finished_record(workdir, config.train.steps)
+  if record_path is not None:
+    print(f"run complete: {workdir} finished all {config.train.steps} steps; "
+          f"its record is {record_path} (nothing retrained or rewritten; "
+          f"--reevaluate evaluates it again into "
+          f"{run_record.REEVALUATED_NAME})", flush=True)
+    return restore_state(config, workdir)
   run = _Run(config)
   print(f"data: {run.dataset.source}; shape {run.dataset.shape}", flush=True)
   if run.teacher is not None:
@@ -401,9 +476,12 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
     if ck.save(step_now, st):
       print(f"checkpoint saved: step {step_now}", flush=True)
 
+  # The run's record across processes (see run_record): this process's
+  # start, the means at every log step, the open log window at checkpoints.
+  run_log = run_record.RunLog(workdir, write=is_main)
+  window = run_log.begin(start)
   pending = []
   checked_upto = start
-  history = []
   t_train = time.time()
   step = start
   final_scores: Dict[str, float] = {}
@@ -425,16 +503,21 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
                   done % config.train.eval_every == 0 and done != total)
       stop = preempt_requested(done)
       if log_now or ckpt_now or eval_now or stop:
-        means = _check_finite(pending, checked_upto, done)
+        window.add(_check_finite(pending, checked_upto, done))
         pending, checked_upto = [], done
         if log_now:
+          means = window.pop_means()
           info = progress.report(done)
           print(metric_writers.Progress.line(done, total, info,
                                              means["loss"]), flush=True)
           writer.write_scalars(done, {**means,
                                       "steps_per_sec": info["steps_per_sec"]})
-          history.append({"step": done, **means})
+          run_log.append("log", done, metrics=means,
+                         train_sec=time.time() - t_train)
         if ckpt_now or stop:
+          if window.n:  # a checkpoint inside a log window: keep its sums
+            run_log.append("window", done, n=window.n, sums=window.sums,
+                           train_sec=time.time() - t_train)
           save(done, state)
         if stop:
           raise Preempted()
@@ -442,7 +525,8 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
           scores = evaluate_state(run, state, workdir, f"step{done}")
           writer.write_scalars(done, {f"eval/{k}": v
                                       for k, v in scores.items()})
-    train_sec = time.time() - t_train
+    run_log.append("trained", int(state.step),
+                   train_sec=time.time() - t_train)
     if len(raw_step.traces) > 1:
       raise RuntimeError(f"train step traced {len(raw_step.traces)} times; "
                          "something changes shape/dtype across steps")
@@ -450,19 +534,25 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
     writer.write_scalars(total, {f"eval/{k}": v
                                  for k, v in final_scores.items()})
     if is_main:
+      summary = run_log.summary()
+      history = summary.history
       result = {"method": config.method, "data": config.data.name,
                 "data_source": run.dataset.source, "num_params": num_params,
-                "steps": int(state.step), "train_sec": train_sec,
-                "resumed_from": start, "devices": jax.device_count(),
+                "steps": int(state.step), "devices": jax.device_count(),
+                # Summed over every process of the run; `resumes` lists the
+                # processes after the first (step, UTC time).
+                "train_sec": summary.train_sec, "resumes": summary.resumes,
                 "final_train_loss": history[-1]["loss"] if history else None,
                 **{f"eval/{k}": v for k, v in final_scores.items()},
-                # Window means at every log step of this process's segment
-                # (from `resumed_from`); the full curves are in TensorBoard.
+                # Means over each log window, every log step of the run
+                # once (from run_log.jsonl); full curves in TensorBoard.
                 "history": history}
-      metric_writers.write_json_atomic(
-          os.path.join(workdir, "metrics.json"), result)
+      record_path = os.path.join(workdir, run_record.RECORD_NAME)
+      run_record.write_json_atomic(record_path, result)
+      run_log.append("final", int(state.step), scores=final_scores)
       print("final: " + metric_writers.format_metrics(
           {k: v for k, v in final_scores.items()}), flush=True)
+      print(f"record: {record_path}", flush=True)
   except Preempted:
     print(f"SIGTERM: checkpoint saved at step {int(state.step)}; exiting",
           flush=True)

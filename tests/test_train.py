@@ -2,9 +2,12 @@
 
 import json
 import os
+import pathlib
+import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import jax
@@ -84,34 +87,6 @@ def test_end_to_end_outputs_and_single_compile(tmp_path):
   assert ckpt_lib.Checkpointer(str(tmp_path)).steps() == [20, 40]
 
 
-def test_sigterm_saves_and_resume_is_bit_identical(tmp_path, monkeypatch):
-  cfg = _cfg(steps=60)
-  ref = train.train_and_evaluate(cfg, str(tmp_path / "ref"))
-
-  from gcflow_jax import data as data_lib
-  orig = data_lib.Dataset.local_batch
-
-  def preempting(self, step, *a, **kw):
-    if step == 33:
-      os.kill(os.getpid(), signal.SIGTERM)
-    return orig(self, step, *a, **kw)
-
-  monkeypatch.setattr(data_lib.Dataset, "local_batch", preempting)
-  with pytest.raises(train.Preempted):
-    train.train_and_evaluate(cfg, str(tmp_path / "run"))
-  monkeypatch.setattr(data_lib.Dataset, "local_batch", orig)
-  saved = ckpt_lib.Checkpointer(str(tmp_path / "run")).latest_step()
-  assert 20 < saved < 60  # the preemption checkpoint, not a periodic one
-  assert saved % 20 != 0
-  resumed = train.train_and_evaluate(cfg, str(tmp_path / "run"))
-  for a, b in zip(_leaves(ref.params), _leaves(resumed.params)):
-    np.testing.assert_array_equal(a, b)
-  for a, b in zip(_leaves(ref.opt_state), _leaves(resumed.opt_state)):
-    np.testing.assert_array_equal(a, b)
-  metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
-  assert metrics["resumed_from"] == saved
-
-
 def test_corrupted_latest_checkpoint_falls_back(tmp_path, capsys):
   cfg = _cfg(steps=40)
   train.train_and_evaluate(cfg, str(tmp_path))
@@ -148,41 +123,6 @@ def test_non_finite_loss_stops_with_step_and_keeps_good_checkpoint(
   run = train.build(cfg)
   _, state = ck.restore(run.abstract_state())
   assert all(np.isfinite(x).all() for x in _leaves(state.params))
-
-
-@pytest.mark.slow
-def test_kill_minus_nine_and_rerun_gives_identical_params(tmp_path):
-  """The README's promise: rerun the same command after `kill -9`."""
-  cmd = [sys.executable, "-m", "gcflow_jax.main",
-         "--config=configs/toy_fm.py:smoke", "--config.train.steps=600",
-         "--config.train.checkpoint_every=100", "--config.eval.metrics=()",
-         "--config.train.plot=False"]
-  cwd = config_utils.repo_root()
-  env = dict(os.environ, XLA_FLAGS="")
-  subprocess.run(cmd + [f"--workdir={tmp_path}/ref"], check=True, cwd=cwd,
-                 env=env, capture_output=True, timeout=600)
-  proc = subprocess.Popen(cmd + [f"--workdir={tmp_path}/run"], cwd=cwd,
-                          env=env, stdout=subprocess.DEVNULL,
-                          stderr=subprocess.DEVNULL)
-  ck_dir = tmp_path / "run" / "checkpoints"
-  deadline = time.time() + 300
-  while time.time() < deadline:
-    if ck_dir.exists() and any(p.name.isdigit() and int(p.name) >= 200
-                               for p in ck_dir.iterdir()):
-      break
-    time.sleep(0.05)
-  proc.kill()  # SIGKILL
-  proc.wait()
-  subprocess.run(cmd + [f"--workdir={tmp_path}/run"], check=True, cwd=cwd,
-                 env=env, capture_output=True, timeout=600)
-  cfg = config_utils.load_config("configs/toy_fm.py:smoke")
-  cfg.unlock()
-  cfg.train.steps = 600
-  cfg.lock()
-  a = train.restore_state(cfg, str(tmp_path / "ref"))
-  b = train.restore_state(cfg, str(tmp_path / "run"))
-  for x, y in zip(_leaves(a.params), _leaves(b.params)):
-    np.testing.assert_array_equal(x, y)
 
 
 _TEACHER_CFG = '''
@@ -231,3 +171,260 @@ def test_interrupted_teacher_is_finished_before_distilling(tmp_path, capsys):
   finished = train.restore_state(config_utils.load_config(f"{spec}:8"), tdir)
   for a, b in zip(_leaves(teacher.params), _leaves(finished.ema_params)):
     np.testing.assert_array_equal(a, b)
+
+
+# --------------------------------------------------- the run's record --
+# Fields of metrics.json that depend on when and how often the run was
+# interrupted, not on what it computed: wall times and the process starts.
+_PROCESS_FIELDS = ("train_sec", "resumes", "eval/sample_sec")
+
+
+def _non_timing(record):
+  return {k: v for k, v in record.items() if k not in _PROCESS_FIELDS}
+
+
+def _read_record(workdir):
+  return json.loads((workdir / "metrics.json").read_text())
+
+
+def test_preemption_and_crash_resume_bit_identical_with_one_record(
+    tmp_path, monkeypatch):
+  """Two interruptions in-process: SIGTERM inside a log window (saves a
+  checkpoint there, exits), then a crash after a checkpoint that is not a
+  log step. The final parameters and optimizer state are bit-identical to
+  an uninterrupted run's; metrics.json equals its record in every
+  non-timing field, its history has every log step once, and the resumes
+  are listed."""
+  cfg = _cfg(steps=60, **{"train.checkpoint_every": 15})
+  ref_state = train.train_and_evaluate(cfg, str(tmp_path / "ref"))
+  ref = _read_record(tmp_path / "ref")
+  assert [h["step"] for h in ref["history"]] == [10, 20, 30, 40, 50, 60]
+  assert ref["resumes"] == []
+
+  from gcflow_jax import data as data_lib
+  orig = data_lib.Dataset.local_batch
+  run = str(tmp_path / "run")
+
+  def interrupting(at, action):
+    def batch(self, step, *a, **kw):
+      if step == at:
+        action()
+      return orig(self, step, *a, **kw)
+    monkeypatch.setattr(data_lib.Dataset, "local_batch", batch)
+
+  interrupting(34, lambda: os.kill(os.getpid(), signal.SIGTERM))
+  with pytest.raises(train.Preempted):
+    train.train_and_evaluate(cfg, run)
+  preempted_at = train.latest_step(run)
+  # The batch of step 34 is built ahead of the step (prefetch).
+  assert 30 < preempted_at < 40  # inside the log window (30, 40]
+
+  def crash():
+    raise RuntimeError("simulated crash")
+
+  # Logs step 50, then dies: resumes at the checkpoint 45 (not a log step),
+  # replaying 46..50.
+  interrupting(52, crash)
+  with pytest.raises(RuntimeError, match="simulated crash"):
+    train.train_and_evaluate(cfg, run)
+  assert train.latest_step(run) == 45
+  monkeypatch.setattr(data_lib.Dataset, "local_batch", orig)
+  state = train.train_and_evaluate(cfg, run)
+  for a, b in zip(_leaves(ref_state.params), _leaves(state.params)):
+    np.testing.assert_array_equal(a, b)
+  for a, b in zip(_leaves(ref_state.opt_state), _leaves(state.opt_state)):
+    np.testing.assert_array_equal(a, b)
+
+  rec = _read_record(tmp_path / "run")
+  assert [h["step"] for h in rec["history"]] == [10, 20, 30, 40, 50, 60]
+  assert [r["step"] for r in rec["resumes"]] == [preempted_at, 45]
+  assert rec["final_train_loss"] == ref["final_train_loss"]
+  assert _non_timing(rec) == _non_timing(ref)
+  assert rec["train_sec"] > 0  # the sum itself: test_run_record
+
+
+def test_rerun_of_finished_run_changes_nothing(tmp_path, capsys):
+  cfg = _cfg(steps=20)
+  first = train.train_and_evaluate(cfg, str(tmp_path))
+
+  def snapshot():
+    out = {}
+    for root, _, files in os.walk(tmp_path):
+      for f in files:
+        p = os.path.join(root, f)
+        with open(p, "rb") as fh:
+          out[p] = (fh.read(), os.stat(p).st_mtime_ns)
+    return out
+
+  before = snapshot()
+  capsys.readouterr()
+  again = train.train_and_evaluate(cfg, str(tmp_path))
+  out = capsys.readouterr().out
+  assert "run complete" in out and str(tmp_path / "metrics.json") in out
+  assert "first step" not in out and "final:" not in out
+  assert snapshot() == before  # no file written, touched or removed
+  for a, b in zip(_leaves(first.params), _leaves(again.params)):
+    np.testing.assert_array_equal(a, b)
+
+  # An explicit re-evaluation goes to its own file, entry by entry.
+  e1 = train.reevaluate(cfg, str(tmp_path))
+  e2 = train.reevaluate(cfg, str(tmp_path))
+  reev = json.loads((tmp_path / "metrics_reevaluated.json").read_text())
+  assert [e["reevaluation"] for e in reev["reevaluations"]] == [1, 2]
+  assert e1["step"] == e2["step"] == 20
+  record = _read_record(tmp_path)
+  assert e2["eval/sample_steps"] == record["eval/sample_steps"]
+  assert reev["reevaluations"][1]["eval_config"]["num_samples"] == 64
+  after = snapshot()
+  for p in before:
+    assert after[p] == before[p], p
+
+  # Re-evaluating a run that is not finished is refused, naming the field.
+  longer = _cfg(steps=40)
+  with pytest.raises(ValueError, match=r"step 20 of train.steps=40"):
+    train.reevaluate(longer, str(tmp_path))
+  with pytest.raises(FileNotFoundError, match="no checkpoint"):
+    train.reevaluate(cfg, str(tmp_path / "empty"))
+
+
+class _Proc:
+  """A `python -m gcflow_jax.main` subprocess whose output lines are read
+  (with the time each arrived) while it runs."""
+
+  def __init__(self, args, cwd, env):
+    self.t0 = time.time()
+    self.proc = subprocess.Popen(
+        [sys.executable, "-m", "gcflow_jax.main"] + args, cwd=cwd, env=env,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    self.lines = []
+    self._reader = threading.Thread(target=self._read, daemon=True)
+    self._reader.start()
+
+  def _read(self):
+    for line in self.proc.stdout:
+      self.lines.append((time.time(), line))
+
+  def seen(self, text):
+    """Arrival time of the first line containing `text`, else None."""
+    return next((t for t, line in self.lines if text in line), None)
+
+  def wait_for(self, predicate, timeout=600) -> bool:
+    """Polls until `predicate()`; False if the process ended first."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+      if predicate():
+        return True
+      if self.proc.poll() is not None:
+        return False
+      time.sleep(0.002)
+    raise TimeoutError("".join(line for _, line in self.lines)[-3000:])
+
+  def finish(self, kill=False, timeout=600):
+    if kill:
+      self.proc.kill()  # SIGKILL
+    self.proc.wait(timeout)
+    self._reader.join(timeout)
+    return self.proc.returncode, "".join(line for _, line in self.lines)
+
+
+@pytest.mark.slow
+def test_kill_minus_nine_at_random_moments_keeps_one_record(tmp_path):
+  """The README's promise, for the model and its record: rerun the same
+  command after each `kill -9` (at random moments of training, during a
+  checkpoint write, during the final evaluation); the final parameters are
+  bit-identical to an uninterrupted run's and metrics.json equals its record
+  in every non-timing field, with every log step once. Rerunning the
+  finished run then says so, exits 0 and changes no file."""
+  # The final evaluation starts after the last checkpoint is saved.
+  steps, eval_line = 1000, "checkpoint saved: step 1000"
+  args = ["--config=configs/toy_fm.py:smoke", f"--config.train.steps={steps}",
+          "--config.train.checkpoint_every=100", "--config.train.log_every=40"]
+  cwd = config_utils.repo_root()
+  env = dict(os.environ, XLA_FLAGS="")
+  ref = _Proc(args + [f"--workdir={tmp_path}/ref"], cwd, env)
+  rc, out = ref.finish()
+  assert rc == 0, out[-3000:]
+  startup = ref.seen("first step") - ref.t0
+  train_window = ref.seen(eval_line) - ref.seen("first step")
+
+  run = tmp_path / "run"
+  ck_dir = run / "checkpoints"
+
+  def ckpt_tmp_dirs():
+    return {p for p in (os.listdir(ck_dir) if ck_dir.is_dir() else [])
+            if ".orbax-checkpoint-tmp" in p}
+
+  rng = random.Random(0)
+  confirmed, outcomes = set(), []
+  # Every kill before "final_eval" comes before the last checkpoint.
+  plans = ["checkpoint_write", "startup", "checkpoint_write", "random",
+           "final_eval", "startup"]
+  for plan in plans:
+    old_tmp = ckpt_tmp_dirs()
+    p = _Proc(args + [f"--workdir={run}"], cwd, env)
+    if plan == "checkpoint_write":
+      p.wait_for(lambda: ckpt_tmp_dirs() - old_tmp)
+    elif plan == "startup":  # a random moment before training
+      delay = rng.uniform(0.0, startup)
+      p.wait_for(lambda: time.time() > p.t0 + delay or
+                 p.seen("first step") is not None)
+    elif plan == "final_eval":
+      p.wait_for(lambda: p.seen(eval_line) is not None)
+    else:  # a random moment of training, before the last checkpoint
+      delay = rng.uniform(0.0, train_window)
+      p.wait_for(lambda: p.seen(f"step {steps - 40}/") is not None or (
+          p.seen("first step") is not None and
+          time.time() > p.seen("first step") + delay))
+    rc, out = p.finish(kill=True)
+    outcomes.append((plan, rc, train.latest_step(str(run))))
+    if rc == 0:  # it finished before the kill
+      break
+    assert rc == -signal.SIGKILL, out[-3000:]
+    if plan == "checkpoint_write" and ckpt_tmp_dirs() - old_tmp:
+      confirmed.add(plan)  # an unfinished checkpoint directory was left
+    if plan == "final_eval" and (train.latest_step(str(run)) == steps and
+                                 not (run / "metrics.json").exists()):
+      confirmed.add(plan)
+  assert confirmed == {"checkpoint_write", "final_eval"}, outcomes
+  print("kills (plan, exit status, newest checkpoint after):", outcomes)
+  rc, out = _Proc(args + [f"--workdir={run}"], cwd, env).finish()
+  assert rc == 0, out[-3000:]
+
+  want, got = _read_record(tmp_path / "ref"), _read_record(run)
+  log_steps = list(range(40, steps + 1, 40))
+  assert [h["step"] for h in got["history"]] == log_steps
+  assert _non_timing(got) == _non_timing(want)
+  resumed_at = [r["step"] for r in got["resumes"]]
+  assert resumed_at == sorted(resumed_at) and resumed_at[-1] == steps
+  assert all(s % 100 == 0 for s in resumed_at), resumed_at
+  assert (run / "samples_final.png").read_bytes().startswith(b"\x89PNG")
+
+  cfg = config_utils.load_config("configs/toy_fm.py:smoke")
+  cfg.unlock()
+  cfg.train.steps = steps
+  cfg.lock()
+  a = train.restore_state(cfg, str(tmp_path / "ref"))
+  b = train.restore_state(cfg, str(run))
+  for x, y in zip(_leaves(a.params), _leaves(b.params)):
+    np.testing.assert_array_equal(x, y)
+
+  def snapshot():
+    files = [os.path.join(r, f) for r, _, fs in os.walk(run) for f in fs]
+    return {f: (pathlib.Path(f).read_bytes(), os.stat(f).st_mtime_ns)
+            for f in files}
+
+  before = snapshot()
+  rc, out = _Proc(args + [f"--workdir={run}"], cwd, env).finish()
+  assert rc == 0 and "run complete" in out, out[-3000:]
+  assert str(run / "metrics.json") in out
+  assert snapshot() == before
+  # --reevaluate (here with other eval settings) adds its own file only.
+  rc, out = _Proc(args + [f"--workdir={run}", "--reevaluate",
+                          "--config.eval.num_samples=500"], cwd, env).finish()
+  assert rc == 0, out[-3000:]
+  reev = json.loads((run / "metrics_reevaluated.json").read_text())
+  (entry,) = reev["reevaluations"]
+  assert entry["step"] == steps and entry["eval_config"]["num_samples"] == 500
+  assert np.isfinite(entry["eval/sinkhorn"])
+  after = snapshot()
+  assert {f: after[f] for f in before} == before
