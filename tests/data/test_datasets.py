@@ -77,7 +77,7 @@ def test_npz_source(tmp_path):
   assert ds.shape == (4, 4, 3)
   np.testing.assert_allclose(np.sort(ds.global_batch(0, 10).ravel()),
                              np.sort(arr.ravel()), atol=1 / 127.5)
-  np.savez(tmp_path / "bad.npz", x=np.zeros((3, 5)))
+  np.savez(tmp_path / "bad.npz", x=np.zeros((3, 5, 5, 2)))
   with pytest.raises(ValueError, match=r"\[N, H, W, C\]"):
     data.make_dataset(_cfg(name="npz", npz_path=str(tmp_path / "bad.npz")),
                       seed=0)
@@ -89,3 +89,56 @@ def test_mnist_test_set_from_shared_data():
   except images.DatasetUnavailableError:
     pytest.skip("../shared/data/mnist not present")
   assert x.shape == (10000, 28, 28, 1) and x.dtype == np.uint8
+
+
+def test_npz_vectors_are_served_as_they_are(tmp_path):
+  # A user's own 2-D point cloud: batches are exact rows of the file (no
+  # rescaling), every row once per epoch, and the config check sees vectors.
+  pts = np.random.default_rng(1).normal(size=(12, 2)).astype(np.float64) * 3
+  np.savez(tmp_path / "pts.npz", x=pts)
+  cfg = _cfg(name="npz", npz_path=str(tmp_path / "pts.npz"))
+  ds = data.make_dataset(cfg, seed=0)
+  assert ds.kind == "vector" and ds.shape == (2,) and ds.size == 12
+  assert data.data_kind(cfg) == "vector" and data.data_shape(cfg) == (2,)
+  epoch = np.concatenate([ds.global_batch(s, 4) for s in range(3)])
+  np.testing.assert_array_equal(
+      np.sort(epoch, axis=0), np.sort(pts.astype(np.float32), axis=0))
+  assert ds.global_batch(0, 4).dtype == np.float32
+
+
+@pytest.mark.parametrize("arr, match", [
+    (np.array([[0.0, np.nan], [1.0, 2.0]]), "non-finite"),
+    (np.zeros((1, 2)), "at least 2"),
+    (np.zeros((4, 0)), "D >= 1"),
+    (np.zeros((3, 4, 4, 2)), r"\[N, D\].*C in \(1, 3\)"),
+    (np.zeros((3, 2, 2, 2, 1)), r"\[N, D\]"),
+    (np.array([["a", "b"], ["c", "d"]]), "dtype"),
+    (np.full((3, 4, 4), 7.0), r"\[-1, 1\] or \[0, 1\]"),
+])
+def test_npz_bad_arrays_name_the_field(tmp_path, arr, match):
+  np.savez(tmp_path / "bad.npz", x=arr)
+  with pytest.raises(ValueError, match=match) as e:
+    data.make_dataset(_cfg(name="npz", npz_path=str(tmp_path / "bad.npz")),
+                      seed=0)
+  assert "data.npz_path" in str(e.value)
+
+
+def test_npz_unreadable_files_name_the_field(tmp_path):
+  (tmp_path / "junk.npz").write_bytes(b"not a zip archive at all")
+  with pytest.raises(ValueError, match="data.npz_path.*not a readable"):
+    data.make_dataset(_cfg(name="npz", npz_path=str(tmp_path / "junk.npz")),
+                      seed=0)
+  np.save(tmp_path / "single.npy", np.zeros((3, 2)))
+  with pytest.raises(ValueError, match="data.npz_path.*np.savez"):
+    data.make_dataset(_cfg(name="npz", npz_path=str(tmp_path / "single.npy")),
+                      seed=0)
+  with pytest.raises(FileNotFoundError, match="data.npz_path"):
+    data.make_dataset(_cfg(name="npz", npz_path=str(tmp_path / "no.npz")),
+                      seed=0)
+
+
+def test_npz_vectors_refuse_image_fields(tmp_path):
+  np.savez(tmp_path / "pts.npz", x=np.zeros((4, 2)))
+  cfg = _cfg(name="npz", npz_path=str(tmp_path / "pts.npz"), image_size=32)
+  with pytest.raises(ValueError, match="data.image_size and data.channels"):
+    data.make_dataset(cfg, seed=0)
