@@ -136,7 +136,8 @@ def teacher_variant(c, smoke, config_path, workdir):
 def latent_gcm(c, name, arg, dataset):
   """A generator g: z (dimension 256, or 50 with `z50`) -> conv decoder ->
   tanh image, trained against f with minibatch-OT pairing and T_f/T_g =
-  50/20 (the latent configs of paper 000). Variants combine with '_' (as
+  50/20 (the alternation ratio paper 000 reports; its text gives no
+  separate latent-experiment settings). Variants combine with '_' (as
   in `z50_smoke`) or ','. Returns whether it is the smoke variant."""
   variants = parse_variants((arg or "").replace("_", ","), ("smoke", "z50"),
                             name)
