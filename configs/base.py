@@ -274,6 +274,9 @@ def get_config():
   c.gcm.schedule = "alternating"
   c.gcm.t_f = 50
   c.gcm.t_g = 20
+  # 'alternating': compute only the active phase's loss (lax.cond): no
+  # pairing / L_f on g steps, no L_g on f steps. Same trajectory as False.
+  c.gcm.phase_only = True
   # Target copies f⁻, g⁻, each 'ema' (decay; 0 = the online weights, as
   # iCT's teacher) or 'sync' (hard copy every sync_every steps; 0 = at phase
   # boundaries). Defaults: f⁻ = sg(f) for the consistency target; g⁻ frozen
