@@ -154,9 +154,19 @@ def sinkhorn_plan(cost: jax.Array, epsilon: float = 0.05,
 def greedy_permutation(score: jax.Array) -> jax.Array:
   """Greedy hard assignment maximising a score, fully on device.
 
-  B rounds; each takes the largest remaining entry (i, j), sets π(i) = j and
-  removes row i and column j. O(B³) work in B vectorised passes; always a
-  valid permutation.
+  The greedy rule: repeatedly take the largest remaining entry (i, j), set
+  π(i) = j and remove row i and column j; always a valid permutation.
+  Computed in rounds of *mutual best* pairs: among the remaining rows and
+  columns, match every row i whose best column j has i as its best row.
+  Such an (i, j) is the largest remaining entry of both its row and its
+  column, so the sequential greedy also matches it (nothing can remove row
+  i or column j before (i, j) is the largest remaining entry); the rounds
+  therefore give exactly the greedy permutation (ties broken towards lower
+  indices, as a flat argmax would). Every round matches at least one pair
+  (the first row holding the remaining maximum and its first column
+  holding it), and for a near-permutation plan (Sinkhorn at small ε)
+  almost all rows in the first rounds: a few O(B²) vectorised rounds
+  instead of B sequential ones.
 
   Args:
     score: [B, B] (e.g. a transport plan).
@@ -165,17 +175,25 @@ def greedy_permutation(score: jax.Array) -> jax.Array:
   """
   b = score.shape[0]
   neg = jnp.array(-jnp.inf, score.dtype)
+  idx = jnp.arange(b, dtype=jnp.int32)
 
-  def body(_, carry):
-    s, perm = carry
-    flat = jnp.argmax(s)
-    i, j = flat // b, flat % b
-    perm = perm.at[i].set(j.astype(jnp.int32))
-    s = s.at[i, :].set(neg).at[:, j].set(neg)
-    return s, perm
+  def cond(carry):
+    _, row_done, _ = carry
+    return jnp.logical_not(jnp.all(row_done))
 
-  _, perm = jax.lax.fori_loop(0, b, body,
-                              (score, jnp.zeros((b,), jnp.int32)))
+  def body(carry):
+    perm, row_done, col_done = carry
+    live = jnp.where(row_done[:, None] | col_done[None, :], neg, score)
+    best_col = jnp.argmax(live, axis=1).astype(jnp.int32)   # [B]
+    best_row = jnp.argmax(live, axis=0).astype(jnp.int32)   # [B]
+    match = jnp.logical_not(row_done) & (best_row[best_col] == idx)
+    perm = jnp.where(match, best_col, perm)
+    col_hit = jnp.zeros((b,), bool).at[best_col].max(match)
+    return perm, row_done | match, col_done | col_hit
+
+  perm, _, _ = jax.lax.while_loop(
+      cond, body, (jnp.zeros((b,), jnp.int32), jnp.zeros((b,), bool),
+                   jnp.zeros((b,), bool)))
   return perm
 
 
