@@ -22,6 +22,25 @@ endpoints), never a model.
     greedy rounding ('greedy': repeatedly take the largest remaining entry of
     P, then remove its row and column; an exact permutation, fully in XLA).
     Row-argmax of P is *not* a permutation and is not offered.
+  Where the pairing runs. 'sinkhorn' + 'greedy' is pure XLA: it runs on the
+  accelerator inside the compiled step, with no host round trip. 'exact'
+  and the 'lsa' rounding call the host through `jax.pure_callback` every
+  step: the step waits for the [B, B] matrix to reach the host, scipy's
+  assignment (tens of ms at B = 512 on CPU) and the permutation's return,
+  and XLA cannot overlap that with the network (benchmarks/ot_cost.py
+  measures the time and the share of the step).
+  Several devices and hosts. The loss sees the *global* batch (the trainer
+  jits the step over a mesh with the batch sharded on 'data'), so the cost
+  matrix is the global [B, B] one and the pairing is minibatch OT over the
+  global batch, whatever the number of devices or hosts: the same π as on
+  one device (checked on 8 host-platform devices), not a per-device or
+  per-host OT of each shard (as a data-parallel PyTorch loop would compute,
+  with batches of B / #devices). The device path shards the Sinkhorn
+  matmuls and gathers for the rounding. A `pure_callback` has maximal
+  sharding: XLA gathers its operand onto device 0 and runs the callback
+  once, on the host process that owns device 0; in a multi-process run every
+  other host waits for it each step and receives π over the interconnect
+  (not measured here: single-process only).
 * Generator-induced coupling (GC, Issenhuth et al. 2024, Eq. 13): the data
   endpoint is replaced by x̂ = sg(f(x + σ_i z, σ_i)) and paired with the same
   z. Mixing (Sec. 5.3) replaces a fixed number ⌊μB⌋ of the batch (see
