@@ -497,6 +497,15 @@ def test_cifar_configs_match_table3_and_dropout_variants():
   assert cfg["configs/cifar_ic.py:equal_dropout"].model.dropout == 0.0
   assert cfg["configs/cifar_gc.py:equal_dropout"].model.dropout == 0.3
   assert (gc.ict.gc_mu, gc.ict.gc_source) == (0.5, "ema")
+  # 32×32×3 OT pairs on the device (as good as exact there, ot_cost.json);
+  # `:exact` keeps the host assignment; the 2-D toy stays exact.
+  for spec in ("configs/cifar_ot.py", "configs/imagenet32_ot.py"):
+    c = config_utils.load_config(spec)
+    assert (c.ict.ot_solver, c.ict.ot_rounding) == ("sinkhorn", "greedy")
+    c = config_utils.load_config(spec + ":exact")
+    assert (c.ict.coupling, c.ict.ot_solver) == ("ot", "exact")
+  assert config_utils.load_config("configs/toy_ict.py:ot").ict.ot_solver == (
+      "exact")
 
 
 @pytest.mark.slow
