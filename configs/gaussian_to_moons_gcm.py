@@ -3,7 +3,10 @@
 Command:  python -m gcflow_jax.main --config=configs/gaussian_to_moons_gcm.py --workdir=runs/moons_gcm
 Hardware: CPU (2 cores); 3,500 steps took 293 s of train steps per run
 (mean of 3 seeds, benchmarks/gcm_moons.py, load average 8-34 on the shared
-2-core host; random pairing 47 s: the Sinkhorn pairing dominates).
+2-core host; random pairing 47 s: the Sinkhorn pairing dominates). Those
+runs computed both losses on every step; with gcm.phase_only (default) g
+steps skip the pairing and L_f: 26% less time per step with OT, 49% with
+random pairing (benchmarks/results/gcm_phase_cost.json, load ~16-21).
 Expected: the paper shows moons samples qualitatively (no number). With
 1000 samples against 1000 moons we measured Sinkhorn divergence 0.026 ±
 0.005 and MMD² 0.0023 ± 0.0024 after 3,500 steps with minibatch OT (3
