@@ -107,3 +107,30 @@ def test_unknown_schedule_and_start_on_constant():
     ema.decay_at(1, "cosine", 0.9)
   with pytest.raises(ValueError, match="ema.start"):
     ema.decay_at(1, "constant", 0.9, start=10)
+
+
+def test_trainer_step_passes_ema_start(x64):
+  """The trainer's step applies `ema.start`: with start = 10 the EMA is a
+  copy of the online weights at every active call up to call 15."""
+  import ml_collections  # pylint: disable=g-import-not-at-top
+  import optax  # pylint: disable=g-import-not-at-top
+  from gcflow_jax import train  # pylint: disable=g-import-not-at-top
+  from gcflow_jax.methods.base import Method  # pylint: disable=g-import-not-at-top
+  from gcflow_jax.train_state import TrainState  # pylint: disable=g-import-not-at-top
+
+  method = Method(name="quad", init=None, sample_fn=None,
+                  loss_fn=lambda p, batch, key, **kw: (
+                      (p["w"] - batch["x"]) ** 2, {}))
+  cfg = ml_collections.ConfigDict(dict(schedule="warmup", decay=0.9999,
+                                       power=2 / 3, every=5, start=10))
+  tx = optax.sgd(0.1)
+  params = {"w": jnp.zeros(())}
+  state = TrainState(step=jnp.int32(0), params=params, ema_params=params,
+                     opt_state=tx.init(params), extras={})
+  step = jax.jit(train.make_train_step(method, tx, cfg))
+  for c in range(21):
+    state, _ = step(state, {"x": jnp.full((4,), 1.0)}, jax.random.key(0))
+    if c % 5 == 0 and c <= 15:
+      assert float(state.ema_params["w"]) == float(state.params["w"]), c
+  # Call 20: a real average (d = 1 - 11^(-2/3)), no longer a copy.
+  assert float(state.ema_params["w"]) != float(state.params["w"])
