@@ -14,6 +14,11 @@ distances in the offline digits classifier's feature space (fd_digits,
 kid_digits) on digits. Lower is better for all. Reports mean ± std over
 seeds. A persistent compilation cache makes seeds 2 and 3 reuse the
 compiled step of seed 1.
+2-step samples ('@2') re-noise as the sampler does by default: with OT
+pairing for OT-trained models (ict.sample_renoise='auto').
+`--merge` replaces only the (data, coupling) groups of this invocation in
+the existing JSON and keeps the others (their command and machine are kept
+under 'previous_runs').
 Prints a table, writes results/consistency_quality.json.
 """
 
@@ -31,7 +36,7 @@ import jax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-from common import print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
+from common import print_table, read_result, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 
 from gcflow_jax import config_utils, train  # noqa: E402
 
@@ -102,6 +107,8 @@ def main():
   p.add_argument("--digits_channels", type=int, default=16)
   p.add_argument("--workdir", default="/tmp/gcflow_consistency_quality")
   p.add_argument("--cache_dir", default="/tmp/gcflow_jax_compile_cache")
+  p.add_argument("--merge", action="store_true",
+                 help="keep the existing JSON's other (data, coupling) rows")
   args = p.parse_args()
   jax.config.update("jax_compilation_cache_dir", args.cache_dir)
   jax.config.update("jax_persistent_cache_min_compile_time_secs", 1.0)
@@ -140,7 +147,23 @@ def main():
         s[k] = f"{s[k + '_mean']:.4g} ± {s[k + '_std']:.2g}"
       summary.append(s)
       print(s, flush=True)
-  for dataset in args.data.split(","):
+  extra = {"settings": vars(args)}
+  if args.merge:
+    old = read_result("consistency_quality")
+    done = {(s["data"], s["coupling"]) for s in summary}
+    runs = [r for r in old.get("rows", [])
+            if (r["data"], r["coupling"]) not in done] + runs
+    summary = [s for s in old.get("summary", [])
+               if (s["data"], s["coupling"]) not in done] + summary
+    extra["previous_runs"] = old.get("previous_runs", []) + [
+        {k: old.get(k) for k in ("command", "machine", "settings", "note",
+                                 "load_average_1_5_15") if k in old}]
+    extra["rerun_groups"] = sorted(f"{d}/{c}" for d, c in done)
+    extra["note"] = (old.get("note", "") + " Groups " + ", ".join(
+        extra["rerun_groups"]) + " were rerun by the command above (their "
+        "'@2' re-noises as the current sampler does); the other groups keep "
+        "the numbers of the runs in previous_runs.")
+  for dataset in sorted({s["data"] for s in summary}):
     rows = [s for s in summary if s["data"] == dataset]
     print_table(rows, ["data", "coupling", "seeds", "steps"]
                 + [m + t for t in ("", "@2", "@online")
@@ -150,7 +173,7 @@ def main():
     print(f"{dataset}: ordering by {main_metric} (best first): "
           + " < ".join(r["coupling"] for r in order))
   path = write_result("consistency_quality", runs,
-                      {"summary": summary, "settings": vars(args)})
+                      {"summary": summary, **extra})
   print(f"wrote {path}")
 
 

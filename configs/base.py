@@ -87,12 +87,15 @@ def get_config():
 
   # ----------------------------------------------------------------- ema --
   c.ema = ml_collections.ConfigDict()
-  # 'constant': decay d every `every` steps. 'warmup': d = min(decay,
-  # 1 - (1 + step)^(-power)) (the GC paper: decay 0.9999, power 2/3, every 5).
+  # 'constant': decay d every `every` steps. 'warmup': the GC paper's
+  # published EMA (decay 0.9999, power 2/3, every 5): copies of the online
+  # weights at update calls c <= start and at the first one after it, then
+  # d = min(decay, 1 - (1 + c - start)^(-power)) (gcflow_jax/math/ema.py).
   c.ema.schedule = "constant"
   c.ema.decay = 0.999
   c.ema.power = 2.0 / 3.0
   c.ema.every = 1
+  c.ema.start = 0                 # 'warmup' only (ImageNet-32: 10,000)
 
   # --------------------------------------------------------------- train --
   c.train = ml_collections.ConfigDict()
@@ -191,6 +194,13 @@ def get_config():
   # use the interior of a Karras schedule.
   c.ict.sample_sigmas = (0.821,)
   c.ict.clip_denoised = False     # clamp each x0 to [-1, 1] (images)
+  # Multistep re-noising of x0: 'ic' (fresh independent noise), 'ot' (fresh
+  # noise paired with x0 by the training minibatch OT, in chunks of
+  # sample_ot_batch; 0 = train.batch_size), 'auto' ('ot' for models trained
+  # with ict.coupling='ot', else 'ic'): an OT-trained model's f is only
+  # right on the OT-coupled noisy marginal.
+  c.ict.sample_renoise = "auto"
+  c.ict.sample_ot_batch = 0
   c.ict.cd_solver = "heun"        # 'cd': 'euler' | 'heun' teacher step
   # -------------------------------------------- fmm: flow maps (002) --
   c.fmm = ml_collections.ConfigDict()
@@ -270,6 +280,9 @@ def get_config():
   c.gcm.schedule = "alternating"
   c.gcm.t_f = 50
   c.gcm.t_g = 20
+  # 'alternating': compute only the active phase's loss (lax.cond): no
+  # pairing / L_f on g steps, no L_g on f steps. Same trajectory as False.
+  c.gcm.phase_only = True
   # Target copies f⁻, g⁻, each 'ema' (decay; 0 = the online weights, as
   # iCT's teacher) or 'sync' (hard copy every sync_every steps; 0 = at phase
   # boundaries). Defaults: f⁻ = sg(f) for the consistency target; g⁻ frozen

@@ -3,7 +3,10 @@
 Command:  python -m gcflow_jax.main --config=configs/gaussian_to_moons_gcm.py --workdir=runs/moons_gcm
 Hardware: CPU (2 cores); 3,500 steps took 293 s of train steps per run
 (mean of 3 seeds, benchmarks/gcm_moons.py, load average 8-34 on the shared
-2-core host; random pairing 47 s: the Sinkhorn pairing dominates).
+2-core host; random pairing 47 s: the Sinkhorn pairing dominates). Those
+runs computed both losses on every step; with gcm.phase_only (default) g
+steps skip the pairing and L_f: 26% less time per step with OT, 49% with
+random pairing (benchmarks/results/gcm_phase_cost.json, load ~16-21).
 Expected: the paper shows moons samples qualitatively (no number). With
 1000 samples against 1000 moons we measured Sinkhorn divergence 0.026 ±
 0.005 and MMD² 0.0023 ± 0.0024 after 3,500 steps with minibatch OT (3
@@ -32,8 +35,9 @@ def get_config(arg=None):
   c.gcm.generator_hidden = (128, 128)
   # Minibatch OT (ott-jax Sinkhorn, rounded to a permutation): measured
   # better than random pairing (benchmarks/results/gcm_moons.json). Δt =
-  # 0.05 instead of the paper's suggested 0.01 came from unrecorded scratch
-  # runs (no benchmark compares them).
+  # 0.05 is our choice from unrecorded scratch runs (no benchmark compares
+  # values). Paper 000's text gives no Δt: the "e.g. 0.01" in its summary
+  # is the summary's own suggestion for a first experiment.
   c.gcm.coupling = "ot"
   c.gcm.dt = 0.05
   c.gcm.t_dist = "uniform"

@@ -13,7 +13,8 @@ configs/imagenet32_ot.py).
 Setup (Table 5 and the published `imagenet_GC_mix50.yaml`): batch 512,
 150k steps, Lion lr 8e-5, SongUNet 128 channels, mult (1, 1, 2), blocks
 (3, 5, 7) per level, attention at 16×16, dropout 0 (GC) / (0, 0.2, 0.2)
-(IC), s0 = 10, s1 = 1280, σ ∈ [0.002, 80], EMA warm-up every 5 steps.
+(IC), s0 = 10, s1 = 1280, σ ∈ [0.002, 80], EMA warm-up every 5 steps
+starting at step 10,000 (the published `ema_start`; ema.start).
 Variants: `smoke` (offline digits at 32×32×3, tiny UNet, CPU seconds).
 """
 
@@ -39,6 +40,7 @@ def get_config(arg=None):
   c.ict.gc_mu = 0.5
   c.ict.gc_source = "ema"
   c.ict.sample_sigmas = (0.821,)
+  c.ema.start = 10_000
   if "smoke" in variants:
     cifar_ic.smoke(c)
   return c

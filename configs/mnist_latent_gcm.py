@@ -1,6 +1,8 @@
 """GCM latent matching on MNIST (28×28×1): a conv decoder g: R^D -> images
-trained against a consistency model f_t (paper 000, its MNIST experiment
-with dim(z) = 256 and the lower-dimensional check dim(z) = 50).
+trained against a consistency model f_t (paper 000, whose MNIST experiment
+uses a 256-dimensional latent). The variant dim(z) = 50 is our own
+lower-dimensional check, not a paper experiment (the paper summary lists
+it only as a suggested next check).
 
 Command:  python -m gcflow_jax.main --config=configs/mnist_latent_gcm.py --workdir=runs/mnist_gcm
 Hardware: one GPU, ~20 minutes (20,000 steps, f a small SongUNet); CPU:
@@ -26,8 +28,9 @@ def get_config(arg=None):
   c = base.get_config()
   smoke = common.latent_gcm(c, "mnist_latent_gcm.py", arg, "mnist")
   c.data.offline_fallback = "mnist5k" if smoke else "mnist_test"
-  # f_t(x) = x + (1 - t) F(x, t), F a small SongUNet (as the paper's
-  # "small UNet").
+  # f_t(x) = x + (1 - t) F(x, t), F a small SongUNet: our choice. Paper
+  # 000's text does not give f's architecture (a "small UNet" appears only
+  # in its summary's suggested first experiments).
   common.unet(c, channels=32, mult=(1, 2, 2), blocks=1)
   c.gcm.generator_channels = (128, 64, 32)   # 7x7 -> 14x14 -> 28x28
   c.optim.lr = 2e-4

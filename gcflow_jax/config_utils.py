@@ -91,6 +91,10 @@ def validate(config, num_devices: int = 1, num_processes: int = 1) -> None:
   if not 0.0 <= config.ema.decay < 1.0:
     raise ValueError(f"ema.decay={config.ema.decay!r} must be in [0, 1)")
   _positive(config.ema.every, "ema.every")
+  _positive(config.ema.start, "ema.start", allow_zero=True)
+  if config.ema.start and config.ema.schedule != "warmup":
+    raise ValueError(f"ema.start={config.ema.start} applies to ema.schedule="
+                     f"'warmup' only (got {config.ema.schedule!r})")
   t = config.train
   _positive(t.steps, "train.steps")
   _positive(t.batch_size, "train.batch_size")

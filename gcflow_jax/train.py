@@ -139,7 +139,7 @@ def make_train_step(method, tx, ema_cfg):
     ema_params = ema_lib.update(step, state.ema_params, params,
                                 schedule=ema_cfg.schedule,
                                 decay=ema_cfg.decay, power=ema_cfg.power,
-                                every=ema_cfg.every)
+                                every=ema_cfg.every, start=ema_cfg.start)
     extras = state.extras
     if method.update_extras is not None:
       extras = method.update_extras(step, params, ema_params, extras)

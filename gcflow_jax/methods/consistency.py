@@ -49,6 +49,8 @@ __all__ = [
     "make_ict_loss",
     "make_cd_loss",
     "make_sampler",
+    "RENOISE",
+    "sample_renoise",
     "intermediate_sigmas",
     "from_config",
     "validate_config",
@@ -350,22 +352,68 @@ def intermediate_sigmas(steps: int, sample_sigmas: Sequence[float], *,
   return tuple(float(s) for s in table[1:-1][::-1])
 
 
+RENOISE = ("ic", "ot")
+
+
+def _ot_paired_noise(x0, noise, chunk, ot_kw):
+  """`noise` re-ordered so it is minibatch-OT paired with `x0`, chunk by
+  chunk of `chunk` examples (the training batch: the coupling an OT model
+  was trained on is OT within a batch of that size)."""
+  n = x0.shape[0]
+  out = []
+  for lo in range(0, n, chunk):  # static: num and chunk are Python ints
+    xs, zs = x0[lo:lo + chunk], noise[lo:lo + chunk]
+    out.append(zs[couplings.ot_permutation(xs, zs, **ot_kw)])
+  return jnp.concatenate(out) if len(out) > 1 else out[0]
+
+
 def make_sampler(apply_fn: Callable[..., jax.Array],
                  data_shape: Sequence[int], *, sigma_min: float = 0.002,
                  sigma_max: float = 80.0, sigma_data: float = 0.5,
                  rho: float = 7.0, sample_sigmas: Sequence[float] = (),
-                 clip_denoised: bool = False):
+                 clip_denoised: bool = False, renoise: str = "ic",
+                 ot_batch: int = 512, ot_solver: str = "exact",
+                 ot_epsilon: float = 0.05, ot_rounding: str = "lsa",
+                 ot_threshold: float = 1e-3, ot_max_iterations: int = 2000):
   """Consistency-model sampler (Song et al. 2023, Alg. 1).
 
   One step: x0 = f(σ_max z, σ_max). Multistep: for each intermediate σ
   (descending), x = x0 + sqrt(σ² - σ_min²) z', x0 = f(x, σ).
 
+  Re-noising must reproduce the noisy marginal the model was trained on.
+  `renoise='ic'` draws z' independently of x0: right for IC (and GC, whose
+  endpoints are paired with their own noise). A model trained with
+  minibatch OT only ever saw x* + σ z with z OT-paired to x*; its f is the
+  consistency function of *that* process, whose marginal at σ differs from
+  the IC one (1-D Gaussian N(0, s²): std s + σ instead of √(s² + σ²)).
+  `renoise='ot'` therefore pairs the fresh z' with the current x0 by the
+  same minibatch OT (`couplings.ot_permutation` on ‖x0 - z'‖², per chunk
+  of `ot_batch` samples, the training batch size). Pairing unit noise is
+  the OT pairing at every σ (see `couplings`). For the exact OT consistency
+  function of a 1-D Gaussian the 2-step std is then ≈ s again; with IC
+  re-noising it falls to ≈ 0.73 s (tests/methods/test_consistency.py).
+
+  Args:
+    apply_fn, data_shape, sigma_min, sigma_max, sigma_data, rho: the model.
+    sample_sigmas: intermediate σ's (see `intermediate_sigmas`).
+    clip_denoised: clamp each x0 to [-1, 1].
+    renoise: 'ic' or 'ot' (see above).
+    ot_batch: OT chunk size (the training batch size).
+    ot_solver, ot_epsilon, ot_rounding, ot_threshold, ot_max_iterations:
+      `couplings.ot_permutation` settings ('ot' only).
+
   Returns:
     `sample_fn(params, key, num, steps=None, extras=None) -> [num, ...]`.
   """
+  if renoise not in RENOISE:
+    raise ValueError(f"renoise={renoise!r} is not one of {RENOISE}")
+  if ot_batch < 1:
+    raise ValueError(f"ot_batch={ot_batch} must be >= 1")
   f = make_consistency_apply(apply_fn, sigma_min=sigma_min,
                              sigma_data=sigma_data)
   shape = tuple(data_shape)
+  ot_kw = dict(solver=ot_solver, epsilon=ot_epsilon, rounding=ot_rounding,
+               threshold=ot_threshold, max_iterations=ot_max_iterations)
 
   def denoise(params, x, sigma):
     x0 = f(params, x, jnp.full((x.shape[0],), sigma, x.dtype))
@@ -382,6 +430,9 @@ def make_sampler(apply_fn: Callable[..., jax.Array],
                  sigma_max)
     for k, s in zip(keys[1:], levels):
       noise = jax.random.normal(k, x0.shape, x0.dtype)
+      if renoise == "ot":
+        noise = _ot_paired_noise(jax.lax.stop_gradient(x0), noise,
+                                 ot_batch, ot_kw)
       x0 = denoise(params, x0 + math.sqrt(max(s * s - sigma_min ** 2, 0.0))
                    * noise, s)
     return x0
@@ -438,6 +489,10 @@ def validate_config(config) -> None:
     if not float(c.sigma_min) < float(s) < float(c.sigma_max):
       raise ValueError(f"ict.sample_sigmas entry {s} must lie in "
                        f"(sigma_min, sigma_max)")
+  _check_choice("ict.sample_renoise", c.sample_renoise, ("auto",) + RENOISE)
+  if int(c.sample_ot_batch) < 0:
+    raise ValueError(f"ict.sample_ot_batch={c.sample_ot_batch} must be >= 0 "
+                     "(0 = train.batch_size)")
   if tuple(c.sample_sigmas) != tuple(sorted(c.sample_sigmas, reverse=True)):
     raise ValueError(f"ict.sample_sigmas={tuple(c.sample_sigmas)} must be "
                      "descending")
@@ -447,6 +502,16 @@ def validate_config(config) -> None:
                      "(a finished iCT run whose model predicts endpoints)")
   if config.train.batch_size < 1:
     raise ValueError("train.batch_size must be >= 1")
+
+
+def sample_renoise(config) -> str:
+  """The multistep re-noising of `config` ('ic' or 'ot'): 'auto' follows
+  the training coupling (OT-trained iCT models re-noise with OT)."""
+  r = config.ict.sample_renoise
+  if r == "auto":
+    return "ot" if (config.method == "ict"
+                    and config.ict.coupling == "ot") else "ic"
+  return r
 
 
 def _schedule_kwargs(config):
@@ -536,6 +601,11 @@ def from_config(config, data_shape, teacher=None) -> Method:
       sigma_max=float(c.sigma_max), sigma_data=float(c.sigma_data),
       rho=float(c.rho), sample_sigmas=tuple(float(s) for s in
                                             c.sample_sigmas),
-      clip_denoised=bool(c.clip_denoised))
+      clip_denoised=bool(c.clip_denoised), renoise=sample_renoise(config),
+      ot_batch=int(c.sample_ot_batch) or int(config.train.batch_size),
+      ot_solver=c.ot_solver, ot_epsilon=float(c.ot_epsilon),
+      ot_rounding=c.ot_rounding, ot_threshold=float(c.ot_threshold),
+      ot_max_iterations=int(c.ot_max_iterations))
+  info.update(sample_renoise=sample_renoise(config))
   return Method(name=config.method, init=init, loss_fn=loss_fn,
                 sample_fn=sample_fn, default_sample_steps=1, info=info)

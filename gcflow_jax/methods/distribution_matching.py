@@ -368,7 +368,8 @@ def make_gcm_loss(f: ConsistencyFn, g_apply: Callable[..., jax.Array],
                   schedule: str = "alternating", t_f: int = 50,
                   t_g: int = 20, generator_grad: str = "stop",
                   x0_source: str = "target", consistency_weight: float = 1.0,
-                  generator_weight: float = 1.0, dropout: bool = False):
+                  generator_weight: float = 1.0, dropout: bool = False,
+                  phase_only: bool = True):
   """Returns loss_fn(params, batch, key, *, step, ema_params, extras).
 
   params = {'f': θ_f, 'g': θ_g}; extras = {'f_target', 'g_target'}.
@@ -378,10 +379,25 @@ def make_gcm_loss(f: ConsistencyFn, g_apply: Callable[..., jax.Array],
   k_pair (unused by the current couplings; reserved), k_t (times), k_drop
   (f's dropout, one mask shared by f and f⁻).
 
+  Phase-only computation (`phase_only`, 'alternating' schedule). Under
+  the gate an f step only moves θ_f and a g step only θ_g, and L_f has no
+  θ_g gradient nor L_g a θ_f one; so an f step needs only L_f (pairing,
+  f forward/backward, f⁻ at t + Δt) and a g step only L_g (g forward/
+  backward, f⁻_0). `jax.lax.cond` on the traced phase runs just that branch
+  (one compiled step, no recompiles): the pairing (OT: the Sinkhorn or host
+  assignment) and L_f are skipped on g steps, g's backward and f⁻_0 on f
+  steps. The per-example loss is then w_f L_f on f steps and w_g L_g on g
+  steps: the same gradients for the network that moves, hence the same
+  training trajectory as `phase_only=False` (which computes both terms on
+  every step, as 'joint' always does).
+
   aux: 'loss/consistency', 'loss/generator' (batch means of L_f, L_g),
-  'gcm/f0_identity_err' (mean ‖g(z) − f_0(g(z))‖², online f and g),
-  'gcm/pair_cost' (mean ‖x1 − x0‖² of the pairs), 'gcm/phase_f' (1 when
-  f is updated at this step).
+  'gcm/f0_identity_err' (mean ‖g(z) − f_0(g(z))‖², online f and g, every
+  step), 'gcm/pair_cost' (mean ‖x1 − x0‖² of the pairs), 'gcm/phase_f' (1
+  when f is updated at this step). With `phase_only`, 'loss/consistency'
+  and 'gcm/pair_cost' are 0 on g steps and 'loss/generator' 0 on f steps
+  (a window mean divided by the mean of 'gcm/phase_f', resp. of
+  1 − 'gcm/phase_f', is the mean over the phase's steps).
   """
   for name, value, allowed in (("t_dist", t_dist, TIME_DISTS),
                                ("coupling", coupling, COUPLINGS),
@@ -401,34 +417,75 @@ def make_gcm_loss(f: ConsistencyFn, g_apply: Callable[..., jax.Array],
     k_z, k_pair, k_t, k_drop = jax.random.split(key, 4)
     del key, k_pair
     z = jax.random.normal(k_z, (b, latent_dim), x1.dtype)
-    g_z = g_apply(params["g"], z)
-    if g_z.shape != x1.shape:
-      raise ValueError(f"generator output {g_z.shape} != data {x1.shape}")
-    if x0_source == "target":
-      x0 = g_apply(extras["g_target"], z)
-    else:
-      x0 = g_z
-    # The consistency loss trains f only: its source samples are constants.
-    x0 = jax.lax.stop_gradient(x0)
-    x1p = pair(x0, x1, coupling, ot_solver=ot_solver, ot_epsilon=ot_epsilon,
-               ot_rounding=ot_rounding)
-    t = sample_times(k_t, b, t_dist, dt, logit_mean, logit_std, x1.dtype)
-    l_f = consistency_loss(f, params["f"], extras["f_target"], x0, x1p, t,
-                           dt, interp, k_drop if dropout else None)
-    l_g = generator_loss(f, extras["f_target"], g_z, x0,
-                         through=(generator_grad == "through"))
-    per_example = consistency_weight * l_f + generator_weight * l_g
-    g_sg = jax.lax.stop_gradient(g_z)
-    f0_err = _sq_sum(g_sg - f(jax.lax.stop_gradient(params["f"]), g_sg,
-                              jnp.zeros((b,), x1.dtype)))
+    zero_t = jnp.zeros((b,), x1.dtype)
+    zeros_b = jnp.zeros((b,), x1.dtype)
+
+    def source(g_z):
+      # The consistency loss trains f only: its source samples are constants.
+      if x0_source == "target":
+        return jax.lax.stop_gradient(g_apply(extras["g_target"], z))
+      return jax.lax.stop_gradient(g_z)
+
+    def f0_err(g_z):
+      g_sg = jax.lax.stop_gradient(g_z)
+      return jnp.mean(_sq_sum(g_sg - f(jax.lax.stop_gradient(params["f"]),
+                                       g_sg, zero_t)))
+
+    def f_terms(x0):
+      """L_f [B] and the mean pair cost."""
+      x1p = pair(x0, x1, coupling, ot_solver=ot_solver,
+                 ot_epsilon=ot_epsilon, ot_rounding=ot_rounding)
+      t = sample_times(k_t, b, t_dist, dt, logit_mean, logit_std, x1.dtype)
+      l_f = consistency_loss(f, params["f"], extras["f_target"], x0, x1p, t,
+                             dt, interp, k_drop if dropout else None)
+      return l_f, jnp.mean(_sq_sum(x1p - x0))
+
+    def g_term(g_z, x0):
+      return generator_loss(f, extras["f_target"], g_z, x0,
+                            through=(generator_grad == "through"))
+
+    def check(g_z):
+      if g_z.shape != x1.shape:
+        raise ValueError(f"generator output {g_z.shape} != data {x1.shape}")
+
+    def both():
+      g_z = g_apply(params["g"], z)
+      check(g_z)
+      x0 = source(g_z)
+      l_f, pair_cost = f_terms(x0)
+      l_g = g_term(g_z, x0)
+      return (consistency_weight * l_f + generator_weight * l_g, l_f, l_g,
+              pair_cost, f0_err(g_z))
+
+    def f_step():
+      # g is frozen: its output only feeds the diagnostic (no backward).
+      g_z = g_apply(jax.lax.stop_gradient(params["g"]), z)
+      check(g_z)
+      l_f, pair_cost = f_terms(source(g_z))
+      return consistency_weight * l_f, l_f, zeros_b, pair_cost, f0_err(g_z)
+
+    def g_step():
+      g_z = g_apply(params["g"], z)
+      check(g_z)
+      l_g = g_term(g_z, source(g_z))
+      return (generator_weight * l_g, zeros_b, l_g,
+              jnp.zeros((), x1.dtype), f0_err(g_z))
+
     if schedule == "alternating":
-      phase_f = is_f_phase(step, t_f, t_g).astype(jnp.float32)
+      is_f = is_f_phase(step, t_f, t_g)
+      phase_f = is_f.astype(jnp.float32)
+      if phase_only:
+        out = jax.lax.cond(is_f, f_step, g_step)
+      else:
+        out = both()
     else:
       phase_f = jnp.ones((), jnp.float32)
+      out = both()
+    per_example, l_f, l_g, pair_cost, f0 = out
     aux = {"loss/consistency": jnp.mean(l_f),
            "loss/generator": jnp.mean(l_g),
-           "gcm/f0_identity_err": jnp.mean(f0_err),
-           "gcm/pair_cost": jnp.mean(_sq_sum(x1p - x0)),
+           "gcm/f0_identity_err": f0,
+           "gcm/pair_cost": pair_cost,
            "gcm/phase_f": phase_f}
     return per_example, aux
 
@@ -625,7 +682,8 @@ def from_config(config, data_shape, teacher=None) -> Method:
       ot_rounding=c.ot_rounding, schedule=c.schedule, t_f=c.t_f, t_g=c.t_g,
       generator_grad=c.generator_grad, x0_source=c.x0_source,
       consistency_weight=c.consistency_weight,
-      generator_weight=c.generator_weight, dropout=has_dropout)
+      generator_weight=c.generator_weight, dropout=has_dropout,
+      phase_only=bool(c.phase_only))
 
   if c.eval_params == "online":
     eval_params = lambda params, ema_params: params

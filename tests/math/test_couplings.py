@@ -41,6 +41,38 @@ def test_ot_recovers_planted_permutation():
     np.testing.assert_allclose(z[got], x, atol=1e-2)
 
 
+def _sequential_greedy(score):
+  """Reference greedy rounding: take the largest remaining entry (first in
+  row-major order on ties), remove its row and column, repeat."""
+  s = np.array(score, np.float64)
+  perm = np.zeros(len(s), np.int64)
+  for _ in range(len(s)):
+    i, j = np.unravel_index(np.argmax(s), s.shape)
+    perm[i] = j
+    s[i, :] = -np.inf
+    s[:, j] = -np.inf
+  return perm
+
+
+@pytest.mark.parametrize("kind", ["uniform", "ties", "plan"])
+def test_greedy_rounds_equal_sequential_greedy(kind):
+  """The mutual-best rounds of `greedy_permutation` give exactly the
+  sequential greedy permutation, ties included."""
+  rng = np.random.RandomState(0)
+  if kind == "uniform":
+    score = rng.rand(64, 64)
+  elif kind == "ties":
+    score = rng.randint(0, 3, (40, 40)).astype(np.float64)
+  else:
+    x = jax.random.normal(jax.random.key(7), (64, 6))
+    z = jax.random.normal(jax.random.key(8), (64, 6))
+    score = np.asarray(C.sinkhorn_plan(C.squared_euclidean_cost(x, z)))
+  got = np.asarray(jax.jit(C.greedy_permutation)(
+      jnp.asarray(score, jnp.float32)))
+  np.testing.assert_array_equal(got, _sequential_greedy(
+      np.asarray(score, np.float32)))
+
+
 def test_exact_is_optimal():
   # Brute force over all 6! permutations.
   x = jax.random.normal(jax.random.key(3), (6, 3))

@@ -157,6 +157,54 @@ def test_gc_loss_has_no_gradient_through_endpoint():
   assert float(g_p["w"]) != 0.0
 
 
+class _Recorder:
+  """A network that records every call's (params tag, x, σ), recovering x
+  and σ from the EDM inputs (x_in = c_in x, c_noise = ln σ / 4). Output
+  F = tag·x_in, so the endpoint (tag 1) differs from c_skip·x."""
+
+  def __init__(self):
+    self.calls = []
+
+  def __call__(self, params, xin, c_noise, key=None):
+    del key
+    sigma = jnp.exp(4.0 * c_noise)
+    _, _, c_in, _ = edm.consistency_scalings(sigma, SMIN, 0.5)
+    self.calls.append((float(params["tag"]), np.asarray(xin / c_in[:, None]),
+                       np.asarray(sigma)))
+    return params["tag"] * xin
+
+
+@pytest.mark.parametrize("mu", [1.0, 0.5])
+def test_gc_endpoint_call_site(x64, mu):
+  """Pins the GC call site (Eq. 13-15): the endpoint is f_EMA evaluated at
+  σ_i (not σ_{i+1}) on x + σ_i z, with the *same* z that then noises the
+  training pair (x̂ + σ_i z, x̂ + σ_{i+1} z), on the `gc_mask` examples
+  only. Evaluating at σ_{i+1}, building the input from -z or drawing a
+  different z each fail one of the asserts."""
+  rec = _Recorder()
+  b = 8
+  loss_fn = C.make_ict_loss(rec, (3,), total_steps=1, s0=40, s1=40,
+                            sigma_min=SMIN, coupling="gc", gc_mu=mu)
+  x = jax.random.normal(jax.random.key(0), (b, 3), jnp.float64)
+  loss_fn({"tag": jnp.asarray(0.0)}, {"x": x}, jax.random.key(3), step=0,
+          ema_params={"tag": jnp.asarray(1.0)})
+  (t_end, x_end, s_end), (t_i, x_i, s_i), (t_n, x_n, s_n) = rec.calls
+  assert (t_end, t_i, t_n) == (1.0, 0.0, 0.0)
+  # The training pair: recover its noise z and endpoint x̂.
+  z = (x_n - x_i) / (s_n - s_i)[:, None]
+  x_hat = x_i - s_i[:, None] * z
+  mask = couplings.gc_mask(b, couplings.gc_count(mu, b))
+  assert x_end.shape[0] == mask.sum()
+  np.testing.assert_allclose(s_end, s_i[mask], rtol=1e-12)
+  assert np.all(s_n > s_i)
+  np.testing.assert_allclose(x_end, np.asarray(x)[mask]
+                             + s_i[mask, None] * z[mask], atol=1e-9)
+  c_skip, c_out, c_in, _ = edm.consistency_scalings(s_end, SMIN, 0.5)
+  want = (c_skip + c_out * c_in)[:, None] * x_end  # f_EMA(x + σ_i z, σ_i)
+  np.testing.assert_allclose(x_hat[mask], want, atol=1e-9)
+  np.testing.assert_allclose(x_hat[~mask], np.asarray(x)[~mask], atol=1e-9)
+
+
 def _ot_oracle(params, xin, c_noise, key=None):
   """Exact consistency function of the *OT-coupled* 1-D Gaussian process.
 
@@ -272,6 +320,43 @@ def test_sampler_with_exact_consistency_fn(x64):
   assert C.intermediate_sigmas(1, (0.821,)) == ()
 
 
+def test_ot_renoise_samples_ot_model_correctly(x64):
+  """Multistep sampling of an OT-trained model. Through the exact OT
+  consistency function of N(0, S²) (`_ot_oracle`): 1 step gives std
+  S·σ_max/(S + σ_max) ≈ S; re-noising with independent noise (the IC
+  marginal, never seen in OT training) shrinks the 2-step std to
+  ≈ S·√(S² + σ²)/(S + σ) ≈ 0.73 S at σ = 0.821; pairing the fresh noise with
+  the sample by minibatch OT restores ≈ S at 2 and 3 steps."""
+  p = {"a": jnp.asarray(0.0)}
+  kw = dict(sigma_min=SMIN, sample_sigmas=(0.821,))
+  ot = jax.jit(C.make_sampler(_ot_oracle, (1,), renoise="ot", ot_batch=1000,
+                              **kw), static_argnums=(2, 3))
+  ic = jax.jit(C.make_sampler(_ot_oracle, (1,), renoise="ic", **kw),
+               static_argnums=(2, 3))
+  n = 10_000
+  std = lambda fn, steps: float(jnp.std(fn(p, jax.random.key(steps), n,  # noqa: E731
+                                           steps)))
+  one = S * 80.0 / (S + 80.0)
+  assert std(ot, 1) == pytest.approx(one, rel=0.03)
+  assert std(ot, 2) == pytest.approx(S, rel=0.03)
+  assert std(ot, 3) == pytest.approx(S, rel=0.03)
+  m = np.sqrt(one ** 2 + 0.821 ** 2 - SMIN ** 2)
+  assert std(ic, 2) == pytest.approx(S * m / (S + 0.821), rel=0.03)
+  assert std(ic, 2) < 0.8 * S
+
+
+def test_sample_renoise_follows_coupling():
+  for coupling, method, want in (("ot", "ict", "ot"), ("ic", "ict", "ic"),
+                                 ("gc", "ict", "ic"), ("ot", "cd", "ic")):
+    c = _cfg(coupling=coupling)
+    c.method = method
+    assert C.sample_renoise(c) == want
+  c = _cfg(coupling="ic", sample_renoise="ot")
+  assert C.sample_renoise(c) == "ot"
+  with pytest.raises(ValueError, match="renoise"):
+    C.make_sampler(_oracle, (1,), renoise="gc")
+
+
 def _cfg(**ict):
   c = base.get_config()
   c.method = "ict"
@@ -290,6 +375,8 @@ def _cfg(**ict):
     ("sigma_min", 100.0, "sigma_min"),
     ("sample_sigmas", (0.1, 0.8), "descending"),
     ("distance", "lpips", "ict.distance"),
+    ("sample_renoise", "gc", "ict.sample_renoise"),
+    ("sample_ot_batch", -1, "ict.sample_ot_batch"),
 ])
 def test_validate_config_errors(field, value, match):
   with pytest.raises(ValueError, match=match):
@@ -396,7 +483,12 @@ def test_cifar_configs_match_table3_and_dropout_variants():
     assert (u.model_channels, tuple(u.channel_mult), u.num_blocks,
             tuple(u.attn_resolutions)) == (128, (1, 2, 2), 3, ())
     assert tuple(c.ict.sample_sigmas) == (0.821,)
-    assert (c.ema.schedule, c.ema.every) == ("warmup", 5)
+    assert (c.ema.schedule, c.ema.every, c.ema.start) == ("warmup", 5, 0)
+  # ImageNet-32 starts its EMA at step 10,000 (published `ema_start`).
+  for m in ("ic", "ot", "gc"):
+    c = config_utils.load_config(f"configs/imagenet32_{m}.py")
+    assert (c.ema.schedule, c.ema.every, c.ema.start) == ("warmup", 5,
+                                                         10_000)
   ic, ot, gc = (cfg[f"configs/cifar_{m}.py"] for m in ("ic", "ot", "gc"))
   assert (ic.ict.coupling, ot.ict.coupling, gc.ict.coupling) == (
       "ic", "ot", "gc")
@@ -406,6 +498,15 @@ def test_cifar_configs_match_table3_and_dropout_variants():
   assert cfg["configs/cifar_ic.py:equal_dropout"].model.dropout == 0.0
   assert cfg["configs/cifar_gc.py:equal_dropout"].model.dropout == 0.3
   assert (gc.ict.gc_mu, gc.ict.gc_source) == (0.5, "ema")
+  # 32×32×3 OT pairs on the device (as good as exact there, ot_cost.json);
+  # `:exact` keeps the host assignment; the 2-D toy stays exact.
+  for spec in ("configs/cifar_ot.py", "configs/imagenet32_ot.py"):
+    c = config_utils.load_config(spec)
+    assert (c.ict.ot_solver, c.ict.ot_rounding) == ("sinkhorn", "greedy")
+    c = config_utils.load_config(spec + ":exact")
+    assert (c.ict.coupling, c.ict.ot_solver) == ("ot", "exact")
+  assert config_utils.load_config("configs/toy_ict.py:ot").ict.ot_solver == (
+      "exact")
 
 
 @pytest.mark.slow

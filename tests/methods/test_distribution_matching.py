@@ -332,8 +332,10 @@ def test_loss_terms_reach_only_their_own_network(key):
   from gcflow_jax import methods  # pylint: disable=g-import-not-at-top
   # Random pairing: the OT path is covered by test_pairing_random_and_ot
   # and the slow end-to-end tests (Sinkhorn compiles slowly on CPU).
+  # Both terms on every step (phase_only=False) so that one step has both.
   cfg = _config("configs/gaussian_to_moons_gcm.py:random_smoke",
-                **{"model.mlp.hidden": (16,), "gcm.generator_hidden": (16,)})
+                **{"model.mlp.hidden": (16,), "gcm.generator_hidden": (16,),
+                   "gcm.phase_only": False})
   method = methods.get(cfg, (2,))
   batch = {"x": jax.random.normal(key, (32, 2))}
   params, extras = method.init(jax.random.key(1), batch)
@@ -365,6 +367,63 @@ def test_loss_terms_reach_only_their_own_network(key):
 
   assert norm("g", 0) == 0.0 and norm("f", 0) > 0.0  # L_f: f only
   assert norm("f", 1) == 0.0 and norm("g", 1) > 0.0  # L_g: g only
+
+
+@pytest.mark.parametrize("x0_source", ["target", "online"])
+def test_phase_only_losses_equal_both_terms(key, x0_source):
+  """Phase-only computation (lax.cond) against computing both terms: on an
+  f step the loss is w_f L_f and on a g step w_g L_g of the full loss, with
+  the same L_f / L_g / f0 diagnostics and the same gradient for the network
+  the gate lets move (L_f reaches only f, L_g only g), and exactly zero
+  gradient for the frozen one. Minibatch OT (exact) so that the skipped
+  pairing is part of what is compared."""
+  from gcflow_jax import methods  # pylint: disable=g-import-not-at-top
+  kw = {"model.mlp.hidden": (16,), "gcm.generator_hidden": (16,),
+        "gcm.coupling": "ot", "gcm.ot_solver": "exact",
+        "gcm.x0_source": x0_source, "gcm.consistency_weight": 0.7,
+        "gcm.generator_weight": 1.3, "gcm.t_f": 3, "gcm.t_g": 2}
+  fns = {}
+  for only in (True, False):
+    m = methods.get(_config("configs/gaussian_to_moons_gcm.py:smoke",
+                            **kw, **{"gcm.phase_only": only}), (2,))
+    fns[only] = m
+  batch = {"x": jax.random.normal(key, (32, 2))}
+  params, extras = fns[True].init(jax.random.key(1), batch)
+  params = {"f": _perturb(params["f"], jax.random.key(2)), "g": params["g"]}
+  extras = {"f_target": _perturb(params["f"], jax.random.key(5)),
+            "g_target": _perturb(params["g"], jax.random.key(3))}
+
+  def run(only, step):
+    def obj(p):
+      per_ex, aux = fns[only].loss_fn(p, batch, jax.random.key(4),
+                                      step=step, extras=extras)
+      return jnp.mean(per_ex), (per_ex, aux)
+    return jax.jit(jax.grad(obj, has_aux=True))(params)
+
+  for step, active, frozen in ((4, "g", "f"), (0, "f", "g"), (5, "f", "g")):
+    g_new, (per_new, aux_new) = run(True, jnp.int32(step))
+    g_old, (_, aux_old) = run(False, jnp.int32(step))
+    if active == "f":
+      want = 0.7 * np.asarray(jax.device_get(
+          fns[False].loss_fn(params, batch, jax.random.key(4),
+                             step=jnp.int32(step), extras=extras)[1][
+                                 "loss/consistency"]))
+      assert float(aux_new["loss/generator"]) == 0.0
+      for k in ("loss/consistency", "gcm/pair_cost"):
+        np.testing.assert_allclose(aux_new[k], aux_old[k], rtol=1e-6)
+    else:
+      want = 1.3 * float(aux_old["loss/generator"])
+      assert float(aux_new["loss/consistency"]) == 0.0
+      np.testing.assert_allclose(aux_new["loss/generator"],
+                                 aux_old["loss/generator"], rtol=1e-6)
+    np.testing.assert_allclose(float(jnp.mean(per_new)), want, rtol=1e-6)
+    np.testing.assert_allclose(aux_new["gcm/f0_identity_err"],
+                               aux_old["gcm/f0_identity_err"], rtol=1e-6)
+    for a, b in zip(jax.tree_util.tree_leaves(g_new[active]),
+                    jax.tree_util.tree_leaves(g_old[active])):
+      np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    assert float(optax.global_norm(g_new[active])) > 0.0
+    assert float(optax.global_norm(g_new[frozen])) == 0.0
 
 
 def test_trainer_step_alternates_and_syncs_targets():
