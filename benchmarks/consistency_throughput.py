@@ -16,6 +16,10 @@ full optimizer steps (Lion + EMA included):
             what the published code pays for any μ > 0 (it evaluates the
             EMA model on the full batch and then masks).
 
+Each step is compiled once: `compile_s` is the first call (compile + one
+step; `first_call_compiles` counts its backend compiles, 0 on a persistent
+cache hit), and any compile after it (the jitted step's cache growing, or
+any XLA backend compile event) raises RuntimeError instead of being timed.
 The variants are timed in interleaved rounds and the median is reported,
 both as wall-clock ms/step and as process CPU-ms/step (`time.process_time`,
 summed over XLA's threads). On a shared machine the wall clock swings with

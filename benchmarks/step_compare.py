@@ -157,6 +157,7 @@ def main():
   this_rev = subprocess.run(["git", "-C", _ROOT, "rev-parse", "--short",
                              "HEAD"], capture_output=True, text=True
                             ).stdout.strip()
+  load_start = os.getloadavg()[0]
   rows = []
   for net in nets:
     rows += compare(net, args.variant, args.base, args.rounds, args.steps)
@@ -168,6 +169,14 @@ def main():
       "base_commit": base_rev, "this_commit": this_rev,
       "xla_flags": os.environ.get("XLA_FLAGS", ""),
       "cpu_affinity": sorted(os.sched_getaffinity(0)),
+      "load_average_1min_start": load_start,
+      "notes": (f"base = commit {base_rev}, this = {this_rev} (plus any "
+                "uncommitted changes of this checkout); run as XLA_FLAGS="
+                f"\"{os.environ.get('XLA_FLAGS', '')}\" taskset -c "
+                f"{','.join(map(str, sorted(os.sched_getaffinity(0))))}; "
+                f"rounds alternate base, this; {args.rounds} rounds of "
+                f"{args.steps} steps; 1-min load average "
+                f"{load_start:.1f} at the start"),
       "rounds": args.rounds, "steps_per_round": args.steps})
   print(f"wrote {path}")
 
