@@ -55,6 +55,31 @@ def test_two_tap_resampling_matches_grouped_convolution(key, taps):
     np.testing.assert_array_equal(unet.upsample_2d(x), _ref_upsample(x))
 
 
+def test_step_compiler_options_keep_convolution_gradients(key):
+  # The options move convolutions from YNNPACK to XLA's own emitters: the
+  # forward value and both gradients of a 3x3 convolution must agree with
+  # the default compilation (a wrong option that changed the convolution,
+  # e.g. its padding or layout, would not).
+  k1, k2, k3 = jax.random.split(key, 3)
+  x = jax.random.normal(k1, (4, 8, 8, 16))
+  w = 0.1 * jax.random.normal(k2, (3, 3, 16, 8))
+  g = jax.random.normal(k3, (4, 8, 8, 8))
+
+  def conv_and_grads(x, w):
+    y, vjp = jax.vjp(lambda a, b: jax.lax.conv_general_dilated(
+        a, b, (1, 1), ((1, 1), (1, 1)),
+        dimension_numbers=("NHWC", "HWIO", "NHWC")), x, w)
+    return (y,) + vjp(g)
+
+  options = train.step_compiler_options()
+  assert jax.default_backend() != "cpu" or options
+  fast = jax.jit(conv_and_grads, compiler_options=options)(x, w)
+  ref = jax.jit(conv_and_grads)(x, w)
+  for a, b in zip(fast, ref):
+    np.testing.assert_allclose(a, b, rtol=0,
+                               atol=1e-5 * float(jnp.max(jnp.abs(b))))
+
+
 def _loss_and_grads(config, monkeypatch, *, reference: bool):
   if reference:
     monkeypatch.setattr(unet, "downsample_2d", _ref_downsample)
@@ -81,6 +106,7 @@ def _loss_and_grads(config, monkeypatch, *, reference: bool):
   return fn(params)
 
 
+@pytest.mark.slow   # two compiles of a UNet's value_and_grad (~1 min idle)
 def test_ict_loss_and_gradients_match_reference_formulation(monkeypatch):
   # The smoke UNet has a down- and an up-sampling block and attention.
   config = config_utils.load_config("configs/cifar_ic.py:smoke")
