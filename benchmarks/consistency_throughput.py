@@ -16,6 +16,10 @@ full optimizer steps (Lion + EMA included):
             what the published code pays for any μ > 0 (it evaluates the
             EMA model on the full batch and then masks).
 
+Each step is compiled once: `compile_s` is the first call (compile + one
+step; `first_call_compiles` counts its backend compiles, 0 on a persistent
+cache hit), and any compile after it (the jitted step's cache growing, or
+any XLA backend compile event) raises RuntimeError instead of being timed.
 The variants are timed in interleaved rounds and the median is reported,
 both as wall-clock ms/step and as process CPU-ms/step (`time.process_time`,
 summed over XLA's threads). On a shared machine the wall clock swings with
@@ -45,6 +49,20 @@ from common import print_table, write_result  # noqa: E402  pylint: disable=g-im
 
 from gcflow_jax import config_utils, sharding, train  # noqa: E402
 from gcflow_jax.math import edm  # noqa: E402
+
+# Every XLA backend compile in this process (persistent-cache hits do not
+# compile). Steady-state rounds must not add any.
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_compiles = [0]
+
+
+def _count_compiles(event, duration_secs, **_):
+  del duration_secs
+  if event == _COMPILE_EVENT:
+    _compiles[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compiles)
 
 VARIANTS = {"ic": dict(coupling="ic"), "ot": dict(coupling="ot"),
             "gc": dict(coupling="gc", gc_mu=0.5),
@@ -76,22 +94,42 @@ class _Bench:
     rep = sharding.replicated(self.run.mesh)
     bsh = sharding.batch_sharding(self.run.mesh)
     self.state = jax.jit(self.run.init_state, out_shardings=rep)()
+    # The trainer's own XLA options for the step, where the checkout has
+    # them (an older checkout compared with --base has none).
+    options = getattr(train, "step_compiler_options", lambda: None)()
     self.step_fn = jax.jit(
         train.make_train_step(self.run.method, self.run.tx, self.config.ema),
         in_shardings=(rep, {"x": bsh}, rep), out_shardings=(rep, rep),
-        donate_argnums=(0,))
+        donate_argnums=(0,), compiler_options=options)
     self.batches = [sharding.make_global_batch(
         self.run.mesh, self.run.dataset.global_batch(s, batch))
                     for s in range(2)]
     self.steps = steps
     # Start deep in the curriculum (as most of a run is); the step count
-    # only changes traced values, never shapes.
-    self.state = self.state.replace(step=jnp.int32(50_000))
+    # only changes traced values, never shapes. It is placed like the rest of
+    # the state: an unplaced scalar would give the first call a different
+    # input sharding than every later call (a second compile).
+    self.state = self.state.replace(
+        step=jax.device_put(jnp.int32(50_000), rep))
+    c0 = _compiles[0]
     t0 = time.perf_counter()
     self._run(1)
     self.compile_s = time.perf_counter() - t0
-    self._run(2)  # warm-up
+    self.first_call_compiles = _compiles[0] - c0
+    self._cache_size = self.step_fn._cache_size()  # pylint: disable=protected-access
+    self._compiles = _compiles[0]
+    self._run(1)  # warm-up
+    self._check_no_compile("the warm-up step")
     self.times, self.cpu_times = [], []
+
+  def _check_no_compile(self, where):
+    size = self.step_fn._cache_size()  # pylint: disable=protected-access
+    if size != self._cache_size or _compiles[0] != self._compiles:
+      raise RuntimeError(
+          f"{self.config.model.unet.model_channels}-channel UNet: "
+          f"{where} compiled again (jit cache {self._cache_size} -> {size} "
+          f"entries, {_compiles[0] - self._compiles} backend compiles); "
+          "steady-state timings would include compile time")
 
   def _run(self, n):
     m = None
@@ -105,6 +143,7 @@ class _Bench:
     self._run(self.steps)
     self.times.append((time.perf_counter() - t0) / self.steps)
     self.cpu_times.append((time.process_time() - c0) / self.steps)
+    self._check_no_compile(f"timed round {len(self.times)}")
 
 
 def _forward_ms(bench: _Bench, batch: int, rounds: int, steps: int) -> float:
@@ -157,6 +196,7 @@ def measure(net, batch, steps, rounds, variants):
         "overhead_wall": ms / ic_ms - 1.0,
         "overhead_cpu": cpu / ic_cpu - 1.0,
         "compile_s": benches[v].compile_s,
+        "first_call_compiles": benches[v].first_call_compiles,
         "wall_ms_rounds": [1000 * t for t in benches[v].times],
         "cpu_ms_rounds": [1000 * t for t in benches[v].cpu_times],
     })

@@ -46,6 +46,7 @@ from gcflow_jax.models import count_params, make_network
 from gcflow_jax.train_state import TrainState
 
 __all__ = ["train_and_evaluate", "make_optimizer", "make_train_step",
+           "step_compiler_options",
            "restore_state", "has_checkpoint", "data_shape_of", "build",
            "reevaluate", "load_teacher", "Preempted"]
 
@@ -112,6 +113,25 @@ def make_optimizer(optim_cfg, total_steps: int) -> optax.GradientTransformation:
 
 
 # ------------------------------------------------------------------ step --
+def step_compiler_options() -> Optional[Dict[str, str]]:
+  """XLA options the train step is compiled with (`jax.jit(...,
+  compiler_options=...)`), for the default backend.
+
+  On CPU, jaxlib 0.10's XLA hands every convolution to YNNPACK by default
+  (YNN fusion types: individual dots, reductions, individual convolutions).
+  YNNPACK's gradient w.r.t. a 3x3 kernel ran ~10x slower than XLA's own
+  (Eigen) convolution on the UNets here (1.0-1.1 s vs 0.10 s at
+  64x32x32x64 -> 64, one thread), so the step keeps the default list minus
+  convolutions. Numerics are those of an ordinary float32 convolution (only
+  the summation order differs; tests/test_train_step_numerics.py). Other
+  backends compile with their defaults.
+  """
+  if jax.default_backend() != "cpu":
+    return None
+  return {"xla_cpu_experimental_ynn_fusion_type":
+          "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+
+
 def make_train_step(method, tx, ema_cfg):
   """train_step(state, batch, key) -> (state, metrics).
 
@@ -497,7 +517,8 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
                           "data_source": run.dataset.source})
   raw_step = make_train_step(run.method, run.tx, config.ema)
   step_fn = jax.jit(raw_step, in_shardings=(rep, {"x": bsh}, rep),
-                    out_shardings=(rep, rep), donate_argnums=(0,))
+                    out_shardings=(rep, rep), donate_argnums=(0,),
+                    compiler_options=step_compiler_options())
 
   total = config.train.steps
   pid, pcount = jax.process_index(), jax.process_count()

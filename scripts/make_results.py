@@ -27,6 +27,8 @@ SECTIONS = (
      ("throughput", "feature_throughput")),
     ("Consistency models with generator-induced flows (paper 001, issue #3)",
      ("consistency_", "ot_cost")),
+    ("Train-step CPU time against an earlier commit (issue #15)",
+     ("step_compare",)),
     ("Flow map matching (paper 002, issue #5)", ("fmm_",)),
     ("Distribution matching with generalized consistency models "
      "(paper 000, issue #6)", ("gcm_",)),

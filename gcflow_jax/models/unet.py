@@ -104,6 +104,35 @@ def _depthwise(x: jax.Array, f2d: np.ndarray, *, stride: int = 1,
       feature_group_count=c)
 
 
+def _block_sum(x: jax.Array, f2d: np.ndarray) -> jax.Array:
+  """sum_ij f2d[i, j] x[:, 2a + i, 2b + j, :]: [B, H, W, C] -> [B, H/2, W/2, C].
+
+  Four strided slices added in one element-wise loop: on XLA:CPU this is
+  far cheaper than a stride-2 grouped convolution or a reduction over the
+  2x2 axes of a reshape (both ran as slow generic loops here).
+  """
+  b, h, w, c = x.shape
+  blocks = x.reshape(b, h // 2, 2, w // 2, 2, c)
+  out = None
+  for i in range(2):
+    for j in range(2):
+      term = blocks[:, :, i, :, j, :] * jnp.asarray(f2d[i, j], x.dtype)
+      out = term if out is None else out + term
+  return out
+
+
+def _upsample_2tap(x: jax.Array, f2d: np.ndarray) -> jax.Array:
+  """out[:, 2a + i, 2b + j] = f2d[i, j] x[:, a, b]: [B, H, W, C] -> 2H, 2W.
+
+  Built by stacking four scaled copies (not a broadcast), so the backward
+  pass is four strided slices added element-wise, not a reduction.
+  """
+  b, h, w, c = x.shape
+  rows = [jnp.stack([x * jnp.asarray(f2d[i, j], x.dtype) for j in range(2)],
+                    axis=3) for i in range(2)]      # [B, H, W, 2, C] each
+  return jnp.stack(rows, axis=2).reshape(b, 2 * h, 2 * w, c)
+
+
 def downsample_2d(x: jax.Array, taps: Sequence[float] = (1, 1),
                   pad: Optional[int] = None) -> jax.Array:
   """Filters with `fir_filter(taps)` and keeps every second pixel.
@@ -120,6 +149,11 @@ def downsample_2d(x: jax.Array, taps: Sequence[float] = (1, 1),
   """
   f2d = fir_filter(taps)
   p = (len(taps) - 1) // 2 if pad is None else pad
+  if len(taps) == 2 and p == 0:
+    # A 2x2 window at stride 2 tiles the image: a weighted sum over 2x2
+    # blocks. XLA:CPU runs the grouped convolution (and its transpose in
+    # the backward pass) as a slow generic loop.
+    return _block_sum(x, f2d)
   return _depthwise(x, f2d, stride=2, pad=(p, p))
 
 
@@ -135,6 +169,11 @@ def upsample_2d(x: jax.Array, taps: Sequence[float] = (1, 1)) -> jax.Array:
   Returns:
     [B, 2H, 2W, C].
   """
+  if len(taps) == 2:
+    # Kernel 2, stride 2, padding 0: every output pixel is one input pixel
+    # times one filter tap (for [1, 1], times exactly 1: nearest-neighbour
+    # upsampling), so it is a broadcast, not a (slow, grouped) convolution.
+    return _upsample_2tap(x, 4.0 * fir_filter(taps))
   f2d = 4.0 * fir_filter(taps)[::-1, ::-1]
   k = f2d.shape[0]
   p = k - 1 - (len(taps) - 1) // 2
