@@ -78,7 +78,7 @@ def _train(config):
   state, the constant-decay EMAs and the training time."""
   run = train.build(config)
   state = jax.jit(run.init_state)()
-  step_fn = jax.jit(train.make_train_step(run.method, run.tx, config.ema),
+  step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
                     donate_argnums=(0,))
 
   @jax.jit

@@ -112,7 +112,7 @@ def train_curve(config, eval_every: int, score: Callable, num_samples: int,
   run = train.build(config)
   rep = sharding.replicated(run.mesh)
   state = jax.jit(run.init_state, out_shardings=rep)()
-  step_fn = jax.jit(train.make_train_step(run.method, run.tx, config.ema),
+  step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
                     donate_argnums=(0,))
   draw = sampler(run, num_samples)
   bs = config.train.batch_size

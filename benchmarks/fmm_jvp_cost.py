@@ -109,7 +109,7 @@ def build_step(config, method, batch_size):
   """Compiles the trainer's step; returns (compile_s, run(n) -> sec/step,
   num_params)."""
   tx = train.make_optimizer(config.optim, 10_000)
-  step_fn = jax.jit(train.make_train_step(method, tx, config.ema),
+  step_fn = train.jit_step(train.make_train_step(method, tx, config.ema),
                     donate_argnums=(0,))
   dataset = data.make_dataset(config.data, 0)
   batches = [{"x": jnp.asarray(dataset.global_batch(s, batch_size))}

@@ -92,7 +92,7 @@ def train_curve(config, eval_every: int, score: Callable[[np.ndarray], dict],
   run = train.build(config)
   rep = sharding.replicated(run.mesh)
   state = jax.jit(run.init_state, out_shardings=rep)()
-  step_fn = jax.jit(train.make_train_step(run.method, run.tx, config.ema),
+  step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
                     donate_argnums=(0,))
   sample = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
   eval_key = jax.random.key(1234)   # same z at every evaluation

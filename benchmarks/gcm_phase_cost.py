@@ -46,7 +46,7 @@ class _Setting:
                                 "gcm.phase_only": phase_only})
     self.run = train.build(self.config)
     self.state = jax.jit(self.run.init_state)()
-    self.step_fn = jax.jit(train.make_train_step(
+    self.step_fn = train.jit_step(train.make_train_step(
         self.run.method, self.run.tx, self.config.ema), donate_argnums=(0,))
     self.cycle = self.config.gcm.t_f + self.config.gcm.t_g
     self.k = 0

@@ -100,7 +100,7 @@ def run_one(spec, dataset, seed, steps, batch, sets, save_to=None,
   config.lock()
   run = train.build(config)
   state = jax.jit(run.init_state)()
-  step_fn = jax.jit(train.make_train_step(run.method, run.tx, config.ema),
+  step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
                     donate_argnums=(0,))
   bs = config.train.batch_size
   load_start = os.getloadavg()[0]

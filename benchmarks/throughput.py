@@ -34,7 +34,7 @@ def measure(spec: str, steps: int, batch_size: int = 0) -> dict:
   rep = sharding.replicated(run.mesh)
   bsh = sharding.batch_sharding(run.mesh)
   state = jax.jit(run.init_state, out_shardings=rep)()
-  step_fn = jax.jit(train.make_train_step(run.method, run.tx, config.ema),
+  step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
                     in_shardings=(rep, {"x": bsh}, rep),
                     out_shardings=(rep, rep), donate_argnums=(0,))
   bs = config.train.batch_size

@@ -46,7 +46,7 @@ from gcflow_jax.models import count_params, make_network
 from gcflow_jax.train_state import TrainState
 
 __all__ = ["train_and_evaluate", "make_optimizer", "make_train_step",
-           "step_compiler_options",
+           "step_compiler_options", "jit_step",
            "restore_state", "has_checkpoint", "data_shape_of", "build",
            "reevaluate", "load_teacher", "Preempted"]
 
@@ -128,8 +128,31 @@ def step_compiler_options() -> Optional[Dict[str, str]]:
   """
   if jax.default_backend() != "cpu":
     return None
-  return {"xla_cpu_experimental_ynn_fusion_type":
-          "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+  return _cpu_step_options()
+
+
+@functools.lru_cache(maxsize=None)
+def _cpu_step_options() -> Optional[Dict[str, str]]:
+  options = {"xla_cpu_experimental_ynn_fusion_type":
+             "LIBRARY_FUSION_TYPE_INDIVIDUAL_DOT,LIBRARY_FUSION_TYPE_REDUCE"}
+  # The option exists in the jaxlib releases this was measured with; a
+  # release without it rejects it at compile time ("No such compile
+  # option"), so probe once on a trivial function and fall back to XLA's
+  # defaults instead of failing every run.
+  try:
+    jax.jit(lambda x: x + 1, compiler_options=options).lower(
+        jnp.zeros((), jnp.float32)).compile()
+  except Exception:  # pylint: disable=broad-except
+    return None
+  return options
+
+
+def jit_step(step_fn, **jit_kwargs):
+  """`jax.jit(step_fn, **jit_kwargs)` with the step's compiler options
+  (`step_compiler_options`): the one way the trainer and the benchmarks
+  compile a train step, so their timings use the same convolution path."""
+  return jax.jit(step_fn, compiler_options=step_compiler_options(),
+                 **jit_kwargs)
 
 
 def make_train_step(method, tx, ema_cfg):
@@ -516,9 +539,8 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
                           "num_params": num_params,
                           "data_source": run.dataset.source})
   raw_step = make_train_step(run.method, run.tx, config.ema)
-  step_fn = jax.jit(raw_step, in_shardings=(rep, {"x": bsh}, rep),
-                    out_shardings=(rep, rep), donate_argnums=(0,),
-                    compiler_options=step_compiler_options())
+  step_fn = jit_step(raw_step, in_shardings=(rep, {"x": bsh}, rep),
+                     out_shardings=(rep, rep), donate_argnums=(0,))
 
   total = config.train.steps
   pid, pcount = jax.process_index(), jax.process_count()
