@@ -1,0 +1,332 @@
+r"""Few-step quality of vanilla reflow, piecewise reflow and piecewise reflow
++ marginal alignment (paper 003; issue 13's row format).
+
+python benchmarks/reflow_alignment.py [--datasets=gmm,checkerboard,digits]
+    [--variants=reflow,piecewise_align,piecewise] [--seeds=0,1,2]
+    [--steps=gmm:2000,checkerboard:1200,digits:300] [--curve=4]
+    [--align_weight=-1] [--start_frac=0.5] [--warmup_frac=0.1]
+    [--name=reflow_alignment]
+
+Datasets:
+  gmm           the closed-form Gaussian-mixture teacher
+                (`gcflow_jax.math.gaussian_mixture`; exact velocity, exact
+                pairs from a 32-step RK4 solve, exact score); a 3×128 MLP
+                student trained from scratch; metric `mmd` (RBF, median
+                bandwidths) against 4,000 exact data samples; the extra
+                variant `piecewise_blend` is piecewise reflow with
+                knot_gap = 0 (the blended version), and every K = 2 run
+                records the velocity error at the knot.
+  checkerboard  configs/checkerboard_reflow.py (K = 1) and
+                configs/checkerboard_piecewise_reflow_align.py(:noalign)
+                (K = 2), students initialised from the flow-matching
+                teacher; metric `sinkhorn` (4,000 samples).
+  digits        configs/digits_reflow_align.py :vanilla / :noalign /
+                default; metric `fd_digits` (1,000 samples).
+Every arm of a dataset has the same budget (`--steps`), optimiser and
+seeds; the regulariser starts at `start_frac` of the budget and ramps over
+`warmup_frac` (`reflow.align_start_steps/align_warmup_steps`), λ from the
+config unless `--align_weight` >= 0. Samples use the online parameters and
+Euler steps (1 and 2 = K). The curve (metric at sample_steps = K of the
+variant, every budget/curve steps) is kept per run in `curves`.
+
+`reflow_align` (K = 1) has no rows: the regulariser acts at interior knots
+and K = 1 has none (docs/reflow_marginal_alignment.md §4); the config
+validation refuses it.
+
+Rows (`rows`): dataset, variant, K, sample_steps, seed, metric, value,
+train_steps, train_s. `summary`: mean ± std over seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from common import print_table, read_result, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
+
+from gcflow_jax import config_utils, evaluation, train  # noqa: E402
+from gcflow_jax.evaluation import distances  # noqa: E402
+from gcflow_jax.math import interpolants as interp_lib  # noqa: E402
+from gcflow_jax.math.gaussian_mixture import GaussianMixtureFlow  # noqa: E402
+from gcflow_jax.methods import reflow  # noqa: E402
+from gcflow_jax.models import make_network  # noqa: E402
+
+CONFIGS = {
+    "checkerboard": {
+        "reflow": "configs/checkerboard_reflow.py",
+        "piecewise": "configs/checkerboard_piecewise_reflow_align.py:noalign",
+        "piecewise_align": "configs/checkerboard_piecewise_reflow_align.py",
+    },
+    "digits": {
+        "reflow": "configs/digits_reflow_align.py:vanilla",
+        "piecewise": "configs/digits_reflow_align.py:noalign",
+        "piecewise_align": "configs/digits_reflow_align.py",
+    },
+}
+METRIC = {"gmm": "mmd", "checkerboard": "sinkhorn", "digits": "fd_digits"}
+NUM_EVAL = {"gmm": 4000, "checkerboard": 4000, "digits": 1000}
+SAMPLE_STEPS = (1, 2)
+
+# The closed-form teacher: three well-separated isotropic modes.
+GMM = GaussianMixtureFlow(np.array([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]]),
+                          np.array([0.3, 0.3, 0.3]), np.ones(3) / 3)
+GMM_K = {"reflow": 1, "piecewise": 2, "piecewise_align": 2,
+         "piecewise_blend": 2}
+GMM_GAP = 0.1
+GMM_LAMBDA = 0.1
+
+
+def _score(x, ref, dataset):
+  if x.ndim == 4:             # images: clipped like the trainer's evaluation
+    x = np.clip(x, -1.0, 1.0)
+  if dataset == "gmm":
+    return float(distances.mmd_rbf(x, ref))
+  m = METRIC[dataset]
+  return float(evaluation.evaluate(x, ref, [m], progress=False)[m])
+
+
+def _schedule(steps, start_frac, warmup_frac):
+  return int(start_frac * steps), max(1, int(warmup_frac * steps))
+
+
+def run_config(dataset, variant, seed, steps, curve, args):
+  """One run through the trainer's own build and step (configs)."""
+  config = config_utils.load_config(CONFIGS[dataset][variant])
+  config.unlock()
+  config.seed = seed
+  config.train.steps = steps        # the LR schedule spans the run
+  if config.reflow.align_weight > 0:
+    start, warm = _schedule(steps, args.start_frac, args.warmup_frac)
+    config.reflow.align_start_steps = start
+    config.reflow.align_warmup_steps = warm
+    if args.align_weight >= 0:
+      config.reflow.align_weight = args.align_weight
+  # Benchmark-wide: a smaller pair cache per seed, and no logged KL value
+  # (the teacher's Δ^T is not needed for the gradient), identical for all
+  # arms of a dataset.
+  config.reflow.cache_num_pairs = args.pairs
+  config.reflow.cache_shard_size = args.pairs
+  config.reflow.estimate_value = False
+  config.lock()
+  run = train.build(config)
+  state = jax.jit(run.init_state)()
+  step_fn = jax.jit(train.make_train_step(run.method, run.tx, config.ema),
+                    donate_argnums=(0,))
+  n = args.num_eval or NUM_EVAL[dataset]
+  ref = run.dataset.reference(n)
+  sample = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
+  k_int = config.reflow.num_intervals
+  bs = config.train.batch_size
+  evals = _eval_points(steps, curve)
+  curve_rows, train_s, metrics = [], 0.0, None
+  s = 0
+  for stop in evals:
+    t0 = time.perf_counter()
+    while s < stop:
+      state, metrics = step_fn(state, {"x": run.dataset.global_batch(s, bs)},
+                               run.k_train)
+      s += 1
+    jax.block_until_ready(state.params)
+    train_s += time.perf_counter() - t0
+    x = np.asarray(sample(state.params, jax.random.fold_in(run.k_eval, k_int),
+                          n, k_int))
+    curve_rows.append({"step": stop, "sample_steps": k_int,
+                       "value": _score(x, ref, dataset),
+                       "loss_reflow": float(metrics["loss/reflow"])})
+  finals = {}
+  for m in SAMPLE_STEPS:
+    if m == k_int:
+      finals[m] = curve_rows[-1]["value"]
+      continue
+    x = np.asarray(sample(state.params, jax.random.fold_in(run.k_eval, m), n,
+                          m))
+    finals[m] = _score(x, ref, dataset)
+  return k_int, finals, curve_rows, train_s, {
+      "config": CONFIGS[dataset][variant],
+      "align_weight": float(config.reflow.align_weight),
+      "align_start_steps": int(config.reflow.align_start_steps),
+      "align_warmup_steps": int(config.reflow.align_warmup_steps)}
+
+
+def _eval_points(steps, curve):
+  return sorted({max(1, int(round(steps * (i + 1) / curve)))
+                 for i in range(curve)})
+
+
+def run_gmm(variant, seed, steps, curve, args):
+  """The closed-form teacher: exact pairs, student MLP from scratch."""
+  k_int = GMM_K[variant]
+  gap = 0.0 if variant == "piecewise_blend" or k_int == 1 else GMM_GAP
+  lam = 0.0
+  if variant == "piecewise_align":
+    lam = args.align_weight if args.align_weight >= 0 else GMM_LAMBDA
+  start, warm = _schedule(steps, args.start_frac, args.warmup_frac)
+  cfg = ml_collections.ConfigDict({
+      "name": "mlp", "dropout": 0.0,
+      "mlp": {"hidden": (128, 128, 128), "time_dim": 32,
+              "time_scale": 1000.0}})
+  _, apply_fn, init_fn = make_network(cfg, (2,), 1)
+  loss_fn = reflow.make_reflow_loss(
+      apply_fn, lambda p, x, t: GMM.velocity(x, t), interp_lib.linear(),
+      k_int, teacher_steps=32 // k_int, teacher_method="rk4",
+      knot_gap=gap, align_weight=lam,
+      align_start_steps=start, align_warmup_steps=warm, align_batch=64,
+      logdet="exact", estimate_value=False)
+  tx = optax.adam(optax.cosine_decay_schedule(1e-3, steps))
+  params = init_fn(jax.random.key(seed))
+  opt = tx.init(params)
+  root = jax.random.fold_in(jax.random.key(seed), 1)
+
+  def one(carry, i):
+    p, o = carry
+    def obj(q):
+      per, aux = loss_fn(q, {"x": jnp.zeros((256, 2))},
+                         jax.random.fold_in(root, i), step=i,
+                         extras={"teacher": None})
+      return jnp.mean(per), aux
+    (_, aux), g = jax.value_and_grad(obj, has_aux=True)(p)
+    up, o = tx.update(g, o, p)
+    return (optax.apply_updates(p, up), o), aux["loss/reflow"]
+
+  @jax.jit
+  def train_chunk(carry, idx):
+    return jax.lax.scan(one, carry, idx)
+
+  sample = jax.jit(reflow.make_student_sampler(
+      apply_fn, (2,), reflow.make_knots(k_int),
+      reflow.knot_gaps(k_int, gap)),
+                   static_argnums=(2, 3))
+  n = args.num_eval or NUM_EVAL["gmm"]
+  ref = np.asarray(GMM.sample(jax.random.key(10_000 + seed), n))
+  evals = _eval_points(steps, curve)
+  curve_rows, train_s, s, carry = [], 0.0, 0, (params, opt)
+  for stop in evals:
+    t0 = time.perf_counter()
+    carry, losses = train_chunk(carry, jnp.arange(s, stop))
+    jax.block_until_ready(losses)
+    train_s += time.perf_counter() - t0
+    s = stop
+    x = np.asarray(sample(carry[0], jax.random.key(20_000 + seed), n, k_int))
+    curve_rows.append({"step": stop, "sample_steps": k_int,
+                       "value": _score(x, ref, "gmm"),
+                       "loss_reflow": float(jnp.mean(losses[-50:]))})
+  finals = {}
+  for m in SAMPLE_STEPS:
+    if m == k_int:
+      finals[m] = curve_rows[-1]["value"]
+      continue
+    x = np.asarray(sample(carry[0], jax.random.key(20_000 + seed), n, m))
+    finals[m] = _score(x, ref, "gmm")
+  # Velocity error at the interior knot (K = 2): ‖u_θ(x, t_1) − (Φ(x) −
+  # x)/h‖ RMS over teacher states x ~ p_{t_1} (the target the K-step sampler
+  # reads there).
+  extra = {"align_weight": lam, "align_start_steps": start,
+           "align_warmup_steps": warm, "knot_gap": gap}
+  if k_int == 2:
+    segs = reflow.teacher_segments(
+        lambda x, t: GMM.velocity(x, t),
+        jax.random.normal(jax.random.key(30_000 + seed), (n, 2)),
+        reflow.make_knots(2), 32, "rk4")
+    xk, x1 = segs["states"][1], segs["states"][2]
+    v = apply_fn(carry[0], xk, jnp.full((n,), 0.5))
+    extra["knot_velocity_rmse"] = float(jnp.sqrt(jnp.mean(jnp.sum(
+        (v - (x1 - xk) / 0.5) ** 2, axis=1))))
+  return k_int, finals, curve_rows, train_s, extra
+
+
+def summarise(rows):
+  out = []
+  keys = sorted({(r["dataset"], r["variant"], r["sample_steps"])
+                 for r in rows})
+  for ds, var, m in keys:
+    vals = np.asarray([r["value"] for r in rows if r["dataset"] == ds and
+                       r["variant"] == var and r["sample_steps"] == m])
+    out.append({"dataset": ds, "variant": var, "sample_steps": m,
+                "metric": METRIC[ds], "num_seeds": len(vals),
+                "mean": float(vals.mean()),
+                "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0})
+  return out
+
+
+def main():
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--datasets", default="gmm,checkerboard,digits")
+  # Aligned variants before the unaligned ones: the aligned run creates the
+  # pair cache with the teacher's Δ^T, which the unaligned one can share.
+  ap.add_argument("--variants", default="piecewise_align,piecewise,reflow")
+  ap.add_argument("--seeds", default="0,1,2")
+  ap.add_argument("--steps", default="gmm:2000,checkerboard:1200,digits:300")
+  ap.add_argument("--curve", type=int, default=4)
+  ap.add_argument("--align_weight", type=float, default=-1.0,
+                  help="λ_align for the aligned variant (< 0: the config's)")
+  ap.add_argument("--start_frac", type=float, default=0.5)
+  ap.add_argument("--warmup_frac", type=float, default=0.1)
+  ap.add_argument("--pairs", type=int, default=16384,
+                  help="cached teacher trajectories per (K, seed)")
+  ap.add_argument("--num_eval", type=int, default=0,
+                  help="samples per evaluation (0: gmm/checkerboard 4,000, "
+                       "digits 1,000)")
+  ap.add_argument("--keep", type=int, default=0,
+                  help="1: keep the rows of an existing result with this "
+                       "--name that this run does not redo")
+  ap.add_argument("--name", default="reflow_alignment")
+  args = ap.parse_args()
+  steps_of = {k: int(v) for k, v in (s.split(":")
+                                     for s in args.steps.split(","))}
+  seeds = [int(s) for s in args.seeds.split(",")]
+  old = read_result(args.name) if args.keep else {}
+  rows, curves = list(old.get("rows", [])), list(old.get("curves", []))
+  redo = {(d, v, s) for d in args.datasets.split(",")
+          for v in args.variants.split(",") for s in seeds}
+  rows = [r for r in rows if (r["dataset"], r["variant"], r["seed"])
+          not in redo]
+  curves = [c for c in curves if (c["dataset"], c["variant"], c["seed"])
+            not in redo]
+  for dataset in args.datasets.split(","):
+    for variant in args.variants.split(","):
+      for seed in seeds:
+        steps = steps_of[dataset]
+        if dataset == "gmm":
+          res = run_gmm(variant, seed, steps, args.curve, args)
+        else:
+          res = run_config(dataset, variant, seed, steps, args.curve, args)
+        k_int, finals, curve_rows, train_s, extra = res
+        for m, v in finals.items():
+          rows.append({"dataset": dataset, "variant": variant, "K": k_int,
+                       "sample_steps": m, "seed": seed,
+                       "metric": METRIC[dataset], "value": v,
+                       "train_steps": steps, "train_s": train_s})
+        curves.append({"dataset": dataset, "variant": variant, "seed": seed,
+                       "K": k_int, "metric": METRIC[dataset],
+                       "points": curve_rows, **extra})
+        print(f"{dataset} {variant} seed {seed}: K={k_int} " +
+              " ".join(f"{m}-step={v:.4g}" for m, v in finals.items()) +
+              f" train_s={train_s:.0f} curve=" +
+              ",".join(f"{c['value']:.3g}" for c in curve_rows), flush=True)
+        # Written after every run: an interrupted benchmark keeps its rows.
+        write_result(args.name, rows, {"curves": curves,
+                                       "summary": summarise(rows),
+                                       "partial": True, "args": vars(args)})
+  summary = summarise(rows)
+  print_table(summary, ["dataset", "variant", "sample_steps", "metric",
+                        "num_seeds", "mean", "std"])
+  path = write_result(args.name, rows, {
+      "curves": curves, "summary": summary, "args": vars(args),
+      "note": "online (non-EMA) parameters after train_steps; Euler "
+              "sampling; same budget, optimiser and seeds for every arm of "
+              "a dataset; reflow_align (K = 1) is undefined (no interior "
+              "knot), see docs/reflow_marginal_alignment.md"})
+  print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main()
