@@ -162,8 +162,10 @@ def _eval_points(steps, curve):
                  for i in range(curve)})
 
 
-def run_gmm(variant, seed, steps, curve, args):
-  """The closed-form teacher: exact pairs, student MLP from scratch."""
+def run_gmm(variant, seeds, steps, curve, args):
+  """The closed-form teacher: exact pairs, student MLPs from scratch; the
+  seeds are trained side by side (vmapped, one compile per variant).
+  Returns one result tuple per seed (as `run_config`)."""
   k_int = GMM_K[variant]
   gap = 0.0 if variant == "piecewise_blend" or k_int == 1 else GMM_GAP
   lam = 0.0
@@ -178,69 +180,85 @@ def run_gmm(variant, seed, steps, curve, args):
   loss_fn = reflow.make_reflow_loss(
       apply_fn, lambda p, x, t: GMM.velocity(x, t), interp_lib.linear(),
       k_int, teacher_steps=32 // k_int, teacher_method="rk4",
-      knot_gap=gap, align_weight=lam,
-      align_start_steps=start, align_warmup_steps=warm, align_batch=64,
-      logdet="exact", estimate_value=False)
+      knot_gap=gap, align_weight=lam, align_start_steps=start,
+      align_warmup_steps=warm, align_batch=64, logdet="exact",
+      estimate_value=False)
   tx = optax.adam(optax.cosine_decay_schedule(1e-3, steps))
-  params = init_fn(jax.random.key(seed))
-  opt = tx.init(params)
-  root = jax.random.fold_in(jax.random.key(seed), 1)
+  keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
+  params = jax.vmap(lambda kd: init_fn(jax.random.wrap_key_data(kd)))(keys)
+  opt = jax.vmap(tx.init)(params)
+  roots = jnp.stack([jax.random.key_data(jax.random.fold_in(
+      jax.random.key(s), 1)) for s in seeds])
 
-  def one(carry, i):
-    p, o = carry
+  def one_seed(p, o, kd, i):
     def obj(q):
       per, aux = loss_fn(q, {"x": jnp.zeros((256, 2))},
-                         jax.random.fold_in(root, i), step=i,
-                         extras={"teacher": None})
+                         jax.random.fold_in(jax.random.wrap_key_data(kd), i),
+                         step=i, extras={"teacher": None})
       return jnp.mean(per), aux
     (_, aux), g = jax.value_and_grad(obj, has_aux=True)(p)
     up, o = tx.update(g, o, p)
-    return (optax.apply_updates(p, up), o), aux["loss/reflow"]
+    return optax.apply_updates(p, up), o, aux["loss/reflow"]
+
+  def one(carry, i):
+    p, o = carry
+    p, o, lr = jax.vmap(one_seed, (0, 0, 0, None))(p, o, roots, i)
+    return (p, o), lr
 
   @jax.jit
   def train_chunk(carry, idx):
     return jax.lax.scan(one, carry, idx)
 
   sample = jax.jit(reflow.make_student_sampler(
-      apply_fn, (2,), reflow.make_knots(k_int),
-      reflow.knot_gaps(k_int, gap)),
+      apply_fn, (2,), reflow.make_knots(k_int), reflow.knot_gaps(k_int, gap)),
                    static_argnums=(2, 3))
   n = args.num_eval or NUM_EVAL["gmm"]
-  ref = np.asarray(GMM.sample(jax.random.key(10_000 + seed), n))
+  refs = [np.asarray(GMM.sample(jax.random.key(10_000 + s), n))
+          for s in seeds]
+  take = lambda tree, j: jax.tree.map(lambda a: a[j], tree)
   evals = _eval_points(steps, curve)
-  curve_rows, train_s, s, carry = [], 0.0, 0, (params, opt)
+  curves = [[] for _ in seeds]
+  train_s, s, carry = 0.0, 0, (params, opt)
   for stop in evals:
     t0 = time.perf_counter()
     carry, losses = train_chunk(carry, jnp.arange(s, stop))
     jax.block_until_ready(losses)
     train_s += time.perf_counter() - t0
     s = stop
-    x = np.asarray(sample(carry[0], jax.random.key(20_000 + seed), n, k_int))
-    curve_rows.append({"step": stop, "sample_steps": k_int,
-                       "value": _score(x, ref, "gmm"),
-                       "loss_reflow": float(jnp.mean(losses[-50:]))})
-  finals = {}
-  for m in SAMPLE_STEPS:
-    if m == k_int:
-      finals[m] = curve_rows[-1]["value"]
-      continue
-    x = np.asarray(sample(carry[0], jax.random.key(20_000 + seed), n, m))
-    finals[m] = _score(x, ref, "gmm")
-  # Velocity error at the interior knot (K = 2): ‖u_θ(x, t_1) − (Φ(x) −
-  # x)/h‖ RMS over teacher states x ~ p_{t_1} (the target the K-step sampler
-  # reads there).
-  extra = {"align_weight": lam, "align_start_steps": start,
-           "align_warmup_steps": warm, "knot_gap": gap}
-  if k_int == 2:
-    segs = reflow.teacher_segments(
-        lambda x, t: GMM.velocity(x, t),
-        jax.random.normal(jax.random.key(30_000 + seed), (n, 2)),
-        reflow.make_knots(2), 32, "rk4")
-    xk, x1 = segs["states"][1], segs["states"][2]
-    v = apply_fn(carry[0], xk, jnp.full((n,), 0.5))
-    extra["knot_velocity_rmse"] = float(jnp.sqrt(jnp.mean(jnp.sum(
-        (v - (x1 - xk) / 0.5) ** 2, axis=1))))
-  return k_int, finals, curve_rows, train_s, extra
+    for j, seed in enumerate(seeds):
+      x = np.asarray(sample(take(carry[0], j),
+                            jax.random.key(20_000 + seed), n, k_int))
+      curves[j].append({"step": stop, "sample_steps": k_int,
+                        "value": _score(x, refs[j], "gmm"),
+                        "loss_reflow": float(jnp.mean(losses[-50:, j]))})
+  out = []
+  for j, seed in enumerate(seeds):
+    p = take(carry[0], j)
+    finals = {}
+    for m in SAMPLE_STEPS:
+      if m == k_int:
+        finals[m] = curves[j][-1]["value"]
+        continue
+      x = np.asarray(sample(p, jax.random.key(20_000 + seed), n, m))
+      finals[m] = _score(x, refs[j], "gmm")
+    extra = {"align_weight": lam, "align_start_steps": start,
+             "align_warmup_steps": warm, "knot_gap": gap,
+             "train_s_note": "seeds trained side by side (vmapped); "
+                             "train_s is the wall time of all of them"}
+    if k_int == 2:
+      # Velocity error at the interior knot: ‖u_θ(x, t_1) − (Φ(x) − x)/h‖
+      # RMS over teacher states x ~ p_{t_1}, the target the K-step sampler
+      # reads there.
+      segs = reflow.teacher_segments(
+          lambda x, t: GMM.velocity(x, t),
+          jax.random.normal(jax.random.key(30_000 + seed), (n, 2)),
+          reflow.make_knots(2), 32, "rk4")
+      xk, x1 = segs["states"][1], segs["states"][2]
+      v = apply_fn(p, xk, jnp.full((n,), 0.5))
+      extra["knot_velocity_rmse"] = float(jnp.sqrt(jnp.mean(jnp.sum(
+          (v - (x1 - xk) / 0.5) ** 2, axis=1))))
+    out.append((k_int, finals, curves[j], train_s, extra))
+  return out
 
 
 def summarise(rows):
@@ -255,6 +273,33 @@ def summarise(rows):
                 "mean": float(vals.mean()),
                 "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0})
   return out
+
+
+def merge(args):
+  """One result from the parts' rows and curves (each part's command and
+  arguments kept in `sources`)."""
+  import json  # pylint: disable=g-import-not-at-top
+  rows, curves, sources = [], [], []
+  for path in args.merge.split(","):
+    with open(path) as f:
+      obj = json.load(f)
+    rows += obj["rows"]
+    curves += obj.get("curves", [])
+    sources.append({"file": os.path.basename(path),
+                    "command": obj.get("command"),
+                    "partial": obj.get("partial", False),
+                    "machine": obj.get("machine"), "args": obj.get("args")})
+  summary = summarise(rows)
+  print_table(summary, ["dataset", "variant", "sample_steps", "metric",
+                        "num_seeds", "mean", "std"])
+  path = write_result(args.name, rows, {
+      "curves": curves, "summary": summary, "sources": sources,
+      "note": "merged from runs split per dataset/variant (see sources); "
+              "online (non-EMA) parameters after train_steps; Euler "
+              "sampling; same budget, optimiser and seeds for every arm of "
+              "a dataset; reflow_align (K = 1) is undefined (no interior "
+              "knot), see docs/reflow_marginal_alignment.md"})
+  print(f"wrote {path}")
 
 
 def main():
@@ -279,7 +324,14 @@ def main():
                   help="1: keep the rows of an existing result with this "
                        "--name that this run does not redo")
   ap.add_argument("--name", default="reflow_alignment")
+  ap.add_argument("--merge", default="",
+                  help="comma-separated result JSONs of runs split per "
+                       "dataset/variant (to use several processes): write "
+                       "their rows and curves as --name, without training")
   args = ap.parse_args()
+  if args.merge:
+    merge(args)
+    return
   steps_of = {k: int(v) for k, v in (s.split(":")
                                      for s in args.steps.split(","))}
   seeds = [int(s) for s in args.seeds.split(",")]
@@ -291,14 +343,21 @@ def main():
           not in redo]
   curves = [c for c in curves if (c["dataset"], c["variant"], c["seed"])
             not in redo]
+  # Seed-major: an interrupted benchmark has every arm at the seeds done
+  # (gmm: all seeds of a variant at once).
   for dataset in args.datasets.split(","):
-    for variant in args.variants.split(","):
-      for seed in seeds:
-        steps = steps_of[dataset]
-        if dataset == "gmm":
-          res = run_gmm(variant, seed, steps, args.curve, args)
-        else:
-          res = run_config(dataset, variant, seed, steps, args.curve, args)
+    steps = steps_of[dataset]
+    if dataset == "gmm":
+      jobs = [(v, seeds) for v in args.variants.split(",")]
+    else:
+      jobs = [(v, [s]) for s in seeds for v in args.variants.split(",")]
+    for variant, job_seeds in jobs:
+      if dataset == "gmm":
+        results = run_gmm(variant, job_seeds, steps, args.curve, args)
+      else:
+        results = [run_config(dataset, variant, job_seeds[0], steps,
+                              args.curve, args)]
+      for seed, res in zip(job_seeds, results):
         k_int, finals, curve_rows, train_s, extra = res
         for m, v in finals.items():
           rows.append({"dataset": dataset, "variant": variant, "K": k_int,
@@ -311,11 +370,13 @@ def main():
         print(f"{dataset} {variant} seed {seed}: K={k_int} " +
               " ".join(f"{m}-step={v:.4g}" for m, v in finals.items()) +
               f" train_s={train_s:.0f} curve=" +
-              ",".join(f"{c['value']:.3g}" for c in curve_rows), flush=True)
-        # Written after every run: an interrupted benchmark keeps its rows.
-        write_result(args.name, rows, {"curves": curves,
-                                       "summary": summarise(rows),
-                                       "partial": True, "args": vars(args)})
+              ",".join(f"{c['value']:.3g}" for c in curve_rows) +
+              (f" knot_rmse={extra['knot_velocity_rmse']:.3f}"
+               if "knot_velocity_rmse" in extra else ""), flush=True)
+      # Written after every job: an interrupted benchmark keeps its rows.
+      write_result(args.name, rows, {"curves": curves,
+                                     "summary": summarise(rows),
+                                     "partial": True, "args": vars(args)})
   summary = summarise(rows)
   print_table(summary, ["dataset", "variant", "sample_steps", "metric",
                         "num_seeds", "mean", "std"])
