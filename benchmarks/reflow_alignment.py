@@ -22,6 +22,12 @@ Datasets:
                 teacher; metric `sinkhorn` (4,000 samples).
   digits        configs/digits_reflow_align.py :vanilla / :noalign /
                 default; metric `fd_digits` (1,000 samples).
+  checkerboard_fast  the checkerboard configs' teacher, student network,
+                batch, λ, align_batch and lr, but the seeds trained side by
+                side (vmapped, one compile) on one cache of `--pairs`
+                teacher trajectories made in the process (the seeds differ
+                in their batches), Adam with cosine decay and no warm-up;
+                reported under dataset `checkerboard` with this noted.
 Every arm of a dataset has the same budget (`--steps`), optimiser and
 seeds; the regulariser starts at `start_frac` of the budget and ramps over
 `warmup_frac` (`reflow.align_start_steps/align_warmup_steps`), λ from the
@@ -53,7 +59,8 @@ import optax
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table, read_result, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from gcflow_jax import config_utils, evaluation, train  # noqa: E402
+from gcflow_jax import config_utils, evaluation, teachers, train  # noqa: E402
+from gcflow_jax import data as gcdata  # noqa: E402
 from gcflow_jax.evaluation import distances  # noqa: E402
 from gcflow_jax.math import interpolants as interp_lib  # noqa: E402
 from gcflow_jax.math.gaussian_mixture import GaussianMixtureFlow  # noqa: E402
@@ -72,8 +79,10 @@ CONFIGS = {
         "piecewise_align": "configs/digits_reflow_align.py",
     },
 }
-METRIC = {"gmm": "mmd", "checkerboard": "sinkhorn", "digits": "fd_digits"}
-NUM_EVAL = {"gmm": 4000, "checkerboard": 4000, "digits": 1000}
+METRIC = {"gmm": "mmd", "checkerboard": "sinkhorn",
+          "checkerboard_fast": "sinkhorn", "digits": "fd_digits"}
+NUM_EVAL = {"gmm": 4000, "checkerboard": 4000, "checkerboard_fast": 4000,
+            "digits": 1000}
 SAMPLE_STEPS = (1, 2)
 
 # The closed-form teacher: three well-separated isotropic modes.
@@ -162,28 +171,62 @@ def _eval_points(steps, curve):
                  for i in range(curve)})
 
 
-def run_gmm(variant, seeds, steps, curve, args):
-  """The closed-form teacher: exact pairs, student MLPs from scratch; the
-  seeds are trained side by side (vmapped, one compile per variant).
-  Returns one result tuple per seed (as `run_config`)."""
+def _vmapped_setup(dataset, variant, args):
+  """(apply_fn, init(key) -> params, teacher velocity, lr, extras) of the
+  side-by-side runner: `gmm` (exact teacher, MLP from scratch) or
+  `checkerboard_fast` (the checkerboard configs' teacher and student, the
+  student initialised from it, pairs from a cache made once)."""
+  if dataset == "gmm":
+    cfg = ml_collections.ConfigDict({
+        "name": "mlp", "dropout": 0.0,
+        "mlp": {"hidden": (128, 128, 128), "time_dim": 32,
+                "time_scale": 1000.0}})
+    _, apply_fn, init_fn = make_network(cfg, (2,), 1)
+    return (apply_fn, init_fn, lambda p, x, t: GMM.velocity(x, t), 1e-3,
+            {"teacher": None}, None)
+  config = config_utils.load_config(CONFIGS["checkerboard"][variant])
+  config.unlock()
+  config.teacher.train_if_missing = False
+  t = teachers.load(config, (2,))
+  k_int = config.reflow.num_intervals
+  segs = jax.jit(lambda x: reflow.teacher_segments(
+      lambda y, tt: t.velocity(t.params, y, tt), x,
+      reflow.make_knots(k_int), config.reflow.teacher_steps,
+      config.reflow.teacher_method))(jax.random.normal(
+          jax.random.fold_in(jax.random.key(0), 0x9A1C), (args.pairs, 2)))
+  extras = {"teacher": t.params,
+            "pairs": {k: jnp.moveaxis(v, 1, 0) for k, v in segs.items()}}
+  return (t.apply_fn, lambda key: t.params, t.velocity, config.optim.lr,
+          extras, config)
+
+
+def run_gmm(variant, seeds, steps, curve, args, dataset="gmm"):
+  """Seeds trained side by side (vmapped, one compile per variant): the
+  closed-form teacher (`gmm`: exact pairs, MLP from scratch) or the
+  checkerboard teacher (`checkerboard_fast`). Returns one result tuple per
+  seed (as `run_config`)."""
   k_int = GMM_K[variant]
   gap = 0.0 if variant == "piecewise_blend" or k_int == 1 else GMM_GAP
   lam = 0.0
   if variant == "piecewise_align":
     lam = args.align_weight if args.align_weight >= 0 else GMM_LAMBDA
   start, warm = _schedule(steps, args.start_frac, args.warmup_frac)
-  cfg = ml_collections.ConfigDict({
-      "name": "mlp", "dropout": 0.0,
-      "mlp": {"hidden": (128, 128, 128), "time_dim": 32,
-              "time_scale": 1000.0}})
-  _, apply_fn, init_fn = make_network(cfg, (2,), 1)
+  apply_fn, init_fn, tvel, lr, ext, config = _vmapped_setup(
+      dataset, variant, args)
+  batch, align_batch = 256, 64
+  if config is not None:
+    r = config.reflow
+    batch, align_batch = config.train.batch_size, r.align_batch
+    if lam:
+      lam = args.align_weight if args.align_weight >= 0 else r.align_weight
   loss_fn = reflow.make_reflow_loss(
-      apply_fn, lambda p, x, t: GMM.velocity(x, t), interp_lib.linear(),
+      apply_fn, tvel, interp_lib.linear(),
       k_int, teacher_steps=32 // k_int, teacher_method="rk4",
       knot_gap=gap, align_weight=lam, align_start_steps=start,
-      align_warmup_steps=warm, align_batch=64, logdet="exact",
-      estimate_value=False)
-  tx = optax.adam(optax.cosine_decay_schedule(1e-3, steps))
+      align_warmup_steps=warm, align_batch=align_batch, logdet="exact",
+      estimate_value=False,
+      pair_source="online" if config is None else "cache")
+  tx = optax.adam(optax.cosine_decay_schedule(lr, steps))
   keys = jnp.stack([jax.random.key_data(jax.random.key(s)) for s in seeds])
   params = jax.vmap(lambda kd: init_fn(jax.random.wrap_key_data(kd)))(keys)
   opt = jax.vmap(tx.init)(params)
@@ -192,9 +235,9 @@ def run_gmm(variant, seeds, steps, curve, args):
 
   def one_seed(p, o, kd, i):
     def obj(q):
-      per, aux = loss_fn(q, {"x": jnp.zeros((256, 2))},
+      per, aux = loss_fn(q, {"x": jnp.zeros((batch, 2))},
                          jax.random.fold_in(jax.random.wrap_key_data(kd), i),
-                         step=i, extras={"teacher": None})
+                         step=i, extras=ext)
       return jnp.mean(per), aux
     (_, aux), g = jax.value_and_grad(obj, has_aux=True)(p)
     up, o = tx.update(g, o, p)
@@ -212,9 +255,13 @@ def run_gmm(variant, seeds, steps, curve, args):
   sample = jax.jit(reflow.make_student_sampler(
       apply_fn, (2,), reflow.make_knots(k_int), reflow.knot_gaps(k_int, gap)),
                    static_argnums=(2, 3))
-  n = args.num_eval or NUM_EVAL["gmm"]
-  refs = [np.asarray(GMM.sample(jax.random.key(10_000 + s), n))
-          for s in seeds]
+  n = args.num_eval or NUM_EVAL[dataset]
+  if dataset == "gmm":
+    refs = [np.asarray(GMM.sample(jax.random.key(10_000 + s), n))
+            for s in seeds]
+  else:
+    data = gcdata.make_dataset(config.data, config.seed)
+    refs = [np.asarray(data.reference(n))] * len(seeds)
   take = lambda tree, j: jax.tree.map(lambda a: a[j], tree)
   evals = _eval_points(steps, curve)
   curves = [[] for _ in seeds]
@@ -229,7 +276,7 @@ def run_gmm(variant, seeds, steps, curve, args):
       x = np.asarray(sample(take(carry[0], j),
                             jax.random.key(20_000 + seed), n, k_int))
       curves[j].append({"step": stop, "sample_steps": k_int,
-                        "value": _score(x, refs[j], "gmm"),
+                        "value": _score(x, refs[j], dataset),
                         "loss_reflow": float(jnp.mean(losses[-50:, j]))})
   out = []
   for j, seed in enumerate(seeds):
@@ -240,12 +287,12 @@ def run_gmm(variant, seeds, steps, curve, args):
         finals[m] = curves[j][-1]["value"]
         continue
       x = np.asarray(sample(p, jax.random.key(20_000 + seed), n, m))
-      finals[m] = _score(x, refs[j], "gmm")
+      finals[m] = _score(x, refs[j], dataset)
     extra = {"align_weight": lam, "align_start_steps": start,
              "align_warmup_steps": warm, "knot_gap": gap,
              "train_s_note": "seeds trained side by side (vmapped); "
                              "train_s is the wall time of all of them"}
-    if k_int == 2:
+    if k_int == 2 and dataset == "gmm":
       # Velocity error at the interior knot: ‖u_θ(x, t_1) − (Φ(x) − x)/h‖
       # RMS over teacher states x ~ p_{t_1}, the target the K-step sampler
       # reads there.
@@ -283,8 +330,18 @@ def merge(args):
   for path in args.merge.split(","):
     with open(path) as f:
       obj = json.load(f)
-    rows += obj["rows"]
-    curves += obj.get("curves", [])
+    part_rows, part_curves = obj["rows"], obj.get("curves", [])
+    if args.relabel:
+      # A sweep: the variant names carry λ_align (from each run's curves).
+      lam = {(c["dataset"], c["variant"], c["seed"]): c.get("align_weight")
+             for c in part_curves}
+      def tag(r, lam=lam):
+        w = lam.get((r["dataset"], r["variant"], r["seed"]))
+        return f"{r['variant']}_lam{w:g}" if w else r["variant"]
+      part_rows = [dict(r, variant=tag(r)) for r in part_rows]
+      part_curves = [dict(c, variant=tag(c)) for c in part_curves]
+    rows += part_rows
+    curves += part_curves
     sources.append({"file": os.path.basename(path),
                     "command": obj.get("command"),
                     "partial": obj.get("partial", False),
@@ -324,6 +381,9 @@ def main():
                   help="1: keep the rows of an existing result with this "
                        "--name that this run does not redo")
   ap.add_argument("--name", default="reflow_alignment")
+  ap.add_argument("--relabel", type=int, default=0,
+                  help="with --merge: append λ_align to aligned variants' "
+                       "names (for the sweep)")
   ap.add_argument("--merge", default="",
                   help="comma-separated result JSONs of runs split per "
                        "dataset/variant (to use several processes): write "
@@ -347,24 +407,28 @@ def main():
   # (gmm: all seeds of a variant at once).
   for dataset in args.datasets.split(","):
     steps = steps_of[dataset]
-    if dataset == "gmm":
+    if dataset in ("gmm", "checkerboard_fast"):
       jobs = [(v, seeds) for v in args.variants.split(",")]
     else:
       jobs = [(v, [s]) for s in seeds for v in args.variants.split(",")]
     for variant, job_seeds in jobs:
-      if dataset == "gmm":
-        results = run_gmm(variant, job_seeds, steps, args.curve, args)
+      if dataset in ("gmm", "checkerboard_fast"):
+        results = run_gmm(variant, job_seeds, steps, args.curve, args,
+                          dataset)
       else:
         results = [run_config(dataset, variant, job_seeds[0], steps,
                               args.curve, args)]
       for seed, res in zip(job_seeds, results):
         k_int, finals, curve_rows, train_s, extra = res
+        if dataset == "checkerboard_fast":
+          extra = dict(extra, runner="checkerboard_fast (vmapped seeds)")
+        row_ds = "checkerboard" if dataset == "checkerboard_fast" else dataset
         for m, v in finals.items():
-          rows.append({"dataset": dataset, "variant": variant, "K": k_int,
+          rows.append({"dataset": row_ds, "variant": variant, "K": k_int,
                        "sample_steps": m, "seed": seed,
                        "metric": METRIC[dataset], "value": v,
                        "train_steps": steps, "train_s": train_s})
-        curves.append({"dataset": dataset, "variant": variant, "seed": seed,
+        curves.append({"dataset": row_ds, "variant": variant, "seed": seed,
                        "K": k_int, "metric": METRIC[dataset],
                        "points": curve_rows, **extra})
         print(f"{dataset} {variant} seed {seed}: K={k_int} " +

@@ -307,8 +307,9 @@ def get_config():
   # Piecewise reflow (eq. T of gcflow_jax/methods/reflow.py): interval k is
   # trained on network times [t_k, t_{k+1} − γ h_k), so each knot belongs to
   # one interval only; γ = knot_gap for intervals ending at an interior knot
-  # (0 = the blended version: one continuous net averages two targets there).
-  c.reflow.knot_gap = 0.0
+  # (0 = the blended version: one continuous net averages two targets there;
+  # K = 1 is unaffected).
+  c.reflow.knot_gap = 0.1
   # Marginal-alignment regulariser (docs/reflow_marginal_alignment.md):
   # λ_align · (K − 1) · KL(one Euler step of u_θ from p_{t_k} ‖ p_{t_{k+1}})
   # / D at the interior knots; 0 disables it. Needs num_intervals >= 2.

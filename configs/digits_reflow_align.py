@@ -6,11 +6,11 @@ series (4 terms, 1 Rademacher probe) on a sub-batch of 8.
 Command:  python -m gcflow_jax.main --config=configs/digits_reflow_align.py --workdir=runs/digits_reflow_align
           (trains the teacher into runs/teacher_digits_fm first if missing,
           ~10 CPU minutes)
-Hardware: CPU (2 cores) works; see benchmarks/results/reflow_alignment.json
-for the measured step counts and times.
-Expected: the paper reports no digits number (abstract only); measured 1/2-
-step fd_digits vs. vanilla and piecewise reflow (3 seeds) is in
-benchmarks/results/reflow_alignment.json.
+Hardware: CPU (2 cores) or a GPU. Not measured yet with this regulariser:
+on the shared 2-core machine of 2026-11-30 the digits teacher itself could
+not be trained in the time available (benchmarks/reflow_alignment.py
+--datasets=digits runs all arms once it exists).
+Expected: the paper reports no digits number (abstract only).
 Variants (comma-separated): `smoke` (20 steps, the smoke teacher),
 `vanilla` (K = 1, λ_align = 0), `noalign` (K = 2, λ_align = 0), `exact`
 (exact 64 × 64 log-determinant).
