@@ -18,7 +18,8 @@ step measured in the same process. Weights: the teacher's if
 runs/teacher_* has a checkpoint (`--teacher_bias`), else random (cost does
 not depend on them).
 
-Digits also reports the power series' truncation bias: mean and std over
+Digits also reports (with the teacher's weights only) the power series'
+truncation bias: mean and std over
 examples of (power-series estimate − exact log|det(I + h ∂u/∂x)|) at the
 interior knot's Euler step, for 1, 2, 4 and 8 terms (64 probes averaged per
 example, so the probe noise is small), on teacher states from the cache.
@@ -184,7 +185,7 @@ def main():
             f"(x{r['x_reflow']:.2f}), compile {r['compile_s']:.1f}s",
             flush=True)
       write_result(args.name, rows, {"partial": True})
-    if dataset == "digits":
+    if dataset == "digits" and source.startswith("teacher"):
       bias[dataset] = {"weights": source,
                        "rows": truncation_bias(apply_fn, params, shape)}
   print()
