@@ -37,8 +37,9 @@ For y = Ψ^θ_k(x) (change of variables) and the teacher's own endpoint
 ỹ = x_{t_{k+1}} with log-density change Δ^T = log p_{t_{k+1}}(ỹ) −
 log p_{t_k}(x):
 
-    log q^θ_k(y)    = log p_{t_k}(x) − log|det(I + h_k ∂u_θ/∂x)|
-    log p_{t_{k+1}}(y) = log p_{t_k}(x) + Δ^T + ∫_0^1 s(ỹ + r (y − ỹ))·(y − ỹ) dr
+    log q^θ_k(y)       = log p_{t_k}(x) − log|det(I + h_k ∂u_θ/∂x)|
+    log p_{t_{k+1}}(y) = log p_{t_k}(x) + Δ^T
+                         + ∫_0^1 s(ỹ + r (y − ỹ))·(y − ỹ) dr
 
 (s = ∇log p_{t_{k+1}}, eq. S), so log p_{t_k}(x) cancels and
 
