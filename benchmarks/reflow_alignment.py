@@ -332,12 +332,17 @@ def merge(args):
       obj = json.load(f)
     part_rows, part_curves = obj["rows"], obj.get("curves", [])
     if args.relabel:
-      # A sweep: the variant names carry λ_align (from each run's curves).
-      lam = {(c["dataset"], c["variant"], c["seed"]): c.get("align_weight")
+      # A sweep: the variant names carry λ_align and the start step (from
+      # each run's curves).
+      lam = {(c["dataset"], c["variant"], c["seed"]):
+             (c.get("align_weight"), c.get("align_start_steps"))
              for c in part_curves}
+
       def tag(r, lam=lam):
-        w = lam.get((r["dataset"], r["variant"], r["seed"]))
-        return f"{r['variant']}_lam{w:g}" if w else r["variant"]
+        w, start = lam.get((r["dataset"], r["variant"], r["seed"]),
+                           (0, 0))
+        return (f"{r['variant']}_lam{w:g}_start{start}" if w
+                else r["variant"])
       part_rows = [dict(r, variant=tag(r)) for r in part_rows]
       part_curves = [dict(c, variant=tag(c)) for c in part_curves]
     rows += part_rows
@@ -382,8 +387,8 @@ def main():
                        "--name that this run does not redo")
   ap.add_argument("--name", default="reflow_alignment")
   ap.add_argument("--relabel", type=int, default=0,
-                  help="with --merge: append λ_align to aligned variants' "
-                       "names (for the sweep)")
+                  help="with --merge: append λ_align and the start step "
+                       "to aligned variants' names (for the sweep)")
   ap.add_argument("--merge", default="",
                   help="comma-separated result JSONs of runs split per "
                        "dataset/variant (to use several processes): write "
