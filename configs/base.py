@@ -323,32 +323,37 @@ def get_config():
   c.reflow.cache_buffer = 0
   # Student initialised from the teacher's parameters (same model needed).
   c.reflow.init_from_teacher = True
+  # Piecewise reflow (eq. T of gcflow_jax/methods/reflow.py): interval k is
+  # trained on network times [t_k, t_{k+1} − γ h_k), so each knot belongs to
+  # one interval only; γ = knot_gap for intervals ending at an interior knot
+  # (0 = the blended version: one continuous net averages two targets there;
+  # K = 1 is unaffected).
+  c.reflow.knot_gap = 0.1
   # Marginal-alignment regulariser (docs/reflow_marginal_alignment.md):
-  # λ_align · K · KL(student marginal ‖ teacher marginal) / D per example;
-  # 0 disables it (vanilla / piecewise reflow).
+  # λ_align · (K − 1) · KL(one Euler step of u_θ from p_{t_k} ‖ p_{t_{k+1}})
+  # / D at the interior knots; 0 disables it. Needs num_intervals >= 2.
   c.reflow.align_weight = 0.0
-  c.reflow.align_warmup_steps = 0       # λ ramps linearly from 0
-  # The last interval is aligned at 1 − ε (the teacher score −E[x0|x]/α_t is
-  # singular at t = 1).
-  c.reflow.align_eps = 0.05
-  # Student ODE over each interval for the regulariser (log-density
-  # tracking): steps and integrator. Too coarse a solve biases the tracked
-  # log-density and the optimiser exploits it (docs/reflow_marginal_
-  # alignment.md §8): RK4 with ~4 steps over [0, 1] in total.
-  c.reflow.align_steps = 4
-  c.reflow.align_method = "rk4"         # 'euler' | 'heun' | 'rk4'
+  # λ is 0 before align_start_steps, then ramps linearly over
+  # align_warmup_steps (switch it on once the reflow loss has flattened).
+  c.reflow.align_start_steps = 0
+  c.reflow.align_warmup_steps = 0
   # Regularise only the first n examples of each batch (0 = all): static
   # sub-batch, reweighted by B / n.
   c.reflow.align_batch = 0
-  # Divergence: 'exact' (D JVPs; low dimensions) or 'hutchinson'.
+  # log|det(I + h ∂u/∂x)|: 'exact' (D JVPs + slogdet; low dimensions) or
+  # 'power_series' (Hutchinson, logdet_terms JVPs per probe; images).
+  c.reflow.logdet = "exact"
+  c.reflow.logdet_terms = 4
+  # Teacher log-density change Δ^T (only for the logged KL value):
+  # 'exact' (D JVPs) or 'hutchinson'.
   c.reflow.divergence = "exact"
-  c.reflow.num_probes = 1               # Hutchinson probes per example
+  c.reflow.num_probes = 1               # probes (power series, Hutchinson)
   c.reflow.probe = "rademacher"         # 'rademacher' | 'gaussian'
   c.reflow.hutchinson_mode = "jvp"      # 'jvp' (forward) | 'vjp' (reverse)
   # Gauss–Legendre points of the score line integral behind the KL value.
   c.reflow.quad_points = 2
-  # Log the KL value (tracks the teacher's log-density change too). False:
-  # same gradients, the regulariser's value is reported as 0.
+  # Log the KL value (needs the teacher's Δ^T). False: same gradients, the
+  # regulariser's value is reported as 0.
   c.reflow.estimate_value = True
   # Student sampler: integrator and default steps (0 = K, one per interval).
   c.reflow.sample_method = "euler"      # 'euler' | 'heun' | 'rk4'

@@ -6,9 +6,9 @@ Command:  python -m gcflow_jax.main --config=configs/checkerboard_reflow.py --wo
           directory has no checkpoint, ~3 CPU minutes)
 Hardware: CPU (2 cores); ~5 minutes for 2000 steps once the pair cache
 (65,536 pairs, 32 teacher Heun steps each, ~1 minute) exists.
-Expected: the paper reports no 2-D number (abstract only). Measured 1/2/4-
-step quality vs. the aligned variants (3 seeds) is in
-benchmarks/results/reflow_quality.json.
+Expected: the paper reports no 2-D number (abstract only). Measured 1/2-
+step quality vs. piecewise reflow ± alignment (3 seeds) is in
+benchmarks/results/reflow_alignment.json.
 Variants: `:smoke` (60 steps, the smoke teacher, < 1 minute after it).
 """
 
@@ -38,10 +38,7 @@ def get_config(arg=None):
   c.reflow.teacher_steps = 32
   c.reflow.teacher_method = "heun"
   c.reflow.align_weight = 0.0
-  c.reflow.align_eps = 0.05   # pairs identical to the aligned configs'
-  # Pairs from the teacher ODE made once (64 Heun evaluations each) and
-  # shared with checkerboard_reflow_align.py (which must create the cache,
-  # since it also stores the teacher's log-density change).
+  # Pairs from the teacher ODE made once (64 Heun evaluations each).
   c.reflow.pairs = "cache"
   c.reflow.cache_dir = "runs/checkerboard_reflow_pairs_K{K}_seed{seed}"
   c.reflow.cache_num_pairs = 65536

@@ -56,27 +56,30 @@ def get_config(arg=None):
                     batch=512, log_every=1000, checkpoint_every=10_000,
                     eval_samples=50_000, eval_batch=500,
                     metrics=("fid", "kid"))
-  c.eval.sample_steps = 1
-  c.reflow.num_intervals = 1
-  c.reflow.teacher_steps = 32 if not smoke else 2
+  c.reflow.num_intervals = 2
+  c.reflow.knot_gap = 0.1
+  c.eval.sample_steps = 2
+  c.reflow.teacher_steps = 16 if not smoke else 1     # per interval
   c.reflow.teacher_method = "heun"
   c.reflow.pairs = "cache"
   c.reflow.cache_dir = ("runs/cifar_reflow_pairs" if not smoke
                         else "runs/cifar_reflow_pairs_smoke")
-  # 65,536 pairs ≈ 2.4 GB float32, held in the (replicated, checkpointed)
-  # extras: the trainer's batches carry data only (see pair_cache.py).
+  # 65,536 trajectories (3 states each) ≈ 2.4 GB float32, held in the
+  # (replicated, checkpointed) extras: the trainer's batches carry data only
+  # (see gcflow_jax/data/pair_cache.py).
   c.reflow.cache_num_pairs = 65536 if not smoke else 256
   c.reflow.cache_shard_size = 8192 if not smoke else 128
   c.reflow.cache_buffer = 0
+  # Alignment at the interior knot, switched on at half the run.
   c.reflow.align_weight = 0.1
+  c.reflow.align_start_steps = 100_000 if not smoke else 4
   c.reflow.align_warmup_steps = 5000 if not smoke else 2
-  c.reflow.align_eps = 0.05
-  c.reflow.align_steps = 4 if not smoke else 1
-  c.reflow.align_method = "rk4"
   c.reflow.align_batch = 64 if not smoke else 4
-  c.reflow.divergence = "hutchinson"
+  c.reflow.logdet = "power_series"
+  c.reflow.logdet_terms = 4
   c.reflow.num_probes = 1
   c.reflow.probe = "rademacher"
-  c.reflow.hutchinson_mode = "jvp"
+  c.reflow.estimate_value = False
+  c.reflow.divergence = "hutchinson"
   c.reflow.sample_method = "euler"
   return c

@@ -32,7 +32,7 @@ SECTIONS = (
     ("Flow map matching (paper 002, issue #5)", ("fmm_",)),
     ("Distribution matching with generalized consistency models "
      "(paper 000, issue #6)", ("gcm_",)),
-    ("Reflow with marginal alignment (paper 003, issue #7)",
+    ("Reflow with marginal alignment (paper 003, issues #7, #13)",
      ("reflow_",)),
 )
 
@@ -62,7 +62,7 @@ PAPER = {
         "ODE at matched quality."),
     "fmm_jvp_cost": ("Paper 002 gives no step-cost figure."),
     "gcm_moons": ("Paper 000's toy results are qualitative (no number)."),
-    "reflow_quality": (
+    "reflow_alignment": (
         "Paper 003: abstract only; no number to compare with."),
 }
 

@@ -3,14 +3,15 @@
 Reflow needs the teacher ODE integrated from noise for every pair; for large
 runs it pays to do this once. A cache directory holds
 
-  meta.json              what was generated (knots, alignment times, teacher
-                         workdir, checkpoint step and ODE steps/method, data
-                         shape, layout, `complete`); a request that differs
-                         in any of them (e.g. a teacher trained further) is
-                         refused with the differing fields named
-  shard_00000.npy ...    float32 [n, F] rows, one pair per row:
-                         states [K + 1, *shape] | align_states [K, *shape] |
-                         delta_logp [K]   (F = (2K + 1) D + K)
+  meta.json              what was generated (knots, teacher workdir,
+                         checkpoint step and ODE steps/method, data shape,
+                         layout, `complete`); a request that differs in any
+                         of them (e.g. a teacher trained further) is refused
+                         with the differing fields named
+  shard_00000.npy ...    float32 [n, F] rows, one teacher trajectory per row:
+                         states [K + 1, *shape] (at the knots) |
+                         delta_logp [K] (log-density change per interval)
+                         (F = (K + 1) D + K)
 
 Each shard is written to a temporary name with `np.save` and moved into place
 with `os.replace` (atomic on POSIX), so a crash never leaves a half-written
@@ -18,8 +19,11 @@ shard; generation resumes at the first missing shard, and shard i's noise is
 `fold_in(key, i)`, so a resumed cache equals an uninterrupted one. `meta.json`
 is rewritten (atomically) with `complete: true` last.
 
-Integration with the trainer: the trainer's batches carry data only, so the
-reflow method generates/opens the cache in `from_config` (host, before
+This module knows nothing about reflow (it sits below `gcflow_jax.methods`):
+`segments_fn` is supplied by the caller, e.g. `methods.reflow.
+ensure_teacher_cache`. Integration with the trainer: the trainer's batches
+carry data only, so the reflow method generates/opens the cache in
+`from_config` (host, before
 anything is compiled) and `init` places up to `reflow.cache_buffer` pairs in
 `extras['pairs']` (replicated and checkpointed with the state); the loss
 gathers random rows from it with the step key. For caches larger than device
@@ -38,21 +42,18 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-__all__ = ["PairCache", "generate", "write_shard", "ensure_teacher_cache",
-           "FIELDS"]
+__all__ = ["PairCache", "generate", "write_shard", "FIELDS"]
 
-FIELDS = ("states", "align_states", "delta_logp")
-_FORMAT = 1
+FIELDS = ("states", "delta_logp")
+_FORMAT = 2
 
 
 def _layout(num_intervals: int, data_shape: Tuple[int, ...]):
   """name -> (offset, per-row shape) in the flat row."""
   d = math.prod(data_shape)
   k = num_intervals
-  shapes = {"states": (k + 1,) + tuple(data_shape),
-            "align_states": (k,) + tuple(data_shape),
-            "delta_logp": (k,)}
-  sizes = {"states": (k + 1) * d, "align_states": k * d, "delta_logp": k}
+  shapes = {"states": (k + 1,) + tuple(data_shape), "delta_logp": (k,)}
+  sizes = {"states": (k + 1) * d, "delta_logp": k}
   out, off = {}, 0
   for name in FIELDS:
     out[name] = (off, shapes[name])
@@ -132,8 +133,8 @@ class PairCache:
     return out
 
   def read(self, indices) -> Dict[str, np.ndarray]:
-    """Rows `indices` as {'states' [n, K+1, ...], 'align_states' [n, K, ...],
-    'delta_logp' [n, K]} (float32)."""
+    """Rows `indices` as {'states' [n, K+1, ...], 'delta_logp' [n, K]}
+    (float32)."""
     return self._split(self._rows(indices))
 
   def load(self, max_pairs: Optional[int] = None) -> Dict[str, np.ndarray]:
@@ -165,9 +166,9 @@ def generate(directory: str, segments_fn: Callable, meta: dict,
 
   Args:
     directory: cache directory (created).
-    segments_fn: (key, n) -> dict of arrays in `teacher_segments` layout:
-      'states' [K + 1, n, ...], 'align_states' [K, n, ...], 'delta_logp'
-      [K, n]. Called with n <= `chunk` (pad-free: the last chunk is smaller).
+    segments_fn: (key, n) -> {'states' [K + 1, n, ...], 'delta_logp'
+      [K, n]} (e.g. `methods.reflow.teacher_segments`). Called with
+      n <= `chunk` (pad-free: the last chunk is smaller).
     meta: what identifies the pairs (must include 'num_intervals' and
       'data_shape'); an existing cache with a different `meta` is an error.
     num_pairs, shard_size: total pairs and pairs per shard.
@@ -232,51 +233,3 @@ def generate(directory: str, segments_fn: Callable, meta: dict,
   _atomic_write_json(os.path.join(directory, "meta.json"),
                      dict(want, complete=True))
   return PairCache(directory)
-
-
-def ensure_teacher_cache(directory: str, teacher, data_shape, *,
-                         num_intervals: int, align_eps: float, steps: int,
-                         method: str, track_logp: bool, divergence: str,
-                         num_probes: int, probe: str, hutchinson_mode: str,
-                         num_pairs: int, shard_size: int, seed: int = 0,
-                         chunk: int = 1024) -> PairCache:
-  """Opens the cache of `teacher`'s reflow pairs, generating it if missing.
-
-  The pairs are exactly what `reflow.teacher_segments` computes online
-  (same knots, clamp, steps and method; Δ^T tracked when `track_logp`).
-  """
-  from gcflow_jax.math import ode  # pylint: disable=g-import-not-at-top
-  from gcflow_jax.methods import reflow  # pylint: disable=g-import-not-at-top
-  data_shape = tuple(data_shape)
-  knots = reflow.make_knots(num_intervals)
-  ends = (reflow.make_align_ends(knots, align_eps) if align_eps > 0
-          else knots[1:])
-  tparams = teacher.params
-  velocity = lambda x, t: teacher.velocity(tparams, x, t)
-
-  def segments_fn(key, n):
-    k_x0, k_probe = jax.random.split(key)
-    x0 = jax.random.normal(k_x0, (n,) + data_shape)
-    probes = (ode.sample_probes(k_probe, x0.shape, num_probes, probe)
-              if track_logp and divergence == "hutchinson" else None)
-    return reflow.teacher_segments(
-        velocity, x0, knots, ends, steps, method, track_logp=track_logp,
-        divergence=divergence, probes=probes,
-        hutchinson_mode=hutchinson_mode)
-
-  meta = {"num_intervals": num_intervals, "data_shape": list(data_shape),
-          "knots": [float(t) for t in knots],
-          "align_ends": [float(t) for t in ends], "teacher_steps": steps,
-          "teacher_method": method,
-          "logp": {"track": bool(track_logp),
-                   "divergence": divergence if track_logp else "",
-                   "num_probes": num_probes if track_logp else 0,
-                   "probe": probe if track_logp else ""},
-          "teacher_workdir": str(teacher.workdir),
-          "teacher_step": int(teacher.step), "seed": seed}
-  jitted = jax.jit(segments_fn, static_argnums=1)
-  key = jax.random.fold_in(jax.random.key(seed), 0x9A1C)   # cache stream
-  # A run without the regulariser can use a cache that also holds Δ^T.
-  return generate(directory, jitted, meta, num_pairs, shard_size, key,
-                  chunk=chunk,
-                  optional_keys=() if track_logp else ("logp",))

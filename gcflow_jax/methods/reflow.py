@@ -8,77 +8,100 @@ I_t = α_t x0 + β_t x1, x0 ~ N(0, I) (t = 0 noise, t = 1 data); its ODE
 ẋ = b_t(x) pushes p_0 = N(0, I) to the teacher marginals p_t. The time axis
 is split into K intervals 0 = t_0 < … < t_K = 1 (K = 1: vanilla reflow).
 
-Reflow (trajectory matching, eq. R). Teacher pairs (x_{t_k}, x_{t_{k+1}})
+Reflow (trajectory matching, eq. R). Teacher states (x_{t_k}, x_{t_{k+1}})
 come from integrating the teacher ODE from noise; the student u_θ is fitted
 on the straight line between them:
 
-    L_R(θ) = E_{k, s~U[0,1)} ‖u_θ(x_k + s (x_{k+1} − x_k), t_k + s h_k)
+    L_R(θ) = E_{k, u~U[0,1)} ‖u_θ(x_k + u (x_{k+1} − x_k), τ_k(u))
                                − (x_{k+1} − x_k) / h_k‖²,   h_k = t_{k+1} − t_k.
+
+Knots belong to one interval only (eq. T). The network time of position u
+on interval k is τ_k(u) = t_k + (1 − γ_k) u h_k with γ_k = `knot_gap` for
+k < K − 1 and γ_{K−1} = 0. Interval k occupies the network times
+[t_k, t_{k+1} − γ_k h_k), so the knot t_{k+1} is read only by interval
+k + 1 (its u = 0), and no training target is placed in (t_{k+1} − γ h_k,
+t_{k+1}): a network that is continuous in t can switch from interval k's
+target to interval k + 1's there instead of blending them at the knot,
+where the K-step sampler reads. The sampler integrates interval k with
+the same map (`make_student_sampler`). K = 1 is unchanged.
 
 Teacher score (interpolant identity, eq. S). With x0 ⟂ x1,
     E[x0 | I_t = x] = (β_t b_t(x) − β'_t x) / (β_t α'_t − α_t β'_t),
     ∇ log p_t(x)    = −E[x0 | I_t = x] / α_t            (singular at α_t = 0).
 
-Marginal alignment (eq. A). On interval k the student flow Ψ^θ_k maps the
-teacher marginal p_{t_k} to q^θ_k = Ψ^θ_k # p_{t_k}; we penalise
-KL(q^θ_k ‖ p_{τ_k}) at τ_k = min(t_{k+1}, 1 − ε) (the clamp keeps α_τ > 0).
-For x ~ p_{t_k}, y = Ψ^θ_k(x) and the teacher's own endpoint ỹ = Φ_k(x):
+Marginal alignment (eq. A), on the map that is deployed. The K-step
+sampler takes one Euler step per interval, Ψ^θ_k(x) = x + h_k u_θ(x, t_k).
+At every interior knot t_{k+1} (k < K − 1) we penalise
+KL(Ψ^θ_k # p_{t_k} ‖ p_{t_{k+1}}), with x ~ p_{t_k} the cached teacher state.
+For y = Ψ^θ_k(x) (change of variables) and the teacher's own endpoint
+ỹ = x_{t_{k+1}} with log-density change Δ^T = log p_{t_{k+1}}(ỹ) −
+log p_{t_k}(x):
 
-    log q^θ_k(y) = log p_{t_k}(x) + Δ^θ(x),   Δ^θ = −∫ div u_θ  (student ODE)
-    log p_τ(ỹ)   = log p_{t_k}(x) + Δ^T(x),   Δ^T = −∫ div b    (teacher ODE)
-    log p_τ(y)   = log p_τ(ỹ) + ∫_0^1 ∇log p_τ(ỹ + r (y − ỹ)) · (y − ỹ) dr
+    log q^θ_k(y)       = log p_{t_k}(x) − log|det(I + h_k ∂u_θ/∂x)|
+    log p_{t_{k+1}}(y) = log p_{t_k}(x) + Δ^T
+                         + ∫_0^1 s(ỹ + r (y − ỹ))·(y − ỹ) dr
 
-so log p_{t_k}(x) cancels and the per-sample estimator
+(s = ∇log p_{t_{k+1}}, eq. S), so log p_{t_k}(x) cancels and
 
-    κ(x) = Δ^θ(x) − Δ^T(x) − Σ_j w_j ∇log p_τ(ỹ + r_j (y − ỹ)) · (y − ỹ)
+    κ(x) = −log|det(I + h ∂u/∂x)| − Δ^T − Σ_j w_j s(ỹ + r_j (y − ỹ))·(y − ỹ)
 
-(Gauss–Legendre nodes r_j, weights w_j) has E_x κ = KL(q^θ_k ‖ p_τ). Its
-θ-gradient only needs the score at y (the line integral's θ-dependence is
-log p_τ(y)):
+has E κ = KL_k. Its θ-gradient is that of g = −log|det(I + h ∂u/∂x)| −
+sg[s(y)] · y; the per-example objective sg[κ] + g − sg[g] has value κ and
+gradient ∇_θ KL_k. Only second derivatives appear (∂u/∂x under ∇_θ). The
+log-determinant is exact (D JVPs, low dimensions) or a Hutchinson power
+series (`logdet_power_series`: unbiased for its truncation; the truncation
+bias is stated there). Consistency with reflow: the reflow optimum for
+deterministic teacher pairs is u(x, t_k) = (Φ_k(x) − x)/h_k, whose Euler
+step is the teacher map Φ_k, which pushes p_{t_k} to p_{t_{k+1}} exactly:
+both terms share that minimiser (KL_k = 0, zero gradient).
 
-    ∇_θ KL = E_x[∇_θ Δ^θ(x) − ∇log p_τ(y) · ∂_θ y],
+K = 1 and the last interval. The last interval ends at the data (t_K = 1),
+where α = 0 and the score is singular; aligning at 1 − ε instead compares
+with a marginal the reflow optimum does not have (it contradicts reflow).
+So the last interval carries no alignment term, and K = 1 has none at all
+(`validate_config` refuses align_weight > 0 with num_intervals = 1).
 
-which is the gradient of the surrogate g(x) = Δ^θ(x) − sg[∇log p_τ(y)] · y.
-The per-example objective sg[κ] + g − sg[g] therefore has value κ (an
-unbiased KL estimate) and gradient the exact KL gradient (of the discretised
-student ODE; unbiased with Hutchinson divergences). No auxiliary network, no
-adversary; only the student's log-density change and the teacher's score.
+Telescoping bound. With q_k the K-step sampler's marginal after k intervals
+(q_0 = p_0), TV is non-expansive under a common push-forward, so
+    TV(q_{k+1}, p_{t_{k+1}}) ≤ TV(q_k, p_{t_k}) + TV(Ψ_k # p_{t_k}, p_{t_{k+1}})
+and TV(q_K, p_1) ≤ Σ_k ε_k, ε_k ≤ √(KL_k / 2) (Pinsker), with Ψ_k the very
+Euler steps the sampler uses. The regulariser controls ε_k for k < K − 1;
+ε_{K−1} is controlled by the reflow term only.
 
-Telescoping bound. With q_k the student's marginal after k intervals
-(q_0 = p_0), TV is non-expansive under any push-forward, so
-    TV(q_{k+1}, p_{t_{k+1}}) ≤ TV(Ψ_k # q_k, Ψ_k # p_{t_k})
-                                + TV(Ψ_k # p_{t_k}, p_{t_{k+1}})
-                              ≤ TV(q_k, p_{t_k}) + ε_k,
-hence TV(q_K, p_1) ≤ Σ_k ε_k ≤ Σ_k √(KL_k / 2) (Pinsker) ≤ √(K/2 · Σ_k KL_k).
-
-The training objective per example (interval k drawn uniformly) is
-    L_R + λ_align · w(step) · K · (sg[κ] + g − sg[g]) / D
-(K · per-interval term: an unbiased estimate of Σ_k KL_k; / D: nats per
-dimension so λ transfers across data sizes; w: linear warm-up).
+Objective per example: L_R + λ(step) · (K − 1) · (sg[κ] + g − sg[g]) / D on
+an `align_batch` sub-batch (reweighted by B / n) whose interval is drawn
+uniformly from the K − 1 interior ones; (K − 1) · per-interval term is an
+unbiased estimate of Σ_{k<K−1} KL_k; / D: nats per dimension. λ(step) is 0
+before `align_start_steps`, then ramps linearly to λ_align over
+`align_warmup_steps` (switched on once the reflow loss has flattened).
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Callable, Dict, Optional, Tuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gcflow_jax.data import pair_cache
 from gcflow_jax.math import interpolants as interp_lib
 from gcflow_jax.math import ode
 from gcflow_jax.methods.base import Method
 
 __all__ = [
-    "PAIR_SOURCES", "make_knots", "make_align_ends", "sample_grid",
-    "denoiser_from_velocity", "score_from_velocity", "teacher_segments",
-    "make_alignment_fn", "make_pair_loss", "make_reflow_loss",
+    "PAIR_SOURCES", "LOGDETS", "make_knots", "knot_gaps", "network_time",
+    "sample_grid", "denoiser_from_velocity", "score_from_velocity",
+    "teacher_segments", "logdet_exact", "logdet_power_series",
+    "make_alignment_fn", "align_schedule", "make_reflow_loss",
     "make_student_sampler", "make_teacher_sampler", "teacher_interpolant",
-    "from_config", "validate_config", "needs_teacher",
+    "ensure_teacher_cache", "from_config", "validate_config",
+    "needs_teacher",
 ]
 
 PAIR_SOURCES = ("online", "cache")
+LOGDETS = ("exact", "power_series")
 
 
 # -------------------------------------------------------------- intervals --
@@ -91,12 +114,33 @@ def make_knots(num_intervals: int) -> np.ndarray:
   return np.linspace(0.0, 1.0, num_intervals + 1)
 
 
-def make_align_ends(knots: np.ndarray, eps: float) -> np.ndarray:
-  """[K] alignment times τ_k = min(t_{k+1}, 1 − ε): the teacher score is
-  −E[x0|x]/α_t, singular where α_t = 0 (t = 1), so the last interval is
-  aligned at 1 − ε instead (eq. A, clamp)."""
-  knots = np.asarray(knots, np.float64)
-  return np.minimum(knots[1:], 1.0 - eps)
+def knot_gaps(num_intervals: int, gap: float) -> np.ndarray:
+  """[K] gap fractions γ_k of eq. T: `gap` for intervals that end at an
+  interior knot, 0 for the last one (nothing follows it)."""
+  if not 0.0 <= gap < 1.0:
+    raise ValueError(f"knot_gap={gap!r} must be in [0, 1)")
+  out = np.full((num_intervals,), float(gap))
+  out[-1] = 0.0
+  return out
+
+
+def network_time(knots: np.ndarray, gaps: np.ndarray, k: jax.Array,
+                 u: jax.Array) -> jax.Array:
+  """Network time τ_k(u) = t_k + (1 − γ_k) u h_k of position u ∈ [0, 1] on
+  interval k (eq. T).
+
+  Args:
+    knots: [K + 1] static knots; gaps: [K] static γ_k (`knot_gaps`).
+    k: int array of interval indices; u: positions, broadcastable to k.
+  Returns:
+    times with the broadcast shape of (k, u), u's float dtype.
+  """
+  u = jnp.asarray(u)
+  dt = u.dtype if jnp.issubdtype(u.dtype, jnp.floating) else jnp.float32
+  t0 = jnp.asarray(knots[:-1], dt)[k]
+  h = jnp.asarray(np.diff(knots), dt)[k]
+  g = jnp.asarray(gaps, dt)[k]
+  return t0 + (1.0 - g) * u * h
 
 
 def sample_grid(knots: np.ndarray, steps: int) -> np.ndarray:
@@ -112,11 +156,15 @@ def sample_grid(knots: np.ndarray, steps: int) -> np.ndarray:
     raise ValueError(f"steps={steps} must be >= 1")
   if steps < k:
     return np.linspace(0.0, 1.0, steps + 1)
+  return np.concatenate([np.asarray([knots[0]])] + [
+      g[1:] for g in _interval_grids(knots, steps)])
+
+
+def _interval_grids(knots: np.ndarray, steps: int):
+  """Per-interval grids of `sample_grid` for steps >= K."""
+  k = len(knots) - 1
   per = [steps // k + (1 if j < steps % k else 0) for j in range(k)]
-  pts = [np.asarray([knots[0]])]
-  for j in range(k):
-    pts.append(np.linspace(knots[j], knots[j + 1], per[j] + 1)[1:])
-  return np.concatenate(pts)
+  return [np.linspace(knots[j], knots[j + 1], per[j] + 1) for j in range(k)]
 
 
 # ---------------------------------------------------------- teacher score --
@@ -155,7 +203,8 @@ def score_from_velocity(interp, b: jax.Array, x: jax.Array,
   """∇ log p_t(x) = −E[x0 | I_t = x] / α_t (eq. S; Tweedie for x0 ~ N(0,I)).
 
   p_t(x) = ∫ N(x; β x1, α² I) p(dx1), so ∇log p_t = −E[x − β x1 | x]/α² =
-  −E[x0|x]/α. Singular at α_t = 0 (t = 1 here): callers keep t ≤ 1 − ε.
+  −E[x0|x]/α. Singular at α_t = 0 (t = 1 here); the regulariser only
+  evaluates it at interior knots.
   """
   return -denoiser_from_velocity(interp, b, x, t) / _bc(interp.alpha(t), x)
 
@@ -169,51 +218,130 @@ def teacher_interpolant(teacher) -> interp_lib.Interpolant:
 
 
 def teacher_segments(velocity: Callable, x0: jax.Array, knots: np.ndarray,
-                     align_ends: np.ndarray, steps: int, method: str = "heun",
+                     steps: int, method: str = "heun",
                      track_logp: bool = False, divergence: str = "exact",
                      probes: Optional[jax.Array] = None,
                      hutchinson_mode: str = "jvp") -> Dict[str, jax.Array]:
   """Integrates the teacher ODE from noise through all K intervals.
 
-  Interval k is integrated from t_k to τ_k in `steps` steps (tracking the
-  log-density change when `track_logp`), then, if τ_k < t_{k+1} (the clamped
-  last interval), one more step of the same method from τ_k to t_{k+1}.
-
   Args:
     velocity: teacher field b(x, t) (frozen; gradients are stopped here).
     x0: [B, ...] noise, x0 ~ N(0, I).
     knots: [K + 1] static knots.
-    align_ends: [K] static alignment times τ_k (`make_align_ends`).
     steps: teacher steps per interval.
     method: 'euler' | 'heun' | 'rk4'.
-    track_logp: also integrate Δ^T = −∫ div b over [t_k, τ_k].
+    track_logp: also integrate Δ^T_k = −∫_{t_k}^{t_{k+1}} div b (the
+      teacher's log-density change over interval k; eq. A's value only).
     divergence, probes, hutchinson_mode: see `ode.integrate_with_logp`.
   Returns:
     dict with 'states' [K + 1, B, ...] (teacher states at the knots;
-    states[0] = x0), 'align_states' [K, B, ...] (states at τ_k) and
-    'delta_logp' [K, B] (Δ^T over [t_k, τ_k]; zeros unless `track_logp`).
+    states[0] = x0) and 'delta_logp' [K, B] (zeros unless `track_logp`).
   """
   # The teacher is frozen: no gradient flows into its states (or params).
   x = jax.lax.stop_gradient(x0)
-  states, aligns, deltas = [x], [], []
+  states, deltas = [x], []
   for k in range(len(knots) - 1):
-    grid = ode.uniform_grid(float(knots[k]), float(align_ends[k]), steps)
+    grid = ode.uniform_grid(float(knots[k]), float(knots[k + 1]), steps)
     if track_logp:
-      y, d = ode.integrate_with_logp(velocity, x, grid, method, divergence,
+      x, d = ode.integrate_with_logp(velocity, x, grid, method, divergence,
                                      probes, hutchinson_mode)
     else:
-      y = ode.integrate(velocity, x, grid, method)
+      x = ode.integrate(velocity, x, grid, method)
       d = jnp.zeros(x.shape[:1], x.dtype)
-    aligns.append(y)
-    deltas.append(d)
-    if align_ends[k] < knots[k + 1]:
-      y = ode.step(velocity, y, jnp.asarray(align_ends[k], x.dtype),
-                   jnp.asarray(knots[k + 1], x.dtype), method)
-    x = y
     states.append(x)
-  out = {"states": jnp.stack(states), "align_states": jnp.stack(aligns),
-         "delta_logp": jnp.stack(deltas)}
+    deltas.append(d)
+  out = {"states": jnp.stack(states), "delta_logp": jnp.stack(deltas)}
   return jax.tree.map(jax.lax.stop_gradient, out)
+
+
+# ------------------------------------------------------- log-determinants --
+
+
+def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
+  return (a * b).reshape(a.shape[0], -1).sum(axis=1)
+
+
+def logdet_exact(field: Callable, x: jax.Array, h: jax.Array
+                 ) -> Tuple[jax.Array, jax.Array]:
+  """log|det(I + h ∂u/∂x)| per example, from the full Jacobian.
+
+  D basis JVPs (vectorised), then a D × D slogdet per example; examples
+  must not interact inside `field`. Low dimensions (and reference values).
+
+  Args:
+    field: u(x) -> [B, ...] (per-example times already bound).
+    x: [B, ...] states.
+    h: scalar or [B] step sizes.
+  Returns:
+    (u(x) [B, ...], logdet [B]).
+  """
+  b = x.shape[0]
+  d = math.prod(x.shape[1:])
+  ux, lin = jax.linearize(field, x)
+  eye = jnp.eye(d, dtype=x.dtype).reshape((d, 1) + x.shape[1:])
+  cols = jax.vmap(lin)(jnp.broadcast_to(eye, (d,) + x.shape))
+  jac = jnp.transpose(cols.reshape(d, b, d), (1, 2, 0))   # [B, out, in]
+  mat = jnp.eye(d, dtype=x.dtype) + _bc(h, jac) * jac
+  return ux, jnp.linalg.slogdet(mat)[1]
+
+
+def logdet_power_series(field: Callable, x: jax.Array, h: jax.Array,
+                        probes: jax.Array, terms: int
+                        ) -> Tuple[jax.Array, jax.Array]:
+  """Hutchinson power-series estimate of log|det(I + A)|, A = h ∂u/∂x.
+
+  With a per-example scalar c > 0, I + A = c (I + B), B = (A − (c − 1) I)/c,
+  and for spectral radius ρ(B) < 1
+
+      log det(I + A) = D log c + Σ_{n≥1} (−1)^{n+1} tr(Bⁿ) / n,
+
+  each tr(Bⁿ) estimated by εᵀ Bⁿ ε (Hutchinson; one JVP per power, shared
+  by all n). c_i = 1 + (mean over the *other* examples of εᵀ A ε) / D,
+  clipped to [0.2, 5] and held constant (stop-gradient): it centres the
+  spectrum of B on that of a typical example, so the series converges
+  faster than with c = 1, and since c_i does not depend on example i's
+  probes, εᵢᵀ Bⁿ εᵢ stays unbiased for tr(Bⁿ). The estimate (and its
+  θ-gradient) is unbiased for the `terms`-term truncation; the truncation
+  bias is |Σ_{n>N} (−1)^{n+1} tr(Bⁿ)/n| ≤ D ρ(B)^{N+1} / ((N + 1)(1 − ρ(B)))
+  (benchmarks/reflow_regulariser_cost.py measures it against
+  `logdet_exact` on the digits student). Diverges if ρ(B) ≥ 1.
+
+  Args:
+    field: u(x) -> [B, ...] (per-example times already bound).
+    x: [B, ...] states.
+    h: scalar or [B] step sizes.
+    probes: [P, B, ...] Hutchinson probes (E[ε εᵀ] = I).
+    terms: N, powers of B kept (N JVPs per probe).
+  Returns:
+    (u(x) [B, ...], logdet estimate [B]).
+  """
+  if probes.shape[1:] != x.shape:
+    raise ValueError(f"probes must have shape [P, *x.shape], got "
+                     f"{probes.shape} for x {x.shape}")
+  if terms < 1:
+    raise ValueError(f"terms={terms} must be >= 1")
+  b = x.shape[0]
+  d = math.prod(x.shape[1:])
+  ux, lin = jax.linearize(field, x)
+  hb = lambda w: _bc(h, w) * w
+  apply_a = jax.vmap(lambda w: hb(lin(w)))        # [P, B, ...] -> A w
+  a_eps = apply_a(probes)
+  quad1 = jax.vmap(_dot)(probes, a_eps).mean(axis=0)          # εᵀ A ε, [B]
+  if b > 1:
+    tot = jnp.sum(quad1)
+    c = 1.0 + jax.lax.stop_gradient((tot - quad1) / (b - 1)) / d
+  else:
+    c = jnp.ones_like(quad1)
+  c = jnp.clip(c, 0.2, 5.0)
+  cb = lambda w: c.reshape((1, b) + (1,) * (w.ndim - 2))   # [P, B, ...]
+  w = (a_eps - (cb(probes) - 1.0) * probes) / cb(probes)      # B ε
+  est = d * jnp.log(c)
+  for n in range(1, terms + 1):
+    if n > 1:
+      w = (apply_a(w) - (cb(w) - 1.0) * w) / cb(w)            # Bⁿ ε
+    quad = jax.vmap(_dot)(probes, w).mean(axis=0)
+    est = est + ((-1.0) ** (n + 1) / n) * quad
+  return ux, est
 
 
 # ----------------------------------------------------- alignment (eq. A) --
@@ -221,175 +349,101 @@ def teacher_segments(velocity: Callable, x0: jax.Array, knots: np.ndarray,
 
 def _gauss_legendre01(n: int) -> Tuple[np.ndarray, np.ndarray]:
   """n-point Gauss–Legendre nodes and weights on [0, 1] (exact for
-  polynomials of degree 2n − 1; n = 1 is exact for Gaussian p_τ)."""
+  polynomials of degree 2n − 1; n = 1 is exact for Gaussian p_t)."""
   r, w = np.polynomial.legendre.leggauss(n)
   return 0.5 * (r + 1.0), 0.5 * w
 
 
-def _dot(a: jax.Array, b: jax.Array) -> jax.Array:
-  return (a * b).reshape(a.shape[0], -1).sum(axis=1)
-
-
-def make_alignment_fn(student_velocity: Callable, teacher_score: Callable, *,
-                      steps: int = 4, method: str = "rk4",
-                      divergence: str = "exact",
-                      hutchinson_mode: str = "jvp", quad_points: int = 2,
+def make_alignment_fn(student_apply: Callable, teacher_score: Callable, *,
+                      logdet: str = "exact", logdet_terms: int = 4,
+                      quad_points: int = 2,
                       estimate_value: bool = True) -> Callable:
   """Returns the per-example marginal-alignment objective of eq. A.
 
   Args:
-    student_velocity: u(params, x, t) -> [B, ...], t a [B] array.
+    student_apply: u(params, x, t) -> [B, ...], t a [B] array (network
+      time; the Euler step of interval k reads t_k).
     teacher_score: s(x, t) -> ∇log p_t(x) [B, ...] (frozen teacher; eq. S).
-    steps, method: student ODE steps/integrator over each interval. A
-      coarse solve biases the tracked log-density (e.g. one Heun step over
-      [0, 0.95] by ~0.4 nats on the checkerboard teacher) and training
-      exploits the bias: keep it accurate (RK4, ~4 steps over [0, 1]).
-    divergence, hutchinson_mode: log-density tracking of the student ODE.
+    logdet: 'exact' | 'power_series' (`logdet_exact`, `logdet_power_series`).
+    logdet_terms: powers kept by the power series.
     quad_points: Gauss–Legendre points of the score line integral (value).
-    estimate_value: compute κ (needs the teacher's Δ^T and `quad_points`
-      teacher evaluations); if False the objective's value is 0 but its
-      gradient is unchanged.
+    estimate_value: compute κ (needs Δ^T and `quad_points` teacher
+      evaluations); if False the objective's value is 0, its gradient is
+      unchanged.
 
   Returns:
-    align(params, x_s, s, tau, y_teacher, delta_teacher, probes=None)
-      -> (objective [B], aux) where x_s [B, ...] ~ p_s (teacher states),
-      s, tau [B] interval start / alignment time, y_teacher [B, ...] the
-      teacher's state at tau from x_s, delta_teacher [B] its Δ^T, probes
-      [P, B, ...] for Hutchinson. objective = sg[κ] + g − sg[g]: value κ
-      (an unbiased estimate of KL(q_τ ‖ p_τ) in nats), gradient ∇_θ KL.
-      aux: 'kl' κ [B], 'delta_student' Δ^θ [B], 'y' [B, ...].
+    align(params, x_s, x_e, delta_teacher, s, e, probes=None)
+      -> (objective [n], aux) with x_s [n, ...] teacher states at t_k
+      (~ p_{t_k}), x_e [n, ...] the teacher's states at t_{k+1} from them,
+      delta_teacher [n] their Δ^T, s, e [n] the knots t_k, t_{k+1}, probes
+      [P, n, ...] for the power series. objective = sg[κ] + g − sg[g]:
+      value κ (unbiased for KL(Ψ^θ_k # p_{t_k} ‖ p_{t_{k+1}}) in nats),
+      gradient ∇_θ of that KL. aux: 'kl' κ [n], 'logdet' [n], 'y' [n, ...].
   """
+  if logdet not in LOGDETS:
+    raise ValueError(f"logdet={logdet!r} is not one of {LOGDETS}")
   r_nodes, r_weights = _gauss_legendre01(quad_points)
 
-  def align(params, x_s, s, tau, y_teacher, delta_teacher, probes=None):
-    s = jnp.asarray(s, x_s.dtype)
-    h = jnp.asarray(tau, x_s.dtype) - s
-
-    # Student ODE in the unit time r ∈ [0, 1], t = s + r h (per-example
-    # intervals on one shared grid): dx/dr = h u(x, s + r h); its divergence
-    # h · div u is what `integrate_with_logp` integrates.
-    def v_unit(x, r):
-      return _bc(h, x) * student_velocity(params, x, s + r * h)
-
-    y, delta_student = ode.integrate_with_logp(
-        v_unit, x_s, ode.uniform_grid(0.0, 1.0, steps), method, divergence,
-        probes, hutchinson_mode)
-
-    # Gradient surrogate: ∇_θ g = ∇_θ Δ^θ − ∇log p_τ(y) · ∂_θ y = ∇_θ KL.
-    # The score is a frozen *value* here (stop_gradient on its input and
-    # output): the dependence of log p_τ(y) on θ is only through y.
+  def align(params, x_s, x_e, delta_teacher, s, e, probes=None):
+    dt = x_s.dtype
+    s = jnp.asarray(s, dt)
+    e = jnp.asarray(e, dt)
+    h = e - s
+    field = lambda x: student_apply(params, x, s)
+    if logdet == "exact":
+      u, ld = logdet_exact(field, x_s, h)
+    else:
+      if probes is None:
+        raise ValueError("logdet='power_series' needs probes [P, n, ...]")
+      u, ld = logdet_power_series(field, x_s, h, probes, logdet_terms)
+    # The deployed map: one Euler step of the K-step sampler.
+    y = x_s + _bc(h, x_s) * u
+    # Gradient surrogate: ∇_θ g = −∇_θ log|det| − s(y) · ∂_θ y = ∇_θ KL. The
+    # score is a frozen value (stop_gradient on input and output): log p(y)
+    # depends on θ only through y.
     score_y = jax.lax.stop_gradient(
-        teacher_score(jax.lax.stop_gradient(y), tau))
-    g = delta_student - _dot(score_y, y)
-
+        teacher_score(jax.lax.stop_gradient(y), e))
+    g = -ld - _dot(score_y, y)
     if estimate_value:
-      # κ = Δ^θ − Δ^T − ∫_0^1 ∇log p_τ(ỹ + r (y − ỹ)) · (y − ỹ) dr: the
-      # line integral is log p_τ(y) − log p_τ(ỹ). Value only (stop_gradient):
-      # its gradient is supplied by g above.
-      y_sg = jax.lax.stop_gradient(y)
-      diff = y_sg - y_teacher
+      # κ = −log|det| − Δ^T − ∫_0^1 s(ỹ + r (y − ỹ)) · (y − ỹ) dr, the line
+      # integral being log p(y) − log p(ỹ). Value only: its gradient is g's.
+      diff = jax.lax.stop_gradient(y) - x_e
       line = 0.0
       for r, w in zip(r_nodes, r_weights):
-        sc = teacher_score(y_teacher + float(r) * diff, tau)
+        sc = teacher_score(x_e + float(r) * diff, e)
         line = line + float(w) * _dot(sc, diff)
-      kl = jax.lax.stop_gradient(delta_student - delta_teacher - line)
+      kl = jax.lax.stop_gradient(-ld - delta_teacher - line)
     else:
-      kl = jnp.zeros(x_s.shape[:1], x_s.dtype)
+      kl = jnp.zeros(x_s.shape[:1], dt)
     objective = kl + g - jax.lax.stop_gradient(g)
-    return objective, {"kl": kl,
-                       "delta_student": jax.lax.stop_gradient(delta_student),
+    return objective, {"kl": kl, "logdet": jax.lax.stop_gradient(ld),
                        "y": jax.lax.stop_gradient(y)}
 
   return align
 
 
+def align_schedule(step: jax.Array, start: int, warmup: int) -> jax.Array:
+  """λ multiplier in [0, 1]: 0 before `start`, then a linear ramp over
+  `warmup` steps (a step function at `start` when warmup = 0)."""
+  step = jnp.asarray(step, jnp.float32)
+  if warmup > 0:
+    return jnp.clip((step - start) / warmup, 0.0, 1.0)
+  return (step >= start).astype(jnp.float32)
+
+
 # ---------------------------------------------------------- reflow loss --
-
-
-def make_pair_loss(student_apply: Callable, teacher_score: Callable,
-                   knots: np.ndarray, align_ends: np.ndarray, *,
-                   align_weight: float = 0.0, align_steps: int = 4,
-                   align_method: str = "rk4", divergence: str = "exact",
-                   hutchinson_mode: str = "jvp", quad_points: int = 2,
-                   estimate_value: bool = True,
-                   align_batch: int = 0) -> Callable:
-  """The reflow loss (eq. R) plus λ_align · alignment (eq. A) on given pairs.
-
-  All randomness is explicit, so tests can feed sigma points and chosen
-  intervals.
-
-  Args:
-    student_apply: apply_fn(params, x, t, key=None) of the student.
-    teacher_score: s(x, t), the frozen teacher's score (eq. S).
-    knots, align_ends: static [K + 1] knots and [K] alignment times.
-    align_weight: λ_align (0 = vanilla / piecewise reflow, no regulariser).
-    align_steps, align_method, divergence, hutchinson_mode, quad_points,
-      estimate_value: see `make_alignment_fn`.
-    align_batch: regularise only the first n examples of the batch (0 = all);
-      their term is scaled by B / n so the batch mean stays an unbiased
-      estimate (a static sub-batch: no recompiles, n× cheaper).
-
-  Returns:
-    pair_loss(params, x_s, x_e, y_teacher, delta_teacher, k, u, probes=None,
-              drop_key=None, align_scale=1.0) -> (loss [B], parts) with
-      x_s, x_e [B, ...] teacher states at t_k and t_{k+1}, y_teacher [B, ...]
-      at τ_k, delta_teacher [B] (Δ^T over [t_k, τ_k]), k [B] int32 interval
-      indices, u [B] in [0, 1) positions on the segment, align_scale a traced
-      multiplier (warm-up). parts: 'reflow' [B], 'align' [n] (objective),
-      'kl' [n] (κ in nats) on the regularised sub-batch (zeros [B] when
-      align_weight == 0).
-  """
-  num_k = len(knots) - 1
-  knots_c = np.asarray(knots, np.float64)
-  ends_c = np.asarray(align_ends, np.float64)
-  align = None
-  if align_weight > 0:
-    align = make_alignment_fn(
-        lambda p, x, t: student_apply(p, x, t), teacher_score,
-        steps=align_steps, method=align_method, divergence=divergence,
-        hutchinson_mode=hutchinson_mode, quad_points=quad_points,
-        estimate_value=estimate_value)
-
-  def pair_loss(params, x_s, x_e, y_teacher, delta_teacher, k, u,
-                probes=None, drop_key=None, align_scale=1.0):
-    dt = x_s.dtype
-    b = x_s.shape[0]
-    s = jnp.asarray(knots_c, dt)[k]
-    e = jnp.asarray(knots_c, dt)[k + 1]
-    h = e - s
-    # Eq. R: straight interpolant between the teacher pair, constant target.
-    x_u = x_s + _bc(u, x_s) * (x_e - x_s)
-    target = (x_e - x_s) / _bc(h, x_s)
-    v = student_apply(params, x_u, s + u * h, key=drop_key)
-    reflow = jnp.mean(jnp.square(v - target).reshape(b, -1), axis=1)
-    zeros = jnp.zeros((b,), dt)
-    if align is None:
-      return reflow, {"reflow": reflow, "align": zeros, "kl": zeros}
-    n = b if not align_batch or align_batch >= b else align_batch
-    tau = jnp.asarray(ends_c, dt)[k]
-    if probes is not None:
-      probes = probes[:, :n]
-    obj, aux = align(params, x_s[:n], s[:n], tau[:n], y_teacher[:n],
-                     delta_teacher[:n], probes)
-    d = math.prod(x_s.shape[1:])
-    # K · per-interval KL: an unbiased estimate of Σ_k KL_k (the telescoping
-    # bound's sum); / D: nats per dimension; b / n: sub-batch reweighting.
-    term = align_scale * align_weight * num_k * (b / n) * obj / d
-    loss = reflow + jnp.concatenate([term, jnp.zeros((b - n,), dt)])
-    return loss, {"reflow": reflow, "align": obj, "kl": aux["kl"]}
-
-  return pair_loss
 
 
 def make_reflow_loss(student_apply: Callable, teacher_velocity: Callable,
                      interp, num_intervals: int = 1, *,
                      teacher_steps: int = 16, teacher_method: str = "heun",
-                     align_weight: float = 0.0, align_eps: float = 0.05,
-                     align_steps: int = 4, align_method: str = "rk4",
-                     divergence: str = "exact", num_probes: int = 1,
-                     probe: str = "rademacher", hutchinson_mode: str = "jvp",
-                     quad_points: int = 2, estimate_value: bool = True,
-                     align_warmup_steps: int = 0, align_batch: int = 0,
+                     knot_gap: float = 0.0, align_weight: float = 0.0,
+                     align_start_steps: int = 0, align_warmup_steps: int = 0,
+                     align_batch: int = 0, logdet: str = "exact",
+                     logdet_terms: int = 4, divergence: str = "exact",
+                     num_probes: int = 1, probe: str = "rademacher",
+                     hutchinson_mode: str = "jvp", quad_points: int = 2,
+                     estimate_value: bool = True,
                      pair_source: str = "online") -> Callable:
   """Returns the trainer's loss_fn for (piecewise) reflow ± alignment.
 
@@ -399,15 +453,19 @@ def make_reflow_loss(student_apply: Callable, teacher_velocity: Callable,
     interp: the teacher's interpolant (for the score, eq. S).
     num_intervals: K (1 = vanilla reflow).
     teacher_steps, teacher_method: teacher ODE per interval (online pairs).
-    align_weight: λ_align; align_eps: ε of the clamp τ_K = 1 − ε.
-    align_steps, align_method: student ODE for the regulariser.
-    divergence, num_probes, probe, hutchinson_mode: log-density tracking.
+    knot_gap: γ of eq. T (intervals ending at an interior knot).
+    align_weight: λ_align (0 = no regulariser; needs K >= 2 otherwise).
+    align_start_steps, align_warmup_steps: `align_schedule`.
+    align_batch: regularised sub-batch size n (0 = all); its term is scaled
+      by B / n so the batch mean stays unbiased.
+    logdet, logdet_terms: the student's log-determinant (eq. A).
+    divergence: the teacher's Δ^T when computed online ('exact' |
+      'hutchinson'; value only). num_probes, probe: probes of the power
+      series and of a Hutchinson Δ^T. hutchinson_mode: 'jvp' | 'vjp' (Δ^T).
     quad_points, estimate_value: see `make_alignment_fn`.
-    align_warmup_steps: λ ramps linearly from 0 over these steps (traced).
-    align_batch: regularised sub-batch size (0 = all; `make_pair_loss`).
     pair_source: 'online' (teacher ODE inside the step from fresh noise) or
-      'cache' (pairs from `extras['pairs']`, see `gcflow_jax.data.
-      pair_cache`).
+      'cache' (rows of `extras['pairs']`: 'states' [N, K + 1, ...],
+      'delta_logp' [N, K]; see `ensure_teacher_cache`).
 
   Returns:
     loss_fn(params, batch, key, *, step, ema_params, extras) ->
@@ -415,82 +473,97 @@ def make_reflow_loss(student_apply: Callable, teacher_velocity: Callable,
       never sees data); an optional `batch['x0']` [B, ...] fixes the noise.
       extras: {'teacher': params} and, for 'cache', {'pairs': {...}}.
       Random streams: k_x0 (noise, or the cache rows), k_k (intervals),
-      k_u (segment positions), k_probe (student probes), k_tprobe (teacher
-      probes), k_drop (dropout).
+      k_u (segment positions), k_ka (alignment intervals), k_probe (power
+      series probes), k_tprobe (teacher probes), k_drop (dropout).
   """
   if pair_source not in PAIR_SOURCES:
     raise ValueError(f"pair_source={pair_source!r} is not one of "
                      f"{PAIR_SOURCES}")
+  if align_weight > 0 and num_intervals < 2:
+    raise ValueError("align_weight > 0 needs num_intervals >= 2: the "
+                     "regulariser acts at interior knots and K = 1 has none")
   knots = make_knots(num_intervals)
-  # The clamp also applies without the regulariser (pairs then still end at
-  # t = 1 through one extra step), so vanilla and aligned runs see the very
-  # same teacher pairs and can share a pair cache.
-  ends = make_align_ends(knots, align_eps)
-  needs_delta = align_weight > 0 and estimate_value
-  hutch = divergence == "hutchinson"
+  gaps = knot_gaps(num_intervals, knot_gap)
+  use_align = align_weight > 0
+  needs_delta = use_align and estimate_value
+  if logdet not in LOGDETS:
+    raise ValueError(f"logdet={logdet!r} is not one of {LOGDETS}")
 
   def loss_fn(params, batch, key, *, step=0, ema_params=None, extras=None):
     del ema_params
     x_ref = batch["x"]
     b = x_ref.shape[0]
     dt = x_ref.dtype
-    k_x0, k_k, k_u, k_probe, k_tprobe, k_drop = jax.random.split(key, 6)
+    (k_x0, k_k, k_u, k_ka, k_probe, k_tprobe,
+     k_drop) = jax.random.split(key, 7)
     del key
     tparams = extras["teacher"]
     velocity = lambda x, t: teacher_velocity(tparams, x, t)
 
-    def score(x, t):
-      return score_from_velocity(interp, velocity(x, t), x, t)
-
-    k = jax.random.randint(k_k, (b,), 0, num_intervals)
-    u = jax.random.uniform(k_u, (b,), dt)
     if pair_source == "online":
       x0 = batch["x0"] if "x0" in batch else jax.random.normal(
           k_x0, x_ref.shape, dt)
       tprobes = (ode.sample_probes(k_tprobe, x0.shape, num_probes, probe, dt)
-                 if (needs_delta and hutch) else None)
-      segs = teacher_segments(velocity, x0, knots, ends, teacher_steps,
+                 if (needs_delta and divergence == "hutchinson") else None)
+      segs = teacher_segments(velocity, x0, knots, teacher_steps,
                               teacher_method, track_logp=needs_delta,
                               divergence=divergence, probes=tprobes,
                               hutchinson_mode=hutchinson_mode)
-      rows = jnp.arange(b)
-      x_s = segs["states"][k, rows]
-      x_e = segs["states"][k + 1, rows]
-      y_t = segs["align_states"][k, rows]
-      d_t = segs["delta_logp"][k, rows]
+      states = jnp.moveaxis(segs["states"], 0, 1)        # [B, K + 1, ...]
+      deltas = jnp.moveaxis(segs["delta_logp"], 0, 1)    # [B, K]
     else:
       pairs = extras["pairs"]
       idx = jax.random.randint(k_x0, (b,), 0, pairs["states"].shape[0])
-      x_s = pairs["states"][idx, k].astype(dt)
-      x_e = pairs["states"][idx, k + 1].astype(dt)
-      y_t = pairs["align_states"][idx, k].astype(dt)
-      d_t = pairs["delta_logp"][idx, k].astype(dt)
-    probes = (ode.sample_probes(k_probe, x_s.shape, num_probes, probe, dt)
-              if hutch and align_weight > 0 else None)
-    if align_warmup_steps > 0:
-      scale = jnp.minimum(1.0, jnp.asarray(step, dt) / align_warmup_steps)
-    else:
-      scale = jnp.asarray(1.0, dt)
-    pair_loss = make_pair_loss(
-        student_apply, score, knots, ends, align_weight=align_weight,
-        align_steps=align_steps, align_method=align_method,
-        divergence=divergence, hutchinson_mode=hutchinson_mode,
-        quad_points=quad_points, estimate_value=estimate_value,
-        align_batch=align_batch)
-    loss, parts = pair_loss(params, x_s, x_e, y_t, d_t, k, u, probes,
-                            drop_key=k_drop, align_scale=scale)
-    aux = {"loss/reflow": jnp.mean(parts["reflow"])}
-    if align_weight > 0:
-      aux["loss/align"] = jnp.mean(parts["align"])
-      aux["align/weight"] = scale * align_weight
-      if estimate_value:
-        # Mean κ estimates (1/K) Σ_k KL_k; per interval via masked means.
-        aux["align/kl_sum"] = num_intervals * jnp.mean(parts["kl"])
-        k_a = k[:parts["kl"].shape[0]]
-        for j in range(num_intervals if num_intervals <= 8 else 0):
-          m = (k_a == j).astype(dt)
-          aux[f"align/kl_{j}"] = (jnp.sum(m * parts["kl"]) /
-                                  jnp.maximum(jnp.sum(m), 1.0))
+      states = pairs["states"][idx].astype(dt)
+      deltas = pairs["delta_logp"][idx].astype(dt)
+
+    # Eq. R on eq. T's network times: straight interpolant, constant target.
+    rows = jnp.arange(b)
+    k = jax.random.randint(k_k, (b,), 0, num_intervals)
+    u = jax.random.uniform(k_u, (b,), dt)
+    x_s, x_e = states[rows, k], states[rows, k + 1]
+    h = jnp.asarray(np.diff(knots), dt)[k]
+    x_u = x_s + _bc(u, x_s) * (x_e - x_s)
+    v = student_apply(params, x_u, network_time(knots, gaps, k, u),
+                      key=k_drop)
+    target = (x_e - x_s) / _bc(h, x_s)
+    reflow = jnp.mean(jnp.square(v - target).reshape(b, -1), axis=1)
+    aux = {"loss/reflow": jnp.mean(reflow)}
+    if not use_align:
+      return reflow, aux
+
+    def score(x, t):
+      return score_from_velocity(interp, velocity(x, t), x, t)
+
+    align = make_alignment_fn(
+        lambda p, x, t: student_apply(p, x, t), score, logdet=logdet,
+        logdet_terms=logdet_terms, quad_points=quad_points,
+        estimate_value=estimate_value)
+    n = b if not align_batch or align_batch >= b else align_batch
+    # Interior intervals only (the last ends at the data, eq. A).
+    ka = jax.random.randint(k_ka, (n,), 0, num_intervals - 1)
+    ra = jnp.arange(n)
+    kn = jnp.asarray(knots, dt)
+    probes = (ode.sample_probes(k_probe, (n,) + x_ref.shape[1:], num_probes,
+                                probe, dt) if logdet == "power_series"
+              else None)
+    obj, parts = align(params, states[ra, ka], states[ra, ka + 1],
+                       deltas[ra, ka], kn[ka], kn[ka + 1], probes)
+    scale = align_schedule(step, align_start_steps,
+                           align_warmup_steps).astype(dt)
+    d = math.prod(x_ref.shape[1:])
+    # (K − 1) · per-interval KL: unbiased for Σ_{k<K−1} KL_k; / D: nats per
+    # dimension; B / n: sub-batch reweighting.
+    term = scale * align_weight * (num_intervals - 1) * (b / n) * obj / d
+    loss = reflow + jnp.concatenate([term, jnp.zeros((b - n,), dt)])
+    aux["loss/align"] = jnp.mean(obj)
+    aux["align/weight"] = scale * align_weight
+    if estimate_value:
+      aux["align/kl_sum"] = (num_intervals - 1) * jnp.mean(parts["kl"])
+      for j in range(num_intervals - 1 if num_intervals <= 8 else 0):
+        m = (ka == j).astype(dt)
+        aux[f"align/kl_{j}"] = (jnp.sum(m * parts["kl"]) /
+                                jnp.maximum(jnp.sum(m), 1.0))
     return loss, aux
 
   return loss_fn
@@ -500,16 +573,40 @@ def make_reflow_loss(student_apply: Callable, teacher_velocity: Callable,
 
 
 def make_student_sampler(student_apply: Callable, data_shape: Tuple[int, ...],
-                         knots: np.ndarray, method: str = "euler"):
+                         knots: np.ndarray, gaps: Optional[np.ndarray] = None,
+                         method: str = "euler"):
   """sample_fn(params, key, num, steps, extras=None): the student ODE from
-  N(0, I) on `sample_grid(knots, steps)` (K × m steps for piecewise)."""
+  N(0, I) on `sample_grid(knots, steps)`.
+
+  steps >= K: interval k is integrated on its own sub-grid with the field
+  x ↦ u_θ(x, τ_k(t)), τ_k(t) = t_k + (1 − γ_k)(t − t_k) (eq. T), so every
+  evaluation, its end point included, reads interval k's target. steps < K:
+  one uniform grid; a time t reads the interval [t_k, t_{k+1}) holding it.
+  """
+  k_int = len(knots) - 1
+  gaps = np.zeros(k_int) if gaps is None else np.asarray(gaps, np.float64)
 
   def sample_fn(params, key, num, steps, extras=None):
     del extras
-    x0 = jax.random.normal(key, (num,) + tuple(data_shape))
-    grid = jnp.asarray(sample_grid(knots, int(steps)), x0.dtype)
-    v = lambda x, t: student_apply(params, x, jnp.full((x.shape[0],), t))
-    return ode.integrate(v, x0, grid, method)
+    steps = int(steps)
+    x = jax.random.normal(key, (num,) + tuple(data_shape))
+    dt = x.dtype
+    if steps >= k_int:
+      for j, grid in enumerate(_interval_grids(knots, steps)):
+        t0, g = float(knots[j]), float(gaps[j])
+        v = lambda y, t, t0=t0, g=g: student_apply(
+            params, y, jnp.full((y.shape[0],), t0 + (1.0 - g) * (t - t0), dt))
+        x = ode.integrate(v, x, jnp.asarray(grid, dt), method)
+      return x
+    kn = jnp.asarray(knots, dt)
+
+    def v(y, t):
+      j = jnp.clip(jnp.searchsorted(kn, t, side="right") - 1, 0, k_int - 1)
+      tn = kn[j] + (1.0 - jnp.asarray(gaps, dt)[j]) * (t - kn[j])
+      return student_apply(params, y, jnp.full((y.shape[0],), tn, dt))
+
+    return ode.integrate(v, x, jnp.asarray(sample_grid(knots, steps), dt),
+                         method)
 
   return sample_fn
 
@@ -527,6 +624,51 @@ def make_teacher_sampler(teacher_velocity: Callable,
                          method)
 
   return sample_fn
+
+
+# ------------------------------------------------------------- pair cache --
+
+
+def ensure_teacher_cache(directory: str, teacher, data_shape, *,
+                         num_intervals: int, steps: int, method: str,
+                         track_logp: bool, divergence: str, num_probes: int,
+                         probe: str, hutchinson_mode: str, num_pairs: int,
+                         shard_size: int, seed: int = 0,
+                         chunk: int = 1024) -> pair_cache.PairCache:
+  """Opens the cache of `teacher`'s reflow pairs, generating it if missing.
+
+  The rows are exactly what `teacher_segments` computes online (same knots,
+  steps and method; Δ^T tracked when `track_logp`).
+  """
+  data_shape = tuple(data_shape)
+  knots = make_knots(num_intervals)
+  tparams = teacher.params
+  velocity = lambda x, t: teacher.velocity(tparams, x, t)
+
+  def segments_fn(key, n):
+    k_x0, k_probe = jax.random.split(key)
+    x0 = jax.random.normal(k_x0, (n,) + data_shape)
+    probes = (ode.sample_probes(k_probe, x0.shape, num_probes, probe)
+              if track_logp and divergence == "hutchinson" else None)
+    return teacher_segments(velocity, x0, knots, steps, method,
+                            track_logp=track_logp, divergence=divergence,
+                            probes=probes, hutchinson_mode=hutchinson_mode)
+
+  meta = {"num_intervals": num_intervals, "data_shape": list(data_shape),
+          "knots": [float(t) for t in knots], "teacher_steps": steps,
+          "teacher_method": method,
+          "logp": {"track": bool(track_logp),
+                   "divergence": divergence if track_logp else "",
+                   "num_probes": num_probes if track_logp else 0,
+                   "probe": probe if track_logp else ""},
+          "teacher_workdir": str(teacher.workdir),
+          "teacher_step": int(teacher.step), "seed": seed}
+  jitted = jax.jit(segments_fn, static_argnums=1)
+  key = jax.random.fold_in(jax.random.key(seed), 0x9A1C)   # cache stream
+  # A run without the regulariser can use a cache that also holds Δ^T.
+  return pair_cache.generate(directory, jitted, meta, num_pairs, shard_size,
+                             key, chunk=chunk,
+                             optional_keys=() if track_logp else ("logp",))
 
 
 # --------------------------------------------------------------- adapters --
@@ -553,19 +695,22 @@ def validate_config(config) -> None:
   at_least("num_intervals", 1)
   at_least("teacher_steps", 1)
   choice("teacher_method", ode.INTEGRATORS)
+  if not 0.0 <= r.knot_gap < 1.0:
+    raise ValueError(f"reflow.knot_gap={r.knot_gap!r} must be in [0, 1)")
   at_least("align_weight", 0.0)
-  if not 0.0 <= r.align_eps < 0.5:
-    raise ValueError(f"reflow.align_eps={r.align_eps!r} must be in [0, 0.5)")
-  if r.align_weight > 0 and r.align_eps <= 0:
-    raise ValueError("reflow.align_eps must be > 0 when reflow.align_weight "
-                     "> 0: the teacher score −E[x0|x]/α_t is singular at t=1")
-  at_least("align_steps", 1)
-  choice("align_method", ode.INTEGRATORS)
+  if r.align_weight > 0 and r.num_intervals < 2:
+    raise ValueError(
+        f"reflow.align_weight={r.align_weight!r} needs reflow.num_intervals "
+        ">= 2: the regulariser acts at interior knots (K = 1 has none; the "
+        "last interval ends at the data, where the score is singular)")
+  at_least("align_start_steps", 0)
   at_least("align_warmup_steps", 0)
   at_least("align_batch", 0)
   if r.align_batch > config.train.batch_size:
     raise ValueError(f"reflow.align_batch={r.align_batch} must be <= "
                      f"train.batch_size={config.train.batch_size}")
+  choice("logdet", LOGDETS)
+  at_least("logdet_terms", 1)
   choice("divergence", ode.DIVERGENCES)
   at_least("num_probes", 1)
   choice("probe", ode.PROBES)
@@ -604,16 +749,15 @@ def from_config(config, data_shape, teacher) -> Method:
   _, apply_fn, init_fn = make_network(config.model, data_shape, 1)
   interp = teacher_interpolant(teacher)
   knots = make_knots(r.num_intervals)
+  track_logp = r.align_weight > 0 and r.estimate_value
 
   cache_np = None
   if r.pairs == "cache":
-    from gcflow_jax.data import pair_cache  # pylint: disable=g-import-not-at-top
     # cache_dir may name {K} and {seed}: one cache per (K, seed).
-    cache = pair_cache.ensure_teacher_cache(
+    cache = ensure_teacher_cache(
         r.cache_dir.format(K=r.num_intervals, seed=config.seed), teacher,
-        data_shape, num_intervals=r.num_intervals, align_eps=r.align_eps,
-        steps=r.teacher_steps, method=r.teacher_method,
-        track_logp=r.align_weight > 0 and r.estimate_value,
+        data_shape, num_intervals=r.num_intervals, steps=r.teacher_steps,
+        method=r.teacher_method, track_logp=track_logp,
         divergence=r.divergence, num_probes=r.num_probes, probe=r.probe,
         hutchinson_mode=r.hutchinson_mode, num_pairs=r.cache_num_pairs,
         shard_size=r.cache_shard_size, seed=config.seed)
@@ -639,18 +783,19 @@ def from_config(config, data_shape, teacher) -> Method:
   loss_fn = make_reflow_loss(
       apply_fn, teacher.velocity, interp, r.num_intervals,
       teacher_steps=r.teacher_steps, teacher_method=r.teacher_method,
-      align_weight=r.align_weight, align_eps=r.align_eps,
-      align_steps=r.align_steps, align_method=r.align_method,
-      divergence=r.divergence, num_probes=r.num_probes, probe=r.probe,
-      hutchinson_mode=r.hutchinson_mode, quad_points=r.quad_points,
-      estimate_value=r.estimate_value,
+      knot_gap=r.knot_gap, align_weight=r.align_weight,
+      align_start_steps=r.align_start_steps,
       align_warmup_steps=r.align_warmup_steps, align_batch=r.align_batch,
-      pair_source=r.pairs)
+      logdet=r.logdet, logdet_terms=r.logdet_terms, divergence=r.divergence,
+      num_probes=r.num_probes, probe=r.probe,
+      hutchinson_mode=r.hutchinson_mode, quad_points=r.quad_points,
+      estimate_value=r.estimate_value, pair_source=r.pairs)
   return Method(
       name="reflow",
       init=init,
       loss_fn=loss_fn,
       sample_fn=make_student_sampler(apply_fn, data_shape, knots,
+                                     knot_gaps(r.num_intervals, r.knot_gap),
                                      r.sample_method),
       default_sample_steps=r.sample_steps or r.num_intervals,
       info={"num_intervals": r.num_intervals, "teacher": teacher.workdir,
