@@ -2,7 +2,7 @@
 
 A teacher is a trained flow-matching velocity field b_t(x) in the convention
 of `gcflow_jax.math.interpolants` (t = 0 noise, t = 1 data), restored from a
-run directory by `gcflow_jax.train.load_teacher(config, data_shape)`, which
+run directory by `gcflow_jax.train.restore_teacher(config, data_shape)`, which
 trains it first when the directory has no checkpoint and
 `config.teacher.train_if_missing` is set, so one command runs a whole
 distillation pipeline. This module only defines the frozen object: it sits

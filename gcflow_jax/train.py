@@ -48,7 +48,7 @@ from gcflow_jax.train_state import TrainState
 __all__ = ["train_and_evaluate", "make_optimizer", "make_train_step",
            "step_compiler_options", "jit_step",
            "restore_state", "has_checkpoint", "data_shape_of", "build",
-           "reevaluate", "load_teacher", "Preempted"]
+           "reevaluate", "restore_teacher", "Preempted"]
 
 
 class Preempted(Exception):
@@ -208,7 +208,7 @@ class _Run:
     self.dataset = dataset or data.make_dataset(config.data, config.seed)
     self.teacher = None
     if load_teacher and methods.needs_teacher(config):
-      self.teacher = load_teacher(config, self.dataset.shape)
+      self.teacher = restore_teacher(config, self.dataset.shape)
     self.method = methods.get(config, self.dataset.shape, self.teacher)
     tx = make_optimizer(config.optim, config.train.steps)
     if self.method.wrap_optimizer is not None:
@@ -256,7 +256,7 @@ def restore_state(config, workdir: str, run: Optional[_Run] = None
   return state
 
 
-def load_teacher(config, data_shape) -> teachers.Teacher:
+def restore_teacher(config, data_shape) -> teachers.Teacher:
   """Restores (training it first if needed) the teacher of `config`."""
   tcfg = config.teacher
   if not tcfg.workdir:

@@ -160,11 +160,11 @@ def test_interrupted_teacher_is_finished_before_distilling(tmp_path, capsys):
   student.teacher.workdir = tdir
   student.teacher.train_if_missing = False
   with pytest.raises(ValueError, match=r"stops at step 4 .*train.steps=8"):
-    train.load_teacher(student, (2,))
+    train.restore_teacher(student, (2,))
   assert train.latest_step(tdir) == 4
   student.teacher.train_if_missing = True
   capsys.readouterr()
-  teacher = train.load_teacher(student, (2,))
+  teacher = train.restore_teacher(student, (2,))
   assert "resumed from checkpoint step 4" in capsys.readouterr().out
   assert train.latest_step(tdir) == 8
   finished = train.restore_state(config_utils.load_config(f"{spec}:8"), tdir)

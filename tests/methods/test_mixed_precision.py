@@ -65,13 +65,15 @@ CASES = {
     "cd": ("cd", {}),
     "fmm_lmd": ("fmm", {"fmm.loss": "lmd"}),
     "fmm_emd": ("fmm", {"fmm.loss": "emd"}),
-    # One Euler step each keeps the graph small; the tracked log-density
-    # (Hutchinson divergence of the bf16 network) is what is checked.
-    "reflow_align": ("reflow", {"reflow.teacher_steps": 1,
+    # One teacher Euler step per interval keeps the graph small; the
+    # regulariser's log-determinant (power series of the bf16 network's
+    # Jacobian at the interior knot) is what is checked.
+    "reflow_align": ("reflow", {"reflow.num_intervals": 2,
+                                "reflow.teacher_steps": 1,
                                 "reflow.teacher_method": "euler",
                                 "reflow.align_weight": 1.0,
-                                "reflow.align_steps": 1,
-                                "reflow.align_method": "euler",
+                                "reflow.logdet": "power_series",
+                                "reflow.logdet_terms": 2,
                                 "reflow.quad_points": 1,
                                 "reflow.divergence": "hutchinson"}),
     "gcm": ("gcm", {"gcm.generator": "conv", "gcm.latent_dim": 4,
