@@ -20,6 +20,7 @@ from gcflow_jax import config_utils
 from gcflow_jax.math import interpolants
 from gcflow_jax.methods import distribution_matching as dm
 from gcflow_jax.models import make_network
+from tree_utils import jitter  # tests/tree_utils.py
 
 LINEAR = interpolants.linear()
 
@@ -320,14 +321,6 @@ def test_update_extras_sync_at_phase_boundaries_and_every_n():
 # ---------------------------------------------------------------------------
 
 
-def _perturb(tree, key, scale=0.1):
-  leaves, treedef = jax.tree_util.tree_flatten(tree)
-  keys = jax.random.split(key, len(leaves))
-  return jax.tree_util.tree_unflatten(treedef, [
-      x + scale * jax.random.normal(k, x.shape, x.dtype)
-      for x, k in zip(leaves, keys)])
-
-
 def test_loss_terms_reach_only_their_own_network(key):
   from gcflow_jax import methods  # pylint: disable=g-import-not-at-top
   # Random pairing: the OT path is covered by test_pairing_random_and_ot
@@ -342,9 +335,9 @@ def test_loss_terms_reach_only_their_own_network(key):
   assert set(params) == {"f", "g"}
   assert set(extras) == {"f_target", "g_target"}
   # f ≠ id and g⁻ ≠ g, so that both terms have gradients.
-  params = {"f": _perturb(params["f"], jax.random.key(2)), "g": params["g"]}
+  params = {"f": jitter(params["f"], jax.random.key(2)), "g": params["g"]}
   extras = {"f_target": params["f"],
-            "g_target": _perturb(params["g"], jax.random.key(3))}
+            "g_target": jitter(params["g"], jax.random.key(3))}
   loss_fn = jax.jit(method.loss_fn)
   per_ex, aux = loss_fn(params, batch, jax.random.key(4), step=jnp.int32(0),
                         ema_params=params, extras=extras)
@@ -389,9 +382,9 @@ def test_phase_only_losses_equal_both_terms(key, x0_source):
     fns[only] = m
   batch = {"x": jax.random.normal(key, (32, 2))}
   params, extras = fns[True].init(jax.random.key(1), batch)
-  params = {"f": _perturb(params["f"], jax.random.key(2)), "g": params["g"]}
-  extras = {"f_target": _perturb(params["f"], jax.random.key(5)),
-            "g_target": _perturb(params["g"], jax.random.key(3))}
+  params = {"f": jitter(params["f"], jax.random.key(2)), "g": params["g"]}
+  extras = {"f_target": jitter(params["f"], jax.random.key(5)),
+            "g_target": jitter(params["g"], jax.random.key(3))}
 
   def run(only, step):
     def obj(p):
@@ -528,7 +521,7 @@ def _train_f(x0_shift, steps=300, seed=0, coupling="ot", scale=0.3,
   _, net, init = make_network(c.model, (2,), 1)
   f = dm.make_consistency_fn(net)
   # A random last layer: f starts far from the identity.
-  params = _perturb(init(jax.random.key(seed)), jax.random.key(seed + 1),
+  params = jitter(init(jax.random.key(seed)), jax.random.key(seed + 1),
                     scale)
   tx = optax.adam(lr)
   opt = tx.init(params)

@@ -25,6 +25,7 @@ from gcflow_jax.math import flow_map as fm
 from gcflow_jax.math import interpolants
 from gcflow_jax.math import ode
 from gcflow_jax.methods import flow_maps
+from tree_utils import jitter  # tests/tree_utils.py
 from gcflow_jax.models import make_network
 
 # ---------------------------------------------------------------- fixtures --
@@ -209,15 +210,6 @@ def _central_difference_grad(f, q, h=1e-6):
   return jax.tree_util.tree_unflatten(tree, out)
 
 
-def _jitter(params, key, scale):
-  """params + scale · N(0, 1), leaf by leaf."""
-  leaves, tree = jax.tree_util.tree_flatten(params)
-  ks = jax.random.split(key, len(leaves))
-  return jax.tree_util.tree_unflatten(tree, [
-      a + scale * jax.random.normal(k, a.shape, a.dtype)
-      for a, k in zip(leaves, ks)])
-
-
 def _flat(tree):
   return np.concatenate([np.ravel(np.asarray(a))
                          for a in jax.tree_util.tree_leaves(tree)])
@@ -277,12 +269,12 @@ def test_lmd_config_gradient_is_the_loss_gradient_by_default(x64, stop_grad):
   # loss and its gradient vanish); move every weight off its init.
   teacher = teachers.Teacher(
       apply_fn=teacher.apply_fn,
-      params=_jitter(_f64(teacher.params), jax.random.key(34), 0.3),
+      params=jitter(_f64(teacher.params), jax.random.key(34), 0.3),
       interp="linear", config=None, workdir="/tmp/t")
   method = flow_maps.from_config(c, (2,), teacher)
   batch = {"x": jax.random.normal(jax.random.key(31), (64, 2), jnp.float64)}
   params, extras = method.init(jax.random.key(32), batch)
-  params = _jitter(_f64(params), jax.random.key(35), 0.3)
+  params = jitter(_f64(params), jax.random.key(35), 0.3)
   extras = {"teacher": teacher.params}
 
   def total(q):
@@ -421,7 +413,7 @@ def test_jvp_time_derivatives_match_central_differences(x64):
   # Moderate time frequencies so an O(h²) central difference is accurate.
   cfg.model.mlp.time_scale = 10.0
   _, apply_fn, init_fn = make_network(cfg.model, (2,), 2)
-  params = _jitter(_f64(init_fn(jax.random.key(10))), jax.random.key(11), 0.1)
+  params = jitter(_f64(init_fn(jax.random.key(10))), jax.random.key(11), 0.1)
   vel, _, pv, _ = _system("rotation")
   b = lambda xx, tt: vel(pv, xx, tt)  # noqa: E731
   x, s, t = _points(jax.random.key(12), n=16, lo=0.1, hi=0.9)
