@@ -55,6 +55,12 @@ from typing import Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+# Imported here, never inside the host callback: an import inside a
+# `pure_callback` waits for Python's import lock while it occupies an XLA
+# CPU thread; a thread holding that lock (e.g. the trainer's prefetch thread
+# tracing a jitted batch sampler) then waits for the same XLA thread, and
+# the run hangs (seen with the trainer pinned to one core).
+from scipy.optimize import linear_sum_assignment
 
 __all__ = [
     "COUPLINGS",
@@ -110,8 +116,6 @@ def pairing_cost(x: jax.Array, z: jax.Array,
 
 
 def _lsa_host(cost: np.ndarray) -> np.ndarray:
-  # Imported lazily: scipy is only needed when an exact solver is used.
-  from scipy.optimize import linear_sum_assignment  # pylint: disable=g-import-not-at-top
   cost = np.asarray(cost, dtype=np.float64)
   rows, cols = linear_sum_assignment(cost)
   perm = np.empty(cost.shape[0], dtype=np.int32)
