@@ -427,11 +427,24 @@ def reevaluate(config, workdir: str) -> Dict[str, Any]:
 
 # ------------------------------------------------------------------ loop --
 class _Prefetch:
-  """Builds host batches for upcoming steps in a background thread."""
+  """Builds host batches for upcoming steps in a background thread.
 
-  def __init__(self, fn, start: int, stop: int, depth: int = 2):
+  With `threaded=False` each batch is built on the caller's thread when it
+  is asked for. The trainer does that for data drawn by a jitted JAX
+  sampler (the toys): it is cheap, and a second thread launching XLA work
+  while the step runs a host `pure_callback` (exact OT) can deadlock on a
+  one-core machine (the launch waits for XLA's only worker thread while
+  holding the GIL, the callback on that thread waits for the GIL).
+  """
+
+  def __init__(self, fn, start: int, stop: int, depth: int = 2,
+               threaded: bool = True):
+    self._fn = None if threaded else fn
     self._q: "queue.Queue" = queue.Queue(maxsize=depth)
     self._stop = threading.Event()
+    self._t = None
+    if not threaded:
+      return
 
     def work():
       for s in range(start, stop):
@@ -452,6 +465,8 @@ class _Prefetch:
     self._t.start()
 
   def get(self, step: int):
+    if self._fn is not None:
+      return self._fn(step)
     s, batch, err = self._q.get()
     if err is not None:
       raise err
@@ -546,7 +561,8 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
   pid, pcount = jax.process_index(), jax.process_count()
   bs = config.train.batch_size
   prefetch = _Prefetch(
-      lambda s: run.dataset.local_batch(s, bs, pid, pcount), start, total)
+      lambda s: run.dataset.local_batch(s, bs, pid, pcount), start, total,
+      threaded=not run.dataset.jax_sampled)
   progress = metric_writers.Progress(total, start)
 
   preempted = threading.Event()

@@ -286,6 +286,32 @@ def test_rerun_of_finished_run_changes_nothing(tmp_path, capsys):
     train.reevaluate(cfg, str(tmp_path / "empty"))
 
 
+@pytest.mark.skipif(not hasattr(os, "sched_setaffinity"),
+                    reason="needs os.sched_setaffinity")
+def test_toy_exact_ot_run_on_one_core_finishes(tmp_path):
+  """Exact OT runs in a host `pure_callback`. On one core this used to hang
+  at the first steps: the prefetch thread launched the jitted toy sampler
+  while holding the GIL and waiting for XLA's only worker, which ran the
+  callback waiting for the GIL (and the callback imported scipy). A hang
+  shows up as the timeout."""
+  root = pathlib.Path(__file__).resolve().parents[1]
+  cpu = min(os.sched_getaffinity(0))
+  env = dict(os.environ, PYTHONPATH=str(root))
+  env.pop("XLA_FLAGS", None)   # one device, like a one-core user
+  args = [sys.executable, "-m", "gcflow_jax.main",
+          "--config=configs/toy_ict.py:smoke,ot",
+          f"--workdir={tmp_path / 'run'}", "--config.train.steps=30",
+          "--config.train.log_every=10", "--config.train.checkpoint_every=30",
+          "--config.eval.num_samples=256", "--config.eval.metrics=()",
+          "--config.train.plot=False"]
+  out = subprocess.run(args, cwd=root, env=env, capture_output=True,
+                       text=True, timeout=600,
+                       preexec_fn=lambda: os.sched_setaffinity(0, {cpu}))
+  assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+  with open(tmp_path / "run" / "metrics.json") as f:
+    assert json.load(f)["steps"] == 30
+
+
 class _Proc:
   """A `python -m gcflow_jax.main` subprocess whose output lines are read
   (with the time each arrived) while it runs."""

@@ -36,6 +36,12 @@ class Dataset:
   _array: Optional[np.ndarray] = None
 
   @property
+  def jax_sampled(self) -> bool:
+    """Batches are drawn by a jitted JAX sampler (the toys), not read from
+    host memory."""
+    return self._sampler is not None
+
+  @property
   def size(self) -> Optional[int]:
     return None if self._array is None else len(self._array)
 
