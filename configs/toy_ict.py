@@ -7,12 +7,14 @@ Hardware: CPU (2 cores); ~3 minutes for 4000 steps of a 3×256 MLP.
 Expected: the paper has no number for this toy (its toy figures are the
 two-Dirac transport costs of Fig. 3). Measured at 3000 steps, 3 seeds,
 1-step EMA samples, Sinkhorn distance (lower is better): IC 0.44 ± 0.06,
-OT 0.92 ± 0.09, GC 0.40 ± 0.03 (benchmarks/results/
-consistency_quality.json, with 2-step and online-parameter scores; EMA
-indexing of the code before the published one, one call apart). OT's gap
-is in the sampling EMA, not the pairing (tests/methods/test_consistency.py
-checks the OT loss vanishes at the OT-coupled consistency function): its
-online parameters score 0.54 ± 0.20, close to IC's 0.45 ± 0.12. The
+OT 0.85 ± 0.16, GC 0.40 ± 0.03; 2-step: IC 0.24 ± 0.02, OT 0.23 ± 0.05,
+GC 0.26 ± 0.01 (benchmarks/results/consistency_quality.json, with
+online-parameter scores; IC and GC ran with the EMA indexing of the code
+before the published one, one call apart; OT was rerun with the published
+indexing and OT re-noising). OT's 1-step gap is in the sampling EMA, not
+the pairing (tests/methods/test_consistency.py checks the OT loss vanishes
+at the OT-coupled consistency function); online parameters: OT
+0.89 ± 0.32, IC 0.45 ± 0.12. The
 published warm-up EMA averages over ~(1 + c)^(2/3) updates of 5 steps,
 ~1,000 steps at step 3,000, and how much averaging helps depends on the
 coupling. An EMA sweep over the same runs (benchmarks/results/
@@ -27,8 +29,7 @@ flips of the Monge pairing averaged into under-dispersed samples, was
 never tested and is withdrawn.) 2-step sampling must re-noise an
 OT-trained model with OT-paired noise (ict.sample_renoise, automatic for
 coupling 'ot'): at 1,000 steps OT's 2-step Sinkhorn is 0.48 ± 0.10 with it
-and 0.84 ± 0.08 with independent noise (IC: 0.64 ± 0.14); the OT '@2'
-column of consistency_quality.json predates this. OT pairs by the exact
+and 0.84 ± 0.08 with independent noise (IC: 0.64 ± 0.14). OT pairs by the exact
 host assignment here: greedy-rounded Sinkhorn costs 10-28% more in 2-D
 (benchmarks/results/ot_cost.json), and the host call makes an OT step
 ~5.6× an IC step on this CPU.
