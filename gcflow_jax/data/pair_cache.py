@@ -42,6 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gcflow_jax import run_record
+
 __all__ = ["PairCache", "generate", "write_shard", "FIELDS"]
 
 FIELDS = ("states", "delta_logp")
@@ -62,23 +64,15 @@ def _layout(num_intervals: int, data_shape: Tuple[int, ...]):
 
 
 def _atomic_write_json(path: str, obj) -> None:
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "w") as f:
+  with run_record.atomic_open(path) as f:
     json.dump(obj, f, indent=1, sort_keys=True)
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
 
 
 def write_shard(directory: str, index: int, rows: np.ndarray) -> str:
   """Writes `rows` [n, F] as shard `index` atomically; returns its path."""
   path = os.path.join(directory, f"shard_{index:05d}.npy")
-  tmp = f"{path}.tmp.{os.getpid()}"
-  with open(tmp, "wb") as f:
+  with run_record.atomic_open(path, "wb") as f:
     np.save(f, np.ascontiguousarray(rows, np.float32))
-    f.flush()
-    os.fsync(f.fileno())
-  os.replace(tmp, path)
   return path
 
 

@@ -31,6 +31,8 @@ import os
 import sys
 from typing import Mapping, Sequence
 
+from gcflow_jax import run_record
+
 __all__ = ["main", "parse_args", "format_table", "write_json",
            "check_output_path"]
 
@@ -109,23 +111,11 @@ def format_table(scores: Mapping[str, float]) -> str:
 
 
 def write_json(obj: Mapping[str, object], path: str) -> None:
-  """Atomic write: temporary file in the same directory, then ``os.replace``.
-
-  The temporary file is removed if anything fails (nothing is left behind,
-  and an existing ``path`` is kept as it was).
-  """
-  d = os.path.dirname(os.path.abspath(path))
-  os.makedirs(d, exist_ok=True)
-  tmp = f"{path}.tmp.{os.getpid()}"
-  try:
-    with open(tmp, "w") as f:
-      json.dump(dict(obj), f, indent=2, sort_keys=False)
-      f.write("\n")
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.isfile(tmp):
-      os.remove(tmp)
-    raise
+  """Atomic write (`run_record.atomic_open`): a failure leaves nothing
+  behind and an existing ``path`` as it was."""
+  with run_record.atomic_open(path) as f:
+    json.dump(dict(obj), f, indent=2, sort_keys=False)
+    f.write("\n")
 
 
 def check_output_path(path: str, flag: str) -> None:

@@ -39,6 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gcflow_jax import run_record
 from gcflow_jax.evaluation import distances
 from gcflow_jax.evaluation import features as features_lib
 # Not `from gcflow_jax.evaluation import fid`: the package attribute `fid` is
@@ -274,16 +275,8 @@ def save_stats(stats: Mapping[str, Any], path: str) -> None:
   """Writes stats atomically (``path`` gets the arrays and metadata)."""
   out = {k: np.asarray(v) for k, v in stats.items()
          if v is not None and k != "path"}
-  d = os.path.dirname(os.path.abspath(path))
-  os.makedirs(d, exist_ok=True)
-  tmp = path + ".tmp.npz"
-  try:
-    np.savez(tmp, **out)
-    os.replace(tmp, path)
-  except BaseException:
-    if os.path.isfile(tmp):
-      os.remove(tmp)
-    raise
+  with run_record.atomic_open(path, "wb") as f:
+    np.savez(f, **out)
 
 
 def load_reference(path: str, name: str = "reference"

@@ -52,6 +52,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from gcflow_jax import run_record
+
 __all__ = [
     "InceptionV3",
     "NUM_CLASSES",
@@ -598,12 +600,10 @@ def save_variables(flat: Mapping[str, np.ndarray], path: str,
   digest = content_sha256(flat)
   info = dict(meta or {}, content_sha256=digest, format="gcflow_jax flax "
               "variables, '/'-joined names", network="fid_inception_v3")
-  tmp = path + ".tmp.npz"
-  np.savez(tmp, **{k: np.asarray(v) for k, v in flat.items()})
-  os.replace(tmp, path)
-  with open(path + ".json.tmp", "w") as f:
+  with run_record.atomic_open(path, "wb") as f:
+    np.savez(f, **{k: np.asarray(v) for k, v in flat.items()})
+  with run_record.atomic_open(path + ".json") as f:
     json.dump(info, f, indent=2, sort_keys=True)
-  os.replace(path + ".json.tmp", path + ".json")
   return digest
 
 
