@@ -89,6 +89,7 @@ _ROOT = os.path.dirname(_HERE)
 sys.path.insert(0, _HERE)
 sys.path.insert(0, _ROOT)
 from common import machine_info, print_table  # noqa: E402  pylint: disable=g-import-not-at-top
+from gcflow_jax import run_record  # noqa: E402  pylint: disable=g-import-not-at-top
 
 # --------------------------------------------------------------------------
 # Peak dense throughput by device kind (FLOP/s), no sparsity.
@@ -349,11 +350,8 @@ class Report:
   def write(self) -> None:
     self._summarise()
     self.obj["elapsed_s"] = time.monotonic() - _T0
-    os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
-    tmp = self.path + ".tmp"
-    with open(tmp, "w") as f:
+    with run_record.atomic_open(self.path) as f:
       json.dump(self.obj, f, indent=2, default=_json_default)
-    os.replace(tmp, self.path)
 
 
 def _matmul_precision() -> str:

@@ -17,6 +17,7 @@ names `data.npz_path` with the expected shapes and ranges.
 
 from __future__ import annotations
 
+import functools
 import os
 import zipfile
 from typing import Tuple
@@ -80,9 +81,22 @@ def _images(x: np.ndarray) -> np.ndarray:
 def load(path: str) -> Tuple[str, np.ndarray]:
   """Reads and validates `path`.
 
+  The config check, `data_shape` and the dataset each ask for the file; it
+  is read once per (path, size, modification time): the last one is kept.
+
   Returns:
-    ('vector', float32 [N, D]) or ('image', uint8 [N, H, W, C]).
+    ('vector', float32 [N, D]) or ('image', uint8 [N, H, W, C]) (shared:
+    callers must not modify it in place).
   """
+  if path and os.path.isfile(path):
+    st = os.stat(path)
+    return _load(os.path.abspath(path), st.st_size, st.st_mtime_ns)
+  return _load(path, -1, -1)   # raises the missing-file / directory error
+
+
+@functools.lru_cache(maxsize=1)
+def _load(path: str, size: int, mtime_ns: int) -> Tuple[str, np.ndarray]:
+  del size, mtime_ns  # cache key only
   x = _read(path)
   if x.dtype.kind not in "biuf":
     raise ValueError(f"data.npz_path array has dtype {x.dtype}; expected "

@@ -142,3 +142,21 @@ def test_npz_vectors_refuse_image_fields(tmp_path):
   cfg = _cfg(name="npz", npz_path=str(tmp_path / "pts.npz"), image_size=32)
   with pytest.raises(ValueError, match="data.image_size and data.channels"):
     data.make_dataset(cfg, seed=0)
+
+
+def test_npz_is_read_once_per_file_version(tmp_path, monkeypatch):
+  from gcflow_jax.data import npz  # pylint: disable=g-import-not-at-top
+  reads = []
+  real = npz._read
+  monkeypatch.setattr(npz, "_read", lambda p: reads.append(p) or real(p))
+  npz._load.cache_clear()
+  path = tmp_path / "pts.npz"
+  np.savez(path, x=np.zeros((4, 2)))
+  cfg = _cfg(name="npz", npz_path=str(path))
+  assert data.data_kind(cfg) == "vector"
+  assert data.data_shape(cfg) == (2,)
+  assert data.make_dataset(cfg, seed=0).shape == (2,)
+  assert len(reads) == 1
+  np.savez(path, x=np.ones((5, 3)))   # a new version of the file is re-read
+  assert data.make_dataset(cfg, seed=0).shape == (3,)
+  assert len(reads) == 2
