@@ -3,8 +3,11 @@ r"""Regenerates docs/RESULTS.md from the benchmarks' JSON (never typed by hand).
 python scripts/make_results.py [--results=benchmarks/results]
     [--out=docs/RESULTS.md] [--check]
 
-Every file in benchmarks/results/ becomes one section: the command that
-produced it, the machine and date recorded in it, its summary (or rows) as
+The page opens with "The papers' claims": one table row per
+`claims_*.json` (benchmarks/claims/: claim, the paper's figure, ours, the
+budget and the verdict), then each claim's verdict reason, command, machine
+and data. Every other file in benchmarks/results/ becomes one section: the
+command that produced it, the machine and date recorded in it, its summary (or rows) as
 a table, its notes, and the paper's number beside ours where the paper has
 one (`PAPER` below: facts quoted from the papers in ../shared/papers and the
 issues, not results of ours). `--check` exits 1 if the page is out of date
@@ -67,6 +70,12 @@ PAPER = {
 }
 
 MAX_COLUMNS = 14
+
+CLAIMS_PREFIX = "claims_"
+CLAIM_COLUMNS = (("paper", "paper"), ("claim", "claim"),
+                 ("paper_figure", "paper's figure"),
+                 ("our_figure", "our figure"), ("budget", "budget"),
+                 ("verdict", "verdict"))
 
 
 def _fmt(v) -> str:
@@ -151,6 +160,43 @@ def _section(path: str) -> list:
   return out
 
 
+def _claims_section(paths) -> list:
+  """The papers' claims: one row per claims_*.json (benchmarks/claims/
+  README.md gives the `claim` block), then each claim's reason and source."""
+  out = ["## The papers' claims", "",
+         "One row per claim of the four papers, from "
+         "`benchmarks/results/claims_*.json` (protocol, seeds, budgets and "
+         "verdict rules fixed beforehand in "
+         "[benchmarks/claims/PROTOCOL.md](../benchmarks/claims/PROTOCOL.md)"
+         "). Our figure: mean ± sample std over seeds (95% t-interval of the "
+         "mean). The paper's figure is quoted, not measured here.", "",
+         "| " + " | ".join(h for _, h in CLAIM_COLUMNS) + " |",
+         "|" + "---|" * len(CLAIM_COLUMNS)]
+  details = []
+  for path in paths:
+    with open(path) as f:
+      d = json.load(f)
+    c = d.get("claim")
+    rel = os.path.relpath(path, ROOT)
+    if not isinstance(c, dict):
+      c = {"claim": os.path.basename(path)[len(CLAIMS_PREFIX):-5],
+           "verdict": "(no claim block in the JSON)"}
+    out.append("| " + " | ".join(
+        f"**{_fmt(c.get(k))}**" if k == "verdict" else _fmt(c.get(k))
+        for k, _ in CLAIM_COLUMNS) + " |")
+    date = (d.get("machine", {}) or {}).get("date") or "?"
+    cmd = d.get("command")
+    reason = _fmt(c.get("verdict_reason")).rstrip(".")
+    details.append(
+        f"* **{_fmt(c.get('paper'))} {_fmt(c.get('claim'))}: "
+        f"{_fmt(c.get('verdict'))}.** {reason}. "
+        f"Metric: {_fmt(c.get('metric'))}. Seeds: "
+        f"{_fmt(', '.join(map(str, c.get('seeds') or [])))}. "
+        + (f"Command: `python {cmd}`; " if cmd else "")
+        + f"{_machine(d)}, {date}; data [`{rel}`](../{rel}).")
+  return out + ["", "Reasons and sources:", ""] + details + [""]
+
+
 def render(results_dir: str) -> str:
   files = sorted(glob.glob(os.path.join(results_dir, "*.json")))
   lines = ["# Results", "",
@@ -160,7 +206,11 @@ def render(results_dir: str) -> str:
            "date recorded by the benchmark, and the paper's number where "
            "there is one. CPU timings were taken on a shared 2-core machine: "
            "compare ratios, not absolute times, across sections.", ""]
-  used = set()
+  claims = [p for p in files
+            if os.path.basename(p).startswith(CLAIMS_PREFIX)]
+  if claims:
+    lines += _claims_section(claims)
+  used = set(claims)
   for title, prefixes in SECTIONS:
     mine = [p for p in files
             if os.path.basename(p).startswith(prefixes) and p not in used]

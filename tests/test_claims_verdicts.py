@@ -1,0 +1,99 @@
+"""The claims suite's verdict rules (benchmarks/claims/verdicts.py) on
+hand-made numbers, and the results page's claims section."""
+
+import importlib.util
+import json
+import math
+import os
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _load(name, *parts):
+  spec = importlib.util.spec_from_file_location(
+      name, os.path.join(ROOT, *parts))
+  mod = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(mod)
+  return mod
+
+
+V = _load("claims_verdicts", "benchmarks", "claims", "verdicts.py")
+
+
+def test_summarize_sample_std_and_t_interval():
+  s = V.summarize([1.0, 2.0, 3.0])
+  assert s["mean"] == pytest.approx(2.0)
+  assert s["std"] == pytest.approx(1.0)          # ddof = 1, not sqrt(2/3)
+  half = 4.303 * 1.0 / math.sqrt(3)               # t_{0.975, 2}
+  assert s["ci95"] == pytest.approx([2.0 - half, 2.0 + half])
+  assert V.summarize([5.0])["ci95"] is None
+  with pytest.raises(ValueError, match="non-empty"):
+    V.summarize([])
+
+
+def test_better_needs_mean_plus_std_below_mean_minus_std():
+  a = [0.9, 1.0, 1.1]                # mean 1.0, std 0.1
+  assert V.better(a, [1.4, 1.5, 1.6])     # 1.1 < 1.4
+  assert not V.better([1.4, 1.5, 1.6], a)  # flipped inequality fails here
+  # Lower mean but overlapping bands: within noise (a means-only rule
+  # would call it better).
+  assert not V.better(a, [1.05, 1.15, 1.25])   # 1.1 < 1.05 is false
+  # A's own std counts: mean_A < mean_B − std_B holds (1.0 < 1.15) but
+  # mean_A + std_A = 1.2 does not.
+  assert not V.better([0.8, 1.0, 1.2], [1.15, 1.15, 1.15])
+  # B's std counts: mean_A + std_A = 1.1 < mean_B = 1.2 but not < 1.2 − 0.2.
+  assert not V.better(a, [1.0, 1.2, 1.4])
+
+
+def test_flattened_compares_last_step_against_seed_std_of_last():
+  last = [1.8, 2.0, 2.2]                              # mean 2.0, std 0.2
+  assert not V.flattened([[2.8, 3.0, 3.2], last])     # moved 1.0 > 0.2
+  assert V.flattened([[2.0, 2.1, 2.2], last])         # moved 0.1 < 0.2
+  # The std is the last evaluation's, not the previous one's: a noisy
+  # previous step must not make a still-moving curve look flat.
+  assert not V.flattened([[1.7, 2.1, 2.5], [1.99, 2.0, 2.01]])
+  # Only the last two evaluations count.
+  assert V.flattened([[9.0, 9.0, 9.1], [2.0, 2.1, 2.2], last])
+  with pytest.raises(ValueError, match=">= 2 evaluations"):
+    V.flattened([last])
+
+
+def test_write_claim_refuses_unknown_verdict(tmp_path, monkeypatch):
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  kw = dict(paper_figure="p", metric="m", budget="b", seeds=[0, 1, 2],
+            verdict_reason="r", our_figure="o")
+  with pytest.raises(ValueError, match="verdict='better'"):
+    V.write_claim("000", "x", [], verdict="better", **kw)
+  path = V.write_claim("000", "x", [{"arm": "a", "seed": 0, "step": 1}],
+                       verdict=V.WITHIN_NOISE, **kw)
+  with open(path) as f:
+    d = json.load(f)
+  assert d["claim"]["verdict"] == "within noise"
+  assert d["rows"] == [{"arm": "a", "seed": 0, "step": 1}]
+
+
+def test_results_page_puts_every_claims_file_first(tmp_path):
+  res = tmp_path / "results"
+  res.mkdir()
+  machine = {"backend": "cpu", "device_kind": "cpu", "cpu_count": 2,
+             "device_count": 1, "jax": "0.10.2", "date": "2026-11-30"}
+  for paper, claim, verdict in (("000", "affine", "reproduced"),
+                                ("002", "lmd_vs_emd", "within noise")):
+    (res / f"claims_{paper}_{claim}.json").write_text(json.dumps({
+        "benchmark": f"claims_{paper}_{claim}", "command": "x.py",
+        "machine": machine, "rows": [],
+        "claim": {"paper": paper, "claim": claim, "paper_figure": "KL 0.07",
+                  "metric": "m", "budget": "10 steps", "seeds": [0, 1, 2],
+                  "verdict": verdict, "verdict_reason": "because",
+                  "our_figure": "1 ± 0.1"}}))
+  (res / "gcm_moons.json").write_text(json.dumps({
+      "benchmark": "gcm_moons", "machine": machine, "rows": [{"a": 1}]}))
+  text = _load("make_results", "scripts", "make_results.py").render(str(res))
+  claims_at = text.index("## The papers' claims")
+  assert claims_at < text.index("## Distribution matching")
+  assert ("| 000 | affine | KL 0.07 | 1 ± 0.1 | 10 steps | **reproduced** |"
+          in text)
+  assert "| 002 | lmd_vs_emd |" in text            # the other branch's files
+  assert "### claims_000_affine" not in text        # not repeated below
