@@ -29,10 +29,10 @@ python benchmarks/claims/consistency.py --claim=toy_diagnostics|quality|gc_only
   `quality`), and the toy and digits rows of results/consistency_quality.json.
 * gc_only — (d) GC-only (μ = 1) divergence vs the fixed discretisation,
   on the checkerboard:
-  `python benchmarks/claims/consistency.py --claim=gc_only`
+  `python benchmarks/claims/consistency.py --claim=gc_only --steps=1500`
   μ = 1 with the iCT curriculum N: 10 → 1280 vs μ = 1 with N fixed at 10
-  (the paper gives no fixed N; we take the curriculum's start), 3,000
-  steps, 1-step Sinkhorn of 2,000 EMA samples every 1/10 of the budget.
+  (the paper gives no fixed N; we take the curriculum's start), 1,500
+  steps (`--steps=1500`), 1-step Sinkhorn of 2,000 EMA samples every 1/10 of the budget.
   Reproduced if every curriculum seed diverges (last value > 1.5× the
   run's minimum) and no fixed-N seed does.
 
@@ -41,7 +41,6 @@ Writes results/claims_001_<claim>.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 import time
@@ -193,12 +192,7 @@ def _verdict_transport(rows, sigmas, seeds, steps, c_ic, c_ot, budget):
                                          if r["sigma"] == s]) for s in big}
   worst = max(big, key=lambda s: per_sigma[f"{s:.3g}"]["mean"])
   lo_s, hi_s = big[0], big[-1]
-  if holds:
-    verdict = V.REPRODUCED
-  elif not flat:
-    verdict = V.NOT_REACHED
-  else:
-    verdict = V.NOT_REPRODUCED
+  verdict = V.outcome(holds, flat)
   reason = (f"c_IC = {c_ic:.4g}, batch-OT (exact, {HELD_OUT} pairs) "
             f"c_OT = {c_ot:.4g}; GC c(σ) at σ = {lo_s:.3g}: "
             f"{V.format_summary(per_sigma[f'{lo_s:.3g}'])}, at σ = "
@@ -370,12 +364,7 @@ def claim_gc_only(seeds, args):
           for arm in arms}
   holds = (all(diverged["gc_only_curriculum"])
            and not any(diverged["gc_only_fixed_n"]))
-  if holds:
-    verdict = V.REPRODUCED
-  elif not all(flat.values()):
-    verdict = V.NOT_REACHED
-  else:
-    verdict = V.NOT_REPRODUCED
+  verdict = V.outcome(holds, all(flat.values()))
   final = {arm: V.summarize([r["sinkhorn"] for r in rows if r["arm"] == arm
                              and r["step"] == args.steps]) for arm in arms}
   best = {arm: V.summarize([min(r["sinkhorn"] for r in rows
@@ -405,18 +394,16 @@ CLAIMS = {"toy_diagnostics": claim_toy_diagnostics, "quality": claim_quality,
           "gc_only": claim_gc_only}
 
 
-def main():
-  ap = argparse.ArgumentParser()
-  ap.add_argument("--claim", required=True)
-  ap.add_argument("--seeds", default="0,1,2")
+def _add_args(ap):
   ap.add_argument("--steps", type=int, default=3000)
   ap.add_argument("--denoiser_steps", type=int, default=2000)
-  args = ap.parse_args()
-  if args.claim not in CLAIMS:
-    raise SystemExit(f"--claim={args.claim!r} is not one of {tuple(CLAIMS)}")
+
+
+def main():
+  args = V.parse_args(CLAIMS, _add_args)
   if args.steps < 5:
     raise SystemExit(f"--steps={args.steps} must be >= 5 (five evaluations)")
-  CLAIMS[args.claim]([int(s) for s in args.seeds.split(",")], args)
+  CLAIMS[args.claim](args.seeds, args)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,6 @@ budget" (PROTOCOL.md). Writes results/claims_000_<claim>.json.
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
@@ -114,12 +113,7 @@ def claim_affine(seeds):
           for m in ("mean_err", "cov_rel_err")}
   sm = V.summarize([r["mean_err"] for r in final])
   sc = V.summarize([r["cov_rel_err"] for r in final])
-  if passed:
-    verdict = V.REPRODUCED
-  elif not all(flat.values()):
-    verdict = V.NOT_REACHED
-  else:
-    verdict = V.NOT_REPRODUCED
+  verdict = V.outcome(passed, all(flat.values()))
   reason = (f"final mean error {V.format_summary(sm)}, covariance error "
             f"{V.format_summary(sc)} (threshold {AFFINE_TOL} for every seed; "
             f"every seed below: {passed}); curves flattened: {flat}; "
@@ -148,12 +142,7 @@ def claim_moons(seeds):
   flat = V.flattened(V.curve_of(rows, "moons_ot", "upper_share"))
   s = V.summarize([r["upper_share"] for r in final])
   son = V.summarize([r["on_moon"] for r in final])
-  if passed:
-    verdict = V.REPRODUCED
-  elif not flat:
-    verdict = V.NOT_REACHED
-  else:
-    verdict = V.NOT_REPRODUCED
+  verdict = V.outcome(passed, flat)
   reason = (f"upper-moon share {V.format_summary(s)}, per seed "
             f"{[round(r['upper_share'], 4) for r in final]} (band "
             f"[{lo}, {hi}] for every seed: {passed}); curve flattened: "
@@ -203,14 +192,8 @@ CLAIMS = {"affine": claim_affine, "moons": claim_moons,
 
 
 def main():
-  ap = argparse.ArgumentParser()
-  ap.add_argument("--claim", required=True)
-  ap.add_argument("--seeds", default="0,1,2")
-  args = ap.parse_args()
-  if args.claim not in CLAIMS:
-    raise SystemExit(f"--claim={args.claim!r} is not one of {tuple(CLAIMS)}")
-  seeds = [int(s) for s in args.seeds.split(",")]
-  print("wrote", CLAIMS[args.claim](seeds))
+  args = V.parse_args(CLAIMS)
+  print("wrote", CLAIMS[args.claim](args.seeds))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ per arm, seed and evaluation step) and a `claim` block (see README.md).
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import sys
@@ -27,7 +28,7 @@ from common import write_result  # noqa: E402  pylint: disable=g-import-not-at-t
 
 __all__ = ["REPRODUCED", "NOT_REPRODUCED", "WITHIN_NOISE", "NOT_REACHED",
            "NOT_TESTABLE", "summarize", "format_summary", "better",
-           "flattened", "write_claim"]
+           "flattened", "outcome", "parse_args", "write_claim"]
 
 REPRODUCED = "reproduced"
 NOT_REPRODUCED = "not reproduced"
@@ -87,6 +88,30 @@ def flattened(curve: Sequence[Sequence[float]]) -> bool:
   if last["n"] < 2:
     raise ValueError("flattened needs >= 2 seeds at the last evaluation")
   return abs(last["mean"] - prev["mean"]) < last["std"]
+
+
+def outcome(holds: bool, flat: bool) -> str:
+  """Verdict of a claim judged at the end of its budget: reproduced if it
+  holds; if not, "not reproduced" only when every curve has flattened,
+  else "not reached at this budget"."""
+  if holds:
+    return REPRODUCED
+  return NOT_REPRODUCED if flat else NOT_REACHED
+
+
+def parse_args(claims, add_args=None) -> argparse.Namespace:
+  """`--claim` (one of `claims`) and `--seeds` (comma-separated ints, into
+  `args.seeds` as a list), plus what `add_args(parser)` adds."""
+  ap = argparse.ArgumentParser()
+  ap.add_argument("--claim", required=True)
+  ap.add_argument("--seeds", default="0,1,2")
+  if add_args is not None:
+    add_args(ap)
+  args = ap.parse_args()
+  if args.claim not in claims:
+    raise SystemExit(f"--claim={args.claim!r} is not one of {tuple(claims)}")
+  args.seeds = [int(v) for v in args.seeds.split(",")]
+  return args
 
 
 def curve_of(rows: List[dict], arm: str, metric: str,
