@@ -1089,7 +1089,9 @@ def main(argv=None):
       cols = [k for k in ("variant", "loss", "arm", "seed", "dtype",
                           "ms_per_step", "img_per_s", "compile_s", "mfu",
                           "device_peak_bytes_in_use", "coupling_ms",
-                          "share_of_ot_step_bfloat16") if any(
+                          "share_of_ot_step_bfloat16", "steps",
+                          "fd_mnist@1", "fd_mnist@2", "fd_digits@1",
+                          "fd_digits@2") if any(
                               k in r for r in sec["rows"])]
       print(f"\n== {sec_name}")
       print_table(sec["rows"], cols)

@@ -32,6 +32,8 @@ SECTIONS = (
      ("consistency_", "ot_cost")),
     ("Train-step CPU time against an earlier commit (issue #15)",
      ("step_compare",)),
+    ("Train-step speed and a short quality run on one accelerator "
+     "(issue #15)", ("accelerator",)),
     ("Flow map matching (paper 002, issue #5)", ("fmm_",)),
     ("Distribution matching with generalized consistency models "
      "(paper 000, issue #6)", ("gcm_",)),
@@ -50,6 +52,11 @@ PAPER = {
         "IC per step when the endpoint forward runs on the ⌊μB⌋ GC samples "
         "only; the published code pays ~23% (endpoint on the whole batch)."),
     "ot_cost": ("Paper 001 gives no timing for the OT coupling."),
+    "accelerator": (
+        "Issue #15's GPU goal: 100k steps at batch 512 of "
+        "configs/cifar_gc.py in ≤ 3 h on one H100-class GPU, i.e. ≤ 108 "
+        "ms/step, and ≥ 33% bf16 MFU. Paper 001 trains CIFAR-10 for 100k "
+        "steps at batch 512 (its GPU time is not stated)."),
     "fmm_convergence": (
         "Paper 002: LMD converges about an order of magnitude faster than "
         "EMD (CIFAR-10 and ImageNet-32)."),
