@@ -97,3 +97,43 @@ def test_results_page_puts_every_claims_file_first(tmp_path):
           in text)
   assert "| 002 | lmd_vs_emd |" in text            # the other branch's files
   assert "### claims_000_affine" not in text        # not repeated below
+
+
+def _gcm_claims():
+  import sys  # pylint: disable=g-import-not-at-top
+  for d in (("benchmarks",), ("benchmarks", "claims")):
+    path = os.path.join(ROOT, *d)
+    if path not in sys.path:
+      sys.path.insert(0, path)
+  return _load("claims_gcm", "benchmarks", "claims", "gcm.py")
+
+
+def test_moon_shares_label_each_point_by_its_nearest_arc():
+  G = _gcm_claims()
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  th = np.linspace(0.05, np.pi - 0.05, 300)
+  upper = np.stack([np.cos(th), np.sin(th)], 1)
+  lower = np.stack([1.0 - np.cos(th), 0.5 - np.sin(th)], 1)
+  # One upper point per three lower ones; the lower moon's points lie
+  # close to the upper arc's centre region, so swapped labels would fail.
+  out = G.moon_shares(np.concatenate([upper[::3], lower]))
+  assert out["upper_share"] == pytest.approx(100 / 400)
+  assert out["on_moon"] == pytest.approx(1.0)
+  far = G.moon_shares(np.array([[0.0, 3.0], [1.0, -2.0]]))
+  assert far["upper_share"] == pytest.approx(0.5)   # (0, 3) is nearer the top
+  assert far["on_moon"] == 0.0
+
+
+def test_affine_score_is_the_mean_and_relative_covariance_error():
+  G = _gcm_claims()
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  mu = np.array([1.0, -1.0])
+  cov = np.array([[1.0, 0.5], [0.5, 1.0]])
+  # Two-point design with exact moments: mean mu + d, covariance 4·cov.
+  lchol = np.linalg.cholesky(cov)
+  e = np.array([[1.0, 1.0], [-1.0, -1.0], [1.0, -1.0], [-1.0, 1.0]])
+  d = np.array([0.3, 0.4])
+  x = mu + d + 2.0 * e @ lchol.T * np.sqrt(3.0 / 4.0)
+  s = G.affine_score(mu, cov)(x)
+  assert s["mean_err"] == pytest.approx(0.5)       # |(0.3, 0.4)|
+  assert s["cov_rel_err"] == pytest.approx(3.0)    # ‖4Σ − Σ‖/‖Σ‖
