@@ -1,11 +1,13 @@
 """The faster iCT train step computes what the earlier formulation did.
 
-Two things changed for CPU speed (issue 15): the UNet's 2-tap FIR
+Three things changed for CPU speed (issue 15): the UNet's 2-tap FIR
 resampling is a reshape/broadcast instead of a grouped (depthwise)
-convolution, and the step is compiled with `train.step_compiler_options()`
-(convolutions on XLA's own emitters instead of YNNPACK). The reference
-formulation is kept here: the grouped convolutions exactly as the UNet wrote
-them before, compiled with XLA's default options.
+convolution, the step is compiled with `train.step_compiler_options()`
+(convolutions on XLA's own emitters instead of YNNPACK), and GroupNorm is the
+UNet's own module (two-stage sums) instead of `flax.linen.GroupNorm`. The
+reference formulation is kept here: the grouped convolutions exactly as the
+UNet wrote them before and Flax's GroupNorm, compiled with XLA's default
+options.
 
 Tolerances: the resamplers are compared bit-for-bit where only exact
 multiplications by powers of two are involved, otherwise to 1e-6; the loss
@@ -14,6 +16,7 @@ leaf's largest entry (float32, a different convolution algorithm sums in a
 different order).
 """
 
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -80,10 +83,17 @@ def test_step_compiler_options_keep_convolution_gradients(key):
                                atol=1e-5 * float(jnp.max(jnp.abs(b))))
 
 
+def _ref_group_norm(channels, eps, dtype, param_dtype, name):
+  """The earlier formulation: Flax's GroupNorm (same parameter names)."""
+  return nn.GroupNorm(num_groups=min(32, channels // 4), epsilon=eps,
+                      dtype=dtype, param_dtype=param_dtype, name=name)
+
+
 def _loss_and_grads(config, monkeypatch, *, reference: bool):
   if reference:
     monkeypatch.setattr(unet, "downsample_2d", _ref_downsample)
     monkeypatch.setattr(unet, "upsample_2d", _ref_upsample)
+    monkeypatch.setattr(unet, "_group_norm", _ref_group_norm)
   run = train.build(config)
   state = run.init_state()
   # A non-zero network (the output conv starts at exactly 0): one

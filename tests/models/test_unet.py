@@ -1,5 +1,6 @@
 """Tests for gcflow_jax.models.unet (EDM SongUNet, DDPM++ / NCSN++)."""
 
+import flax.linen as flax_nn
 import jax
 import jax.numpy as jnp
 import ml_collections
@@ -321,3 +322,54 @@ def test_ncsn_filter_preserves_affine_images_inside():
                              atol=1e-5)
   back = np.asarray(unet.downsample_2d(unet.upsample_2d(x, f), f))
   np.testing.assert_allclose(back[:, 1:-1, 1:-1], x[:, 1:-1, 1:-1], atol=1e-5)
+
+
+@pytest.mark.parametrize("shape", [(3, 8, 8, 16), (2, 4, 6, 32), (2, 5, 64)])
+def test_group_norm_matches_flax(x64, shape):
+  # Same parameters and maths as flax.linen.GroupNorm (the two-stage sums
+  # only change the summation order): float64 to 1e-12. Per-channel scale
+  # and bias, a non-zero mean and unequal group statistics catch a wrong
+  # group assignment (e.g. channels grouped with stride G instead of in
+  # contiguous blocks), a missing mean or a variance without the mean term.
+  del x64
+  c = shape[-1]
+  groups = min(32, c // 4)
+  k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+  x = (3.0 + jnp.linspace(0.5, 4.0, c, dtype=jnp.float64)
+       * jax.random.normal(k1, shape, jnp.float64))
+  params = {"params": {
+      "scale": 1.0 + 0.3 * jax.random.normal(k2, (c,), jnp.float64),
+      "bias": 0.2 * jax.random.normal(k3, (c,), jnp.float64)}}
+  kw = dict(num_groups=groups, epsilon=1e-6, dtype=jnp.float64,
+            param_dtype=jnp.float64)
+  ours = unet.GroupNorm(**kw)
+  ref = flax_nn.GroupNorm(**kw)
+  assert (jax.tree_util.tree_structure(ours.init(k1, x))
+          == jax.tree_util.tree_structure(ref.init(k1, x)))
+  g = jax.random.normal(jax.random.fold_in(k1, 1), shape, jnp.float64)
+  y, vjp = jax.vjp(ours.apply, params, x)
+  y_ref, vjp_ref = jax.vjp(ref.apply, params, x)
+  np.testing.assert_allclose(y, y_ref, rtol=0, atol=1e-12)
+  for a, b in zip(jax.tree_util.tree_leaves(vjp(g)),
+                  jax.tree_util.tree_leaves(vjp_ref(g))):
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-10)
+  # Per group: zero mean and unit variance before the affine map.
+  z = (y - params["params"]["bias"]) / params["params"]["scale"]
+  zg = z.reshape(shape[0], -1, groups, c // groups)
+  np.testing.assert_allclose(zg.mean(axis=(1, 3)), 0.0, atol=1e-10)
+  np.testing.assert_allclose(zg.var(axis=(1, 3)), 1.0, atol=1e-4)
+
+
+def test_group_norm_bf16_statistics_in_float32(key):
+  # bf16 in and out, statistics and normalisation in float32: equal to
+  # Flax's GroupNorm (which promotes likewise) up to one bf16 rounding.
+  x = (1.0 + jax.random.normal(key, (2, 8, 8, 16))).astype(jnp.bfloat16)
+  kw = dict(num_groups=4, epsilon=1e-6, dtype=jnp.bfloat16)
+  params = unet.GroupNorm(**kw).init(key, x)
+  y = unet.GroupNorm(**kw).apply(params, x)
+  y_ref = flax_nn.GroupNorm(**kw).apply(params, x)
+  assert y.dtype == jnp.bfloat16
+  np.testing.assert_allclose(y.astype(jnp.float32),
+                             y_ref.astype(jnp.float32), rtol=1e-2, atol=1e-2)
+  with pytest.raises(ValueError, match="num_groups=3"):
+    unet.GroupNorm(num_groups=3).init(key, jnp.zeros((1, 2, 2, 16)))
