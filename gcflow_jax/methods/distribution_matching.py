@@ -95,14 +95,18 @@ consistency target back by only Δt per cycle.
 from __future__ import annotations
 
 import math
-from typing import Any, Callable, NamedTuple, Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
-import optax
 
 from gcflow_jax.math import couplings
 from gcflow_jax.math import interpolants as interp_lib
+from gcflow_jax.methods.alternation import is_f_phase
+from gcflow_jax.methods.alternation import make_optimizer_wrapper
+from gcflow_jax.methods.alternation import phase_gate
+from gcflow_jax.methods.alternation import PhaseGateState
+from gcflow_jax.methods.alternation import SCHEDULES
 from gcflow_jax.methods.base import Method
 from gcflow_jax.models import generators as gen_lib
 from gcflow_jax.models import make_network
@@ -117,7 +121,6 @@ __all__ = [
     "validate_config", "needs_teacher",
 ]
 
-SCHEDULES = ("alternating", "joint")
 COUPLINGS = ("random", "ot")
 TARGET_UPDATES = ("ema", "sync")
 TIME_DISTS = ("uniform", "discrete", "logit_normal")
@@ -141,101 +144,6 @@ def _sq_mean(a: jax.Array) -> jax.Array:
 
 def _sq_sum(a: jax.Array) -> jax.Array:
   return jnp.sum(jnp.square(a).reshape(a.shape[0], -1), axis=1)
-
-
-# ---------------------------------------------------------------------------
-# Alternation: phases and the optimizer gate.
-# ---------------------------------------------------------------------------
-
-
-def is_f_phase(step: jax.Array, t_f: int, t_g: int) -> jax.Array:
-  """True when update number `step` (0-based) belongs to an f phase.
-
-  Update k trains f iff k mod (T_f + T_g) < T_f: T_f updates of f, then T_g
-  of g, repeated.
-
-  Args:
-    step: int scalar (traced or not), the number of updates done so far.
-    t_f: T_f > 0.
-    t_g: T_g > 0.
-  Returns:
-    bool scalar.
-  """
-  return (jnp.asarray(step) % (t_f + t_g)) < t_f
-
-
-class PhaseGateState(NamedTuple):
-  """State of `phase_gate`: updates seen so far and the inner state."""
-
-  count: jax.Array
-  inner_state: Any
-
-
-def phase_gate(inner: optax.GradientTransformation, t_f: int, t_g: int,
-               phase: str) -> optax.GradientTransformationExtraArgs:
-  """Runs `inner` only on the updates of one alternation phase.
-
-  On update k (k = `count`, counting every call), the gate is active iff
-  `is_f_phase(k, t_f, t_g)` equals `phase == 'f'`. Active: `inner`'s updates
-  and new state. Inactive: zero updates and the *old* inner state (so Adam's
-  moments and step count are not advanced by the frozen network's
-  gradients). Selection is by `jnp.where`: jit-safe, nothing recompiles.
-
-  Args:
-    inner: the transformation to gate (e.g. the trainer's Adam).
-    t_f, t_g: phase lengths.
-    phase: 'f' (active on the first T_f updates of each cycle) or 'g'.
-  Returns:
-    A GradientTransformationExtraArgs with `PhaseGateState`.
-  """
-  if phase not in ("f", "g"):
-    raise ValueError(f"phase={phase!r} is not one of ('f', 'g')")
-  inner = optax.with_extra_args_support(inner)
-
-  def init_fn(params):
-    return PhaseGateState(count=jnp.zeros((), jnp.int32),
-                          inner_state=inner.init(params))
-
-  def update_fn(updates, state, params=None, **extra_args):
-    f_now = is_f_phase(state.count, t_f, t_g)
-    active = f_now if phase == "f" else jnp.logical_not(f_now)
-    new_updates, new_inner = inner.update(updates, state.inner_state, params,
-                                          **extra_args)
-    out = jax.tree_util.tree_map(
-        lambda u: jnp.where(active, u, jnp.zeros_like(u)), new_updates)
-    kept = jax.tree_util.tree_map(
-        lambda n, o: jnp.where(active, n, o), new_inner, state.inner_state)
-    return out, PhaseGateState(count=state.count + 1, inner_state=kept)
-
-  return optax.GradientTransformationExtraArgs(init_fn, update_fn)
-
-
-def make_optimizer_wrapper(t_f: int, t_g: int, schedule: str = "alternating",
-                           g_lr_mult: float = 1.0
-                           ) -> Callable[[optax.GradientTransformation],
-                                         optax.GradientTransformation]:
-  """Returns wrap(tx): one copy of `tx` per network over params {'f', 'g'}.
-
-  Each network gets its own copy of the trainer's optimizer (own moments,
-  own global-norm clip, own schedule count: in 'alternating' the schedule
-  advances per update *of that network*). 'alternating' gates the copies
-  with `phase_gate`; 'joint' updates both every step. g's updates are
-  multiplied by `g_lr_mult`.
-  """
-  if schedule not in SCHEDULES:
-    raise ValueError(f"gcm.schedule={schedule!r} is not one of {SCHEDULES}")
-
-  def wrap(tx):
-    tx_g = tx if g_lr_mult == 1.0 else optax.chain(tx, optax.scale(g_lr_mult))
-    if schedule == "alternating":
-      branches = {"f": phase_gate(tx, t_f, t_g, "f"),
-                  "g": phase_gate(tx_g, t_f, t_g, "g")}
-    else:
-      branches = {"f": tx, "g": tx_g}
-    # {'f': 'f', 'g': 'g'} is a prefix of params {'f': ..., 'g': ...}.
-    return optax.partition(branches, {"f": "f", "g": "g"})
-
-  return wrap
 
 
 # ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from gcflow_jax.evaluation.fid import gaussian_statistics
 from gcflow_jax.evaluation.fid import inception_score_from_logits
 from gcflow_jax.evaluation.fid import kid_from_features
 from gcflow_jax.evaluation import inception
+from gcflow_jax.evaluation import inception_net
 
 # The submodule (the package attribute `evaluate` is the function).
 evaluate_lib = importlib.import_module("gcflow_jax.evaluation.evaluate")
@@ -164,7 +165,7 @@ def test_pytorch_resize_matches_half_pixel_upsampling():
 
 def test_avg_pool_excludes_padding():
   # The TF quirk: border averages ignore the zero padding.
-  y = inception._avg3(jnp.ones((1, 5, 5, 2)))
+  y = inception_net._avg3(jnp.ones((1, 5, 5, 2)))
   np.testing.assert_allclose(y, 1.0)
 
 

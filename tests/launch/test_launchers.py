@@ -1,5 +1,6 @@
 """Launchers: check the commands their --dry-run prints."""
 
+import os
 import subprocess
 
 from gcflow_jax import config_utils
@@ -12,10 +13,24 @@ def _run(*args):
   return proc.stdout
 
 
-def test_local_dry_run_defaults_to_embedded_job():
+FIRST = "-m gcflow_jax.main --config=configs/toy_gc.py --workdir=runs/toy"
+
+
+def test_local_dry_run_defaults_to_the_readme_first_command():
+  # The README's first command, the launcher's default and the flagship
+  # (iCT, GC coupling, mu = 0.5) are one and the same; flow matching is
+  # one flag away.
   out = _run("launch/local.sh", "--dry-run")
-  assert ("-m gcflow_jax.main --config=configs/toy_fm.py --workdir=runs/toy"
-          in out)
+  assert FIRST in out
+  with open(os.path.join(config_utils.repo_root(), "README.md")) as f:
+    readme = f.read()
+  first_block = readme.split("```bash\n", 1)[1].split("```", 1)[0]
+  assert FIRST in first_block
+  c = config_utils.load_config("configs/toy_gc.py")
+  assert (c.method, c.ict.coupling, c.ict.gc_mu) == ("ict", "gc", 0.5)
+  out = _run("launch/local.sh", "--dry-run", "--config=configs/toy_fm.py")
+  assert "--config=configs/toy_fm.py --workdir=runs/toy" in out
+  assert "toy_gc" not in out
 
 
 def test_tpu_pod_dry_run():

@@ -1,0 +1,230 @@
+r"""Regenerates the sample gallery (docs/gallery/) from real, short runs.
+
+python scripts/make_gallery.py [--workdir=runs/gallery] [--out=docs/gallery]
+    [--families=flow_matching,consistency,flow_maps,reflow,gcm]
+    [--num_samples=2000]
+
+One figure per method family, each a row of 2-D density plots: the data
+(and, for the distillation families, their flow-matching teacher), then
+samples at 1, 2 and 4 steps, each titled with its Sinkhorn divergence to
+fresh data (`gcflow_jax.evaluation`, the same number of samples; lower is
+better). Every run is the trainer on an existing config (`FAMILIES`; the
+overrides there shorten some runs), so a picture is what that config gives
+at that budget, not a best case. The consistency row is the README's first
+command (configs/toy_gc.py, unchanged), and its final sample plot is copied
+to docs/gallery/first_command.png, the picture the README shows.
+
+Runs are kept in --workdir: a run with a metrics.json is not trained again
+(delete it to retrain). The flow-matching run is configs/toy_fm.py itself,
+so the flow-map and reflow runs distil from it as their configs' teacher.
+Writes <family>.png and gallery.json (numbers, configs, budgets, machine)
+under --out; docs/gallery/README.md is generated from gallery.json.
+About 10 CPU minutes on 2 idle cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import shutil
+import sys
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+# family -> (title, config, overrides, steps shown, teacher column).
+# "{workdir}" in an override is replaced by --workdir.
+FAMILIES = {
+    "consistency": (
+        "iCT with generator-induced coupling (GC, μ = 0.5): the first "
+        "README command", "configs/toy_gc.py", {}, (1, 2, 4), False),
+    "flow_matching": (
+        "Flow matching (the teachers' method): Heun ODE steps",
+        "configs/toy_fm.py", {}, (1, 2, 4, 50), False),
+    "flow_maps": (
+        "Flow map matching (Lagrangian distillation of the teacher)",
+        "configs/checkerboard_fmm_lmd.py",
+        {"train.steps": 1000, "teacher.workdir": "{workdir}/flow_matching"},
+        (1, 2, 4), True),
+    "reflow": (
+        "Reflow (K = 1), initialised from the teacher",
+        "configs/checkerboard_reflow.py",
+        {"train.steps": 300, "reflow.pairs": "online",
+         "reflow.teacher_steps": 16,
+         "teacher.workdir": "{workdir}/flow_matching"},
+        (1, 2, 4), True),
+    "gcm": (
+        "Generalized consistency distribution matching: N(0, I) → moons "
+        "(one generator evaluation)",
+        "configs/gaussian_to_moons_gcm.py", {"train.steps": 1400}, (1,),
+        False),
+}
+TEACHER_STEPS = 50  # the teacher column: toy_fm.py's own sampler
+
+
+def _config(name: str, workdir: str):
+  from gcflow_jax import config_utils  # pylint: disable=g-import-not-at-top
+  _, spec, over, _, _ = FAMILIES[name]
+  c = config_utils.load_config(spec)
+  c.unlock()
+  for key, value in over.items():
+    node = c
+    *parents, leaf = key.split(".")
+    for p in parents:
+      node = node[p]
+    node[leaf] = (value.replace("{workdir}", workdir)
+                  if isinstance(value, str) else value)
+  c.lock()
+  return c
+
+
+def _samples(config, wd: str, steps, num: int, seed: int):
+  """{steps: [num, 2] samples} of the finished run in `wd` (eval params)."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from gcflow_jax import train  # pylint: disable=g-import-not-at-top
+  run = train.build(config)
+  state = train.restore_state(config, wd, run)
+  method = run.method
+  params = (method.eval_params(state.params, state.ema_params)
+            if method.eval_params is not None else state.ema_params)
+  return {k: train.generate(run, params, state.extras, num, k,
+                            jax.random.key(seed)) for k in steps}, run
+
+
+def _figure(path: str, title: str, panels) -> None:
+  """One row of 2-D histograms; panels = [(label, [N, 2] array)]."""
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from matplotlib.figure import Figure  # pylint: disable=g-import-not-at-top
+  from gcflow_jax.run_record import atomic_open  # pylint: disable=g-import-not-at-top
+  ref = panels[0][1]
+  lo, hi = np.percentile(ref, 0.5, axis=0), np.percentile(ref, 99.5, axis=0)
+  pad = 0.15 * (hi - lo)
+  box = [[lo[0] - pad[0], hi[0] + pad[0]], [lo[1] - pad[1], hi[1] + pad[1]]]
+  fig = Figure(figsize=(3.2 * len(panels), 3.6))
+  axes = fig.subplots(1, len(panels))
+  for ax, (label, x) in zip(np.atleast_1d(axes), panels):
+    ax.hist2d(x[:, 0], x[:, 1], bins=80, range=box, cmap="viridis")
+    ax.set_title(label, fontsize=9)
+    ax.set_aspect("equal")
+    ax.set_xticks([])
+    ax.set_yticks([])
+  fig.suptitle(title, fontsize=10)
+  fig.tight_layout()
+  with atomic_open(path, "wb") as f:
+    fig.savefig(f, format="png", dpi=72)
+
+
+def _readme(out: str, record) -> None:
+  lines = [
+      "# Sample gallery",
+      "",
+      "Generated by `python scripts/make_gallery.py` from short runs of the",
+      "configs below (do not edit by hand). Each row: the data (and the",
+      "flow-matching teacher for the distillation families), then samples",
+      "at 1, 2 and 4 steps, titled with the Sinkhorn divergence to fresh",
+      f"data ({record['num_samples']} samples each; lower is better). "
+      f"Made {record['machine']['date']} on {record['machine']['cpus']} CPUs "
+      f"(load average {record['machine']['load_average_1min']:.1f}).",
+      "",
+  ]
+  for name, r in record["families"].items():
+    scores = ", ".join(f"{k} step{'s' if k != '1' else ''}: {v:.3f}"
+                       for k, v in r["sinkhorn"].items())
+    lines += [f"## {r['title']}", "",
+              f"`{r['config']}` {r['overrides'] or ''} ({r['train_steps']} "
+              f"steps, seed {r['seed']}). Sinkhorn: {scores}.", "",
+              f"![{name}]({name}.png)", ""]
+  with open(os.path.join(out, "README.md"), "w") as f:
+    f.write("\n".join(lines))
+
+
+def main():
+  p = argparse.ArgumentParser(description=__doc__,
+                              formatter_class=argparse.RawTextHelpFormatter)
+  p.add_argument("--workdir", default="runs/gallery")
+  p.add_argument("--out", default="docs/gallery")
+  p.add_argument("--families", default=",".join(FAMILIES))
+  p.add_argument("--num_samples", type=int, default=2000)
+  args = p.parse_args()
+  names = [n.strip() for n in args.families.split(",") if n.strip()]
+  bad = [n for n in names if n not in FAMILIES]
+  if bad:
+    raise SystemExit(f"--families: {bad} not in {tuple(FAMILIES)}")
+  os.chdir(ROOT)  # configs name their teachers relative to the checkout
+  from gcflow_jax import evaluation, train  # pylint: disable=g-import-not-at-top
+
+  os.makedirs(args.out, exist_ok=True)
+  path = os.path.join(args.out, "gallery.json")
+  record = {"families": {}}
+  # A partial rerun (--families) keeps the other families' entries.
+  if os.path.exists(path):
+    with open(path) as f:
+      record = json.load(f)
+  n = args.num_samples
+  # (A distillation run trains its teacher, the flow-matching row's run,
+  # first if it is missing: restore_teacher.)
+  for name in names:
+    title, spec, over, steps, with_teacher = FAMILIES[name]
+    wd = os.path.join(args.workdir, name)
+    config = _config(name, args.workdir)
+    if not os.path.exists(os.path.join(wd, "metrics.json")):
+      train.train_and_evaluate(config, wd)
+    samples, run = _samples(config, wd, steps, n, seed=1)
+    data = run.dataset.reference(2 * n)
+    ref, fresh = data[:n], data[n:]
+    panels = [("data", ref)]
+    if with_teacher:
+      tcfg = _config("flow_matching", args.workdir)
+      teacher, _ = _samples(tcfg, os.path.join(args.workdir, "flow_matching"),
+                            (TEACHER_STEPS,), n, seed=1)
+      panels.append((f"teacher ({TEACHER_STEPS} Heun steps)",
+                     teacher[TEACHER_STEPS]))
+    sink = {}
+    for k in steps:
+      sink[str(k)] = float(evaluation.evaluate(
+          samples[k], fresh, metrics=["sinkhorn"])["sinkhorn"])
+      label = "samples" if name == "gcm" else f"{k} step{'s' * (k > 1)}"
+      panels.append((f"{label}: Sinkhorn {sink[str(k)]:.3f}", samples[k]))
+    _figure(os.path.join(args.out, f"{name}.png"), title, panels)
+    if name == "consistency":
+      shutil.copyfile(os.path.join(wd, "samples_final.png"),
+                      os.path.join(args.out, "first_command.png"))
+    with open(os.path.join(wd, "metrics.json")) as f:
+      final = json.load(f)
+    record["families"][name] = {
+        "title": title, "config": spec,
+        "overrides": {k: v for k, v in over.items()
+                      if not k.startswith("teacher.")},
+        "train_steps": int(config.train.steps), "seed": int(config.seed),
+        "sinkhorn": sink, "train_sec": round(final["train_sec"], 1),
+        "final_eval": {k: v for k, v in final.items()
+                       if k.startswith("eval/")},
+    }
+    print(f"[{name}] sinkhorn {sink}", flush=True)
+    # Written after every family: an interrupted gallery keeps what it made.
+    _write_record(args.out, record, n)
+
+
+def _write_record(out: str, record, num_samples: int) -> None:
+  import jax  # pylint: disable=g-import-not-at-top
+  record["num_samples"] = num_samples
+  record["command"] = " ".join(["python"] + sys.argv)
+  record["machine"] = {
+      "platform": platform.platform(), "cpus": os.cpu_count(),
+      "jax": jax.__version__,
+      "date": datetime.datetime.now(datetime.timezone.utc).isoformat(
+          timespec="seconds"),
+      "load_average_1min": os.getloadavg()[0]}
+  path = os.path.join(out, "gallery.json")
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(record, f, indent=1)
+  os.replace(tmp, path)
+  _readme(out, record)
+
+
+if __name__ == "__main__":
+  main()
