@@ -64,11 +64,12 @@ def test_verdict_follows_the_protocol():
   teacher_kl = 0.1                                   # threshold 0.2
   fast = [[1.0, 0.19, 0.15, 0.15], [1.0, 0.18, 0.16, 0.16],
           [1.0, 0.25, 0.19, 0.18]]                   # 100, 100, 200
-  slow = [[1.0, 0.5, 0.3, 0.19], [1.0, 0.6, 0.2, 0.19],
-          [1.0, 0.5, 0.3, 0.2]]                      # 300, 200, 300
+  fast = [f + [f[-1]] for f in fast]                 # flat at the end
+  slow = [[1.0, 0.5, 0.3, 0.19, 0.19], [1.0, 0.6, 0.2, 0.19, 0.19],
+          [1.0, 0.5, 0.3, 0.2, 0.2]]                 # 300, 200, 300
   rows = [r for s in range(3) for r in _rows("lmd", s, fast[s])]
   rows += [r for s in range(3) for r in _rows("emd", s, slow[s])]
-  out = fmm_claims.summarise(rows, teacher_kl, 300)
+  out = fmm_claims.summarise(rows, teacher_kl, 400)
   assert out["threshold"] == pytest.approx(0.2)
   assert out["arms"]["lmd"]["steps_to_threshold"] == {0: 100, 1: 100, 2: 200}
   assert out["arms"]["emd"]["steps_to_threshold"] == {0: 300, 1: 200, 2: 300}
@@ -79,23 +80,30 @@ def test_verdict_follows_the_protocol():
   # swapped arms: EMD faster beyond noise
   swapped = [{**r, "arm": {"lmd": "emd", "emd": "lmd"}[r["arm"]]}
              for r in rows]
-  assert fmm_claims.summarise(swapped, teacher_kl, 300)["verdict"] == (
+  assert fmm_claims.summarise(swapped, teacher_kl, 400)["verdict"] == (
       "not reproduced")
   # overlapping bands
   close = [r for s in range(3) for r in _rows("lmd", s, fast[s])]
   close += [r for s in range(3) for r in _rows("emd", s, fast[(s + 1) % 3])]
-  assert fmm_claims.summarise(close, teacher_kl, 300)["verdict"] == (
+  assert fmm_claims.summarise(close, teacher_kl, 400)["verdict"] == (
       "within noise")
   # one EMD seed never reaches it: LMD reproduced; nobody: not reached
   never = [r for r in rows if not (r["arm"] == "emd" and r["seed"] == 2)]
-  never += _rows("emd", 2, [1.0, 0.5, 0.4, 0.3])
-  assert fmm_claims.summarise(never, teacher_kl, 300)["verdict"] == (
+  never += _rows("emd", 2, [1.0, 0.5, 0.4, 0.3, 0.3])
+  assert fmm_claims.summarise(never, teacher_kl, 400)["verdict"] == (
       "reproduced")
+  # a curve still falling at the end: the budget does not count
+  falling = [r for r in rows if not (r["arm"] == "emd" and r["step"] == 400)]
+  falling += [{**r, "step": 400, "value": r["value"] - 0.05} for r in rows
+              if r["arm"] == "emd" and r["step"] == 300]
+  out = fmm_claims.summarise(falling, teacher_kl, 400)
+  assert out["verdict"] == "not reached at this budget"
+  assert "would read: reproduced" in out["verdict_reason"]
   assert fmm_claims.summarise(rows, 0.01, 300)["verdict"] == (
       "not reached at this budget")
   # fewer than 3 seeds
   two = [r for r in rows if r["seed"] < 2]
-  assert fmm_claims.summarise(two, teacher_kl, 300)["verdict"] == (
+  assert fmm_claims.summarise(two, teacher_kl, 400)["verdict"] == (
       "not testable here")
 
 
