@@ -126,7 +126,10 @@ def test_smoke_stages_write_rows_and_claim_blocks(tmp_path, monkeypatch):
   fmm_claims.main(["students", "--arms=lmd,emd", "--seeds=0", *common])
   fmm_claims.main(["speed", "--ode_ks=1,2", "--repeats=1",
                    "--timing_samples=200", *common])
+  fmm_claims.main(["verdict", *common])          # recomputed from the rows
   out = json.loads((tmp_path / "claims_002_lmd_vs_emd.json").read_text())
+  assert [r["arm"] for r in out["summary"]] == ["emd", "lmd"]
+  assert "run_command" in out
   keys = {"arm", "seed", "step", "metric", "value", "sample_steps"}
   assert all(keys <= set(r) for r in out["rows"])
   # steps 0 and 4 (the end) at every K, step 2 at one step only

@@ -320,7 +320,7 @@ def stage_students(a):
   write_students(rows, runs, teacher_kl, a)
 
 
-def write_students(rows, runs, teacher_kl, a):
+def write_students(rows, runs, teacher_kl, a, extra=None):
   cfg = student_config("lmd", 0, a.steps, a)
   summary = summarise(rows, teacher_kl, a.steps)
   table = []
@@ -365,8 +365,9 @@ def write_students(rows, runs, teacher_kl, a):
                    "stop-gradient better" if better(fb, fa) else
                    "within noise")}
   return write_result("claims_002_lmd_vs_emd", rows, {
-      "claim": claim, "summary": summary, "ablation_stop_grad": ablation,
-      "teacher_kl": teacher_kl, "runs": runs, "args": vars(a)})
+      "claim": claim, "summary": table, "detail": summary,
+      "ablation_stop_grad": ablation, "teacher_kl": teacher_kl,
+      "runs": runs, "args": vars(a), **(extra or {})})
 
 
 def stage_verdict(a):
@@ -374,8 +375,9 @@ def stage_verdict(a):
   if not old:
     raise SystemExit("no results/claims_002_lmd_vs_emd.json")
   ns = argparse.Namespace(**old["args"])
-  print("wrote", write_students(old["rows"], old["runs"], old["teacher_kl"],
-                                ns))
+  print("wrote", write_students(
+      old["rows"], old["runs"], old["teacher_kl"], ns,
+      {"run_command": old.get("run_command", old["command"])}))
   del a
 
 
