@@ -176,7 +176,8 @@ def verdict(summary: Dict, budget: int):
   not_flat = [a for a in ("lmd", "emd") if not arms[a]["flat@1"]["flat"]]
   if not_flat:
     return "not reached at this budget", (
-        f"1-step KL curves still falling at the end ({not_flat}); "
+        f"1-step KL curves not flat at the end (last change >= seed std: "
+        f"{not_flat}); "
         f"{detail}" + (f"; would read: {result}" if result else ""))
   if result is None:
     return "not reached at this budget", detail
