@@ -106,9 +106,12 @@ def sampler(run, num: int, batch: int = 20_000):
 
 
 def train_curve(config, eval_every: int, score: Callable, num_samples: int,
-                eval_steps=(1,), log=print) -> List[dict]:
+                eval_steps=(1,), log=print,
+                full_every: Optional[int] = None) -> List[dict]:
   """Trains `config` for config.train.steps with the trainer's step and
-  evaluates the EMA params every `eval_every` steps (and at step 0)."""
+  evaluates the EMA params every `eval_every` steps (and at step 0) with
+  K in `eval_steps` sampling steps; with `full_every`, only the first K at
+  evaluations whose step is not a multiple of it (nor the last)."""
   run = train.build(config)
   rep = sharding.replicated(run.mesh)
   state = jax.jit(run.init_state, out_shardings=rep)()
@@ -123,7 +126,9 @@ def train_curve(config, eval_every: int, score: Callable, num_samples: int,
     row = {"step": step, "train_sec": seconds,
            "loss": float(np.mean(window)) if window else None,
            "load1": os.getloadavg()[0]}
-    for k in eval_steps:
+    full = (not full_every or step % full_every == 0
+            or step == config.train.steps)
+    for k in eval_steps if full else eval_steps[:1]:
       row[f"q@{k}"] = score(draw(state.ema_params, k, eval_key,
                                  state.extras))
     rows.append(row)

@@ -1,0 +1,513 @@
+r"""Paper 002 (flow map matching) claims on the 2-D checkerboard.
+
+python benchmarks/claims/fmm_claims.py teacher
+python benchmarks/claims/fmm_claims.py students [--arms=lmd,emd,lmd:stop_grad]
+    [--seeds=0,1,2] [--steps=1000] [--eval_every=100] [--full_every=500]
+python benchmarks/claims/fmm_claims.py speed [--repeats=5]
+python benchmarks/claims/fmm_claims.py verdict   # recompute from the rows
+
+The protocol is benchmarks/claims/PROTOCOL.md, section "Paper 002".
+
+* `teacher`: the flow-matching teacher configs/toy_fm.py:large (trained
+  first into runs/claims002/teacher_large if missing), scored with the
+  16-step Heun ODE: `kl_hist` (KL(data || model), 50×50 histograms on the
+  reference's bounding box, 100,000 samples), next to the same estimator's
+  floor (exact samples vs an independent reference draw, 3 draws).
+  Writes results/claims_002_teacher.json.
+* `students`: the LMD and EMD students of configs/checkerboard_fmm_lmd.py /
+  _emd.py (and the `:stop_grad` ablation of LMD) distilled from that
+  teacher with the shared trainer's compiled step, the same student
+  network, optimizer, data stream and keys per seed; every `eval_every`
+  steps the EMA parameters (decay 0.99, a ~100-step horizon, so the curve
+  shows the model at that step) are scored with `kl_hist` at one step, and
+  every `full_every` steps and at the end at 1/2/4/8 sampling steps.
+  Steps-to-threshold: the first evaluated step whose 1-step
+  KL is <= 2× the teacher's 16-step Heun KL. Each (arm, seed) is written as
+  soon as it finishes (a rerun skips the finished ones) and its final
+  state is saved under runs/claims002/<arm>_s<seed>.
+  Writes results/claims_002_lmd_vs_emd.json.
+* `speed`: the one-step LMD student (seed 0) vs the teacher ODE at matched
+  quality (the cheapest Heun step count whose KL is at most the student's),
+  samples/s, student and teacher calls interleaved. Run it pinned
+  (`taskset -c 1`); the load average is recorded with each row.
+  Writes results/claims_002_speed.json.
+
+Rows: one per (arm, seed, evaluation step, sample_steps) with keys arm,
+seed, step, metric, value, sample_steps; each file has a `claim` block
+(paper, claim, paper_figure, metric, budget, seeds, verdict,
+verdict_reason, our_figure). Verdict rules (PROTOCOL.md): "A better than
+B" needs mean_A + std_A < mean_B − std_B, and a budget counts only if every
+arm's curve has flattened (last two evaluations differ by less than the
+seed std of the last).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from typing import Dict, List, Optional, Sequence
+
+import numpy as np
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.dirname(HERE))
+from common import machine_info, print_table, read_result, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
+
+TEACHER_SPEC = "configs/toy_fm.py:large"
+TEACHER_DIR = os.path.join("runs", "claims002", "teacher_large")
+N = 100_000           # samples per kl_hist (and reference samples)
+TEACHER_STEPS = 16    # Heun steps of the teacher's reference KL
+FLOOR_FACTOR = 3.0    # the protocol's teacher target: KL <= 3 × floor
+THRESHOLD_FACTOR = 2.0
+KS = (1, 2, 4, 8)
+EMA_DECAY = 0.99
+METRIC = "kl_hist"
+
+
+# ------------------------------------------------------------ statistics --
+def mean_std(values: Sequence[float]) -> Dict[str, Optional[float]]:
+  """Mean, sample std (ddof=1; 0 for one value), min, max, n."""
+  v = np.asarray([x for x in values if x is not None], np.float64)
+  if v.size == 0:
+    return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
+  return {"mean": float(v.mean()),
+          "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+          "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+
+
+def better(a: Dict, b: Dict) -> bool:
+  """PROTOCOL.md: A better (lower) than B iff mean_A + std_A < mean_B −
+  std_B."""
+  return a["mean"] + a["std"] < b["mean"] - b["std"]
+
+
+def steps_to_threshold(curve: Sequence[Dict], threshold: float
+                       ) -> Optional[int]:
+  """First evaluated step whose value is <= threshold (None if never);
+  `curve`: rows {step, value} in any order."""
+  for r in sorted(curve, key=lambda r: r["step"]):
+    if r["value"] is not None and np.isfinite(r["value"]) \
+        and r["value"] <= threshold:
+      return r["step"]
+  return None
+
+
+def flattened(curves: Sequence[Sequence[Dict]]) -> Dict:
+  """PROTOCOL.md: an arm's curve has flattened if its last two evaluations
+  (seed means) differ by less than the seed std of the last one.
+  `curves`: one list of {step, value} per seed (same steps)."""
+  steps = sorted({r["step"] for c in curves for r in c})
+  if len(steps) < 2:
+    return {"flat": False, "last_change": None, "last_std": None}
+  at = {s: [r["value"] for c in curves for r in c if r["step"] == s]
+        for s in steps[-2:]}
+  prev, last = mean_std(at[steps[-2]]), mean_std(at[steps[-1]])
+  change = abs(last["mean"] - prev["mean"])
+  return {"flat": bool(change < last["std"]), "last_change": change,
+          "last_std": last["std"]}
+
+
+def _fmt_ms(s: Dict, digits: int = 3) -> str:
+  if s["mean"] is None:
+    return "n/a"
+  return (f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f} "
+          f"[{s['min']:.{digits}f}, {s['max']:.{digits}f}]")
+
+
+def summarise(rows: List[Dict], teacher_kl: float, budget: int) -> Dict:
+  """Per arm: final kl@K (mean ± std over seeds), flattening at 1 step,
+  steps to the threshold per seed; and the LMD-vs-EMD verdict."""
+  threshold = THRESHOLD_FACTOR * teacher_kl
+  arms = sorted({r["arm"] for r in rows})
+  out = {"threshold": threshold, "arms": {}}
+  for arm in arms:
+    seeds = sorted({r["seed"] for r in rows if r["arm"] == arm})
+    curve = {(s, k): [r for r in rows if r["arm"] == arm and r["seed"] == s
+                      and r["sample_steps"] == k] for s in seeds for k in KS}
+    last = max(r["step"] for r in rows if r["arm"] == arm)
+    final = {k: mean_std([r["value"] for s in seeds for r in curve[(s, k)]
+                          if r["step"] == last]) for k in KS}
+    reach = {s: steps_to_threshold(curve[(s, 1)], threshold) for s in seeds}
+    out["arms"][arm] = {
+        "seeds": seeds, "last_step": last,
+        "final": {f"kl@{k}": final[k] for k in KS},
+        "flat@1": flattened([curve[(s, 1)] for s in seeds]),
+        "steps_to_threshold": reach,
+        "steps_to_threshold_stats": mean_std(list(reach.values()))
+        if all(v is not None for v in reach.values()) else None}
+  out["verdict"], out["verdict_reason"] = verdict(out, budget)
+  return out
+
+
+def verdict(summary: Dict, budget: int):
+  """LMD reaches the threshold in fewer steps than EMD (PROTOCOL.md)."""
+  arms = summary["arms"]
+  if "lmd" not in arms or "emd" not in arms:
+    return "not testable here", "LMD or EMD rows missing"
+  lmd, emd = arms["lmd"], arms["emd"]
+  if min(len(lmd["seeds"]), len(emd["seeds"])) < 3:
+    return ("not testable here", f"fewer than 3 seeds (LMD {lmd['seeds']}, "
+            f"EMD {emd['seeds']})")
+  thr = summary["threshold"]
+  l_s, e_s = lmd["steps_to_threshold_stats"], emd["steps_to_threshold_stats"]
+  if l_s is None and e_s is None:
+    result, detail = None, (
+        f"neither arm's 1-step KL reached the threshold {thr:.4f} (2× the "
+        f"teacher's) on every seed within {budget} steps (LMD "
+        f"{lmd['steps_to_threshold']}, EMD {emd['steps_to_threshold']})")
+  elif e_s is None:
+    result, detail = "reproduced", (
+        f"LMD reached the threshold {thr:.4f} on every seed (steps "
+        f"{_fmt_ms(l_s, 0)}); EMD not on every seed within {budget} steps "
+        f"({emd['steps_to_threshold']})")
+  elif l_s is None:
+    result, detail = "not reproduced", (
+        f"EMD reached the threshold {thr:.4f} on every seed (steps "
+        f"{_fmt_ms(e_s, 0)}); LMD not on every seed within {budget} steps "
+        f"({lmd['steps_to_threshold']})")
+  else:
+    detail = (f"steps to 1-step KL <= {thr:.4f}: LMD {_fmt_ms(l_s, 0)}, "
+              f"EMD {_fmt_ms(e_s, 0)}")
+    result = ("reproduced" if better(l_s, e_s) else
+              "not reproduced" if better(e_s, l_s) else "within noise")
+  # PROTOCOL.md: a budget counts only if every arm's curve has flattened.
+  not_flat = [a for a in ("lmd", "emd") if not arms[a]["flat@1"]["flat"]]
+  if not_flat:
+    return "not reached at this budget", (
+        f"1-step KL curves not flat at the end (last change >= seed std: "
+        f"{not_flat}); "
+        f"{detail}" + (f"; would read: {result}" if result else ""))
+  if result is None:
+    return "not reached at this budget", detail
+  return result, detail
+
+
+# ---------------------------------------------------------------- stages --
+def _jax_imports():
+  """Heavy imports, only for the stages that train or sample."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  import fmm_convergence
+  from gcflow_jax import checkpoint as ckpt_lib
+  from gcflow_jax import evaluation, train
+  from gcflow_jax.methods import flow_maps
+  return jax, fmm_convergence, ckpt_lib, evaluation, train, flow_maps
+
+
+def teacher_overrides(a) -> Dict[str, object]:
+  return {"teacher.config": a.teacher_config,
+          "teacher.workdir": a.teacher_workdir}
+
+
+def stage_teacher(a):
+  jax, fc, _, evaluation, train, flow_maps = _jax_imports()
+  tcfg = fc.load(a.teacher_config)
+  t0 = time.perf_counter()
+  # The students' own teacher (EMA parameters; trained first if missing).
+  teacher = train.restore_teacher(student_config("lmd", 0, a.steps, a), (2,))
+  dataset = fc.data.make_dataset(tcfg.data, 0)
+  reference = dataset.reference(a.num_samples)
+  floors = [evaluation.kl_hist_2d(
+      dataset.global_batch(10**6 + i, a.num_samples), reference)
+            for i in range(3)]
+  floor = mean_std(floors)
+  ode = jax.jit(flow_maps.make_teacher_ode_sampler(
+      teacher.velocity, (2,), "heun"), static_argnums=(2, 3))
+  key = jax.random.key(2024)
+  rows = []
+  for k in a.teacher_ks:
+    x = np.concatenate([np.asarray(ode(
+        teacher.params, jax.random.fold_in(key, i), a.num_samples // 5, k))
+                        for i in range(5)])
+    rows.append({"arm": "teacher", "seed": tcfg.seed,
+                 "step": teacher.step, "metric": METRIC,
+                 "value": evaluation.kl_hist_2d(x, reference),
+                 "sample_steps": k, "solver": "heun", "nfe": 2 * k})
+    print_table(rows[-1:], ["arm", "sample_steps", "value"])
+  kl = next(r["value"] for r in rows if r["sample_steps"] == TEACHER_STEPS)
+  ratio = kl / floor["mean"]
+  reached = ratio <= FLOOR_FACTOR
+  num_params = sum(x.size for x in jax.tree_util.tree_leaves(teacher.params))
+  budget = (f"{tcfg.train.steps} steps × batch {tcfg.train.batch_size}, MLP "
+            f"{tuple(tcfg.model.mlp.hidden)} ({num_params:,} params), Adam "
+            f"lr {tcfg.optim.lr} cosine, EMA {tcfg.ema.decay}")
+  claim = {
+      "paper": "002", "claim": "checkerboard flow-matching teacher within "
+      f"{FLOOR_FACTOR:g}× of exact samples' kl_hist floor (precondition of "
+      "the LMD/EMD comparison)",
+      "paper_figure": "follow-up (Boffi et al. 2025) checkerboard KL 0.07 at "
+      "8 steps with a ~1M-parameter MLP (self-distillation, not a teacher)",
+      "metric": f"kl_hist 50×50, {a.num_samples:,} samples, Heun "
+                f"{TEACHER_STEPS} steps",
+      "budget": budget, "seeds": [tcfg.seed],
+      "verdict": "reproduced" if reached else "not reached at this budget",
+      "verdict_reason": (f"teacher KL {kl:.4f} = {ratio:.1f}× the floor "
+                         f"{floor['mean']:.4f} ± {floor['std']:.4f} "
+                         f"(target <= {FLOOR_FACTOR:g}×); the previous "
+                         "teacher (configs/toy_fm.py) scored 0.355"),
+      "our_figure": f"{kl:.4f} (floor {floor['mean']:.4f})"}
+  print(claim["verdict_reason"])
+  print("wrote", write_result("claims_002_teacher", rows, {
+      "claim": claim, "floor": {**floor, "draws": floors},
+      "teacher": {"config": TEACHER_SPEC, "workdir": TEACHER_DIR,
+                  "num_params": num_params,
+                  "wall_sec_this_command": time.perf_counter() - t0},
+      "args": vars(a)}))
+
+
+def _student_workdir(arm: str, seed: int) -> str:
+  return os.path.join("runs", "claims002",
+                      f"{arm.replace(':', '_')}_s{seed}")
+
+
+def student_config(arm: str, seed: int, steps: int, a):
+  _, fc, *_ = _jax_imports()
+  name, _, variant = arm.partition(":")
+  spec = f"configs/checkerboard_fmm_{name}.py" + (f":{variant}" if variant
+                                                   else "")
+  return fc.load(spec, {"train.steps": steps, "seed": seed,
+                        "ema.decay": EMA_DECAY, "train.plot": False,
+                        **teacher_overrides(a)})
+
+
+def stage_students(a):
+  jax, fc, ckpt_lib, *_ = _jax_imports()
+  teacher = read_result("claims_002_teacher")
+  if not teacher:
+    raise SystemExit("run the `teacher` stage first (its KL sets the "
+                     "threshold)")
+  teacher_kl = next(r["value"] for r in teacher["rows"]
+                    if r["sample_steps"] == TEACHER_STEPS)
+  old = read_result("claims_002_lmd_vs_emd")
+  budget = ("steps", "eval_every", "full_every", "num_samples",
+            "teacher_config", "teacher_workdir")
+  if old and any(old["args"].get(k) != getattr(a, k) for k in budget):
+    raise SystemExit(
+        "results/claims_002_lmd_vs_emd.json holds runs of another budget ("
+        + ", ".join(f"{k}={old['args'].get(k)}" for k in budget)
+        + "); move it away first (its rows would be mixed or lost)")
+  rows = list(old.get("rows", []))
+  runs = dict(old.get("runs", {}))
+  for seed in a.seeds:
+    for arm in a.arms:
+      if any(r["arm"] == arm and r["seed"] == seed for r in rows):
+        print(f"{arm} seed {seed}: already in the results, skipped")
+        continue
+      config = student_config(arm, seed, a.steps, a)
+      ds_ref = fc.data.make_dataset(config.data, 0).reference(a.num_samples)
+      print(f"== {arm} seed {seed}: {a.steps} steps", flush=True)
+      t0 = time.perf_counter()
+      curve, _, state = fc.train_curve(
+          config, a.eval_every, fc.quality_fn(METRIC, ds_ref), a.num_samples,
+          eval_steps=KS, log=lambda s: print("  " + s, flush=True),
+          full_every=a.full_every)
+      for r in curve:
+        for k in (k for k in KS if f"q@{k}" in r):
+          rows.append({"arm": arm, "seed": seed, "step": r["step"],
+                       "metric": METRIC, "value": r[f"q@{k}"],
+                       "sample_steps": k, "train_loss": r["loss"],
+                       "train_sec": r["train_sec"], "load1": r["load1"]})
+      workdir = _student_workdir(arm, seed)
+      ck = ckpt_lib.Checkpointer(workdir)
+      ck.save(a.steps, state, force=True)
+      ck.close()
+      runs[f"{arm}/s{seed}"] = {"wall_sec": time.perf_counter() - t0,
+                                "workdir": workdir,
+                                "date": machine_info()["date"],
+                                "loadavg_at_end": os.getloadavg()}
+      write_students(rows, runs, teacher_kl, a)
+  write_students(rows, runs, teacher_kl, a)
+
+
+def write_students(rows, runs, teacher_kl, a, extra=None):
+  cfg = student_config("lmd", 0, a.steps, a)
+  summary = summarise(rows, teacher_kl, a.steps)
+  table = []
+  for arm, s in summary["arms"].items():
+    table.append({"arm": arm, "seeds": len(s["seeds"]),
+                  **{k: _fmt_ms(v) for k, v in s["final"].items()},
+                  "flat@1": s["flat@1"]["flat"],
+                  "steps_to_thr": str(s["steps_to_threshold"])})
+  print_table(table, ["arm", "seeds", *[f"kl@{k}" for k in KS], "flat@1",
+                      "steps_to_thr"])
+  arms = summary["arms"]
+  fig = "; ".join(f"{arm}: steps-to-threshold {arms[arm]['steps_to_threshold']}"
+                  f", final kl@1 {_fmt_ms(arms[arm]['final']['kl@1'])}"
+                  for arm in ("lmd", "emd") if arm in arms)
+  claim = {
+      "paper": "002",
+      "claim": "Lagrangian map distillation (LMD) reaches a fixed quality in "
+               "fewer training steps than Eulerian (EMD)",
+      "paper_figure": "Boffi et al. 2024, LMD vs EMD training curves "
+                      "(LMD about an order of magnitude faster, on images)",
+      "metric": f"steps until the 1-step {METRIC} (50×50, "
+                f"{a.num_samples:,} samples) <= "
+                f"{THRESHOLD_FACTOR:g}× the teacher's Heun-{TEACHER_STEPS} KL "
+                f"({teacher_kl:.4f}); kl at 1/2/4/8 steps",
+      "budget": (f"{a.steps} steps × batch {cfg.train.batch_size} per arm, "
+                 f"MLP {tuple(cfg.model.mlp.hidden)}, {cfg.optim.name} "
+                 f"{cfg.optim.lr} {cfg.optim.schedule}, EMA {EMA_DECAY}; "
+                 f"1-step KL every {a.eval_every} steps, 1/2/4/8 every "
+                 f"{a.full_every}; teacher {a.teacher_config}"),
+      "seeds": sorted({r["seed"] for r in rows}),
+      "verdict": summary["verdict"],
+      "verdict_reason": summary["verdict_reason"], "our_figure": fig}
+  ablation = None
+  if "lmd" in arms and "lmd:stop_grad" in arms:
+    fa, fb = arms["lmd"]["final"]["kl@1"], arms["lmd:stop_grad"]["final"][
+        "kl@1"]
+    ablation = {
+        "claim": "fmm.stop_grad_target (semi-gradient LMD) vs the paper's "
+                 "full-gradient LMD, 1-step kl at the end of the budget",
+        "lmd": _fmt_ms(fa), "lmd:stop_grad": _fmt_ms(fb),
+        "result": ("full gradient better" if better(fa, fb) else
+                   "stop-gradient better" if better(fb, fa) else
+                   "within noise")}
+  return write_result("claims_002_lmd_vs_emd", rows, {
+      "claim": claim, "summary": table, "detail": summary,
+      "ablation_stop_grad": ablation, "teacher_kl": teacher_kl,
+      "runs": runs, "args": vars(a), **(extra or {})})
+
+
+def stage_verdict(a):
+  old = read_result("claims_002_lmd_vs_emd")
+  if not old:
+    raise SystemExit("no results/claims_002_lmd_vs_emd.json")
+  ns = argparse.Namespace(**old["args"])
+  print("wrote", write_students(
+      old["rows"], old["runs"], old["teacher_kl"], ns,
+      {"run_command": old.get("run_command", old["command"])}))
+  del a
+
+
+def stage_speed(a):
+  jax, fc, _, _, train, flow_maps = _jax_imports()
+  old = read_result("claims_002_lmd_vs_emd")
+  if not old:
+    raise SystemExit("run the `students` stage first (LMD seed 0)")
+  steps = old["args"]["steps"]
+  config = student_config("lmd", 0, steps, a)
+  run = train.build(config)
+  state = train.restore_state(config, _student_workdir("lmd", 0), run)
+  score = fc.quality_fn(METRIC, run.dataset.reference(a.num_samples))
+  key = jax.random.key(7)
+  sample = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
+  ode = jax.jit(flow_maps.make_teacher_ode_sampler(
+      run.teacher.velocity, (2,), "heun"), static_argnums=(2, 3))
+
+  def student(n):
+    return sample(state.ema_params, key, n, 1, state.extras)
+
+  def teacher(k):
+    return lambda n: ode(run.teacher.params, key, n, k)
+
+  # Quality on num_samples; the teacher's step counts in increasing order
+  # until the first one at least as good as the one-step student (the
+  # cheapest match: more steps only cost more).
+  samplers = {"flow map K=1": (student, 1)}
+  quality = {"flow map K=1": score(student(a.num_samples))}
+  match = None
+  for k in a.ode_ks:
+    name = f"teacher Heun {k}"
+    samplers[name] = (teacher(k), 2 * k)
+    quality[name] = score(teacher(k)(a.num_samples))
+    print(f"{name}: {quality[name]:.4f} (student "
+          f"{quality['flow map K=1']:.4f})", flush=True)
+    if quality[name] <= quality["flow map K=1"]:
+      match = name
+      break
+  # Timing on timing_samples, interleaved: one call of each per round.
+  n = a.timing_samples
+  for fn, _ in samplers.values():
+    jax.block_until_ready(fn(n))          # compile for this size
+  times = {name: [] for name in samplers}
+  loads = []
+  for _ in range(a.repeats):
+    for name, (fn, _) in samplers.items():
+      t0 = time.perf_counter()
+      jax.block_until_ready(fn(n))
+      times[name].append(time.perf_counter() - t0)
+    loads.append(os.getloadavg()[0])
+  rows = [{"arm": name, "seed": 0, "step": steps, "metric": METRIC,
+           "value": quality[name], "sample_steps": nfe, "nfe": nfe,
+           "timing_samples": n, "sec_median": float(np.median(times[name])),
+           "samples_per_sec": n / float(np.median(times[name])),
+           "sec_all": times[name]}
+          for name, (_, nfe) in samplers.items()]
+  stu = rows[0]
+  if match:
+    m = next(r for r in rows if r["arm"] == match)
+    speedup = m["sec_median"] / stu["sec_median"]
+    verdict = "measured"
+    reason = (f"one-step LMD (KL {stu['value']:.4f}): "
+              f"{stu['samples_per_sec']:.3g} samples/s; cheapest teacher "
+              f"at least as good, {match} (KL {m['value']:.4f}): "
+              f"{m['samples_per_sec']:.3g} samples/s; speedup {speedup:.1f}× "
+              f"(load1 {min(loads):.1f}-{max(loads):.1f})")
+  else:
+    speedup = None
+    verdict = "not testable here"
+    reason = (f"no teacher step count in {a.ode_ks} is as good as the "
+              f"one-step student (KL {stu['value']:.4f}): no matched pair")
+  print_table(rows, ["arm", "nfe", "value", "sec_median", "samples_per_sec"])
+  print(reason, flush=True)
+  claim = {"paper": "002",
+           "claim": "a one-step flow map samples much faster than the "
+                    "teacher ODE at matched quality",
+           "paper_figure": "Boffi et al. 2024, sampling cost vs quality",
+           "metric": f"samples/s drawing {n:,} samples (median of "
+                     f"{a.repeats} interleaved rounds); quality {METRIC} "
+                     f"on {a.num_samples:,} samples",
+           "budget": f"LMD seed 0 of claims_002_lmd_vs_emd ({steps} steps)",
+           "seeds": [0], "verdict": verdict, "verdict_reason": reason,
+           "our_figure": f"{speedup:.1f}× vs {match}" if match else "n/a"}
+  print("wrote", write_result("claims_002_speed", rows, {
+      "claim": claim, "speedup": speedup, "load1_per_round": loads,
+      "affinity": sorted(os.sched_getaffinity(0)), "args": vars(a)}))
+
+
+def _csv(cast):
+  return lambda s: tuple(cast(x) for x in s.split(",") if x)
+
+
+def main(argv=None):
+  p = argparse.ArgumentParser(description=__doc__)
+  p.add_argument("stage", choices=("teacher", "students", "speed",
+                                   "verdict"))
+  p.add_argument("--arms", type=_csv(str), default=("lmd", "emd",
+                                                    "lmd:stop_grad"))
+  p.add_argument("--seeds", type=_csv(int), default=(0, 1, 2))
+  p.add_argument("--steps", type=int, default=1000)
+  p.add_argument("--eval_every", type=int, default=100,
+                 help="1-step kl every this many steps")
+  p.add_argument("--full_every", type=int, default=500,
+                 help="kl at every K of 1/2/4/8 every this many steps "
+                 "(and at the end)")
+  p.add_argument("--teacher_ks", type=_csv(int), default=(8, 16))
+  p.add_argument("--ode_ks", type=_csv(int), default=(1, 2, 4, 8, 16, 32))
+  p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--num_samples", type=int, default=N,
+                 help="samples per kl_hist (the protocol: 100,000)")
+  p.add_argument("--timing_samples", type=int, default=20_000,
+                 help="samples per timed call (speed)")
+  p.add_argument("--teacher_config", default=TEACHER_SPEC)
+  p.add_argument("--teacher_workdir", default=TEACHER_DIR)
+  a = p.parse_args(argv)
+  for name in ("num_samples", "timing_samples", "steps", "eval_every",
+               "full_every", "repeats"):
+    if getattr(a, name) < 1:
+      raise SystemExit(f"--{name}={getattr(a, name)} must be >= 1")
+  for arm in a.arms:
+    if arm not in ("lmd", "emd", "lmd:stop_grad", "direct", "progressive"):
+      raise SystemExit(f"--arms: {arm!r} is not one of ('lmd', 'emd', "
+                       "'lmd:stop_grad', 'direct', 'progressive')")
+  if TEACHER_STEPS not in a.teacher_ks:
+    raise SystemExit(f"--teacher_ks must contain {TEACHER_STEPS}")
+  {"teacher": stage_teacher, "students": stage_students,
+   "speed": stage_speed, "verdict": stage_verdict}[a.stage](a)
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,148 @@
+"""The paper-002 claims benchmark (benchmarks/claims/fmm_claims.py): its
+statistics and verdict rules against hand-computed answers, and a smoke run
+of the three stages on the smoke teacher."""
+
+import json
+import os
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "benchmarks", "claims"))
+
+import fmm_claims  # noqa: E402  pylint: disable=g-import-not-at-top
+
+
+def test_mean_std_is_the_sample_std():
+  s = fmm_claims.mean_std([1.0, 2.0, 3.0, None])
+  assert s["mean"] == pytest.approx(2.0)
+  assert s["std"] == pytest.approx(1.0)        # ddof=1 (ddof=0: 0.816)
+  assert (s["min"], s["max"], s["n"]) == (1.0, 3.0, 3)
+  assert fmm_claims.mean_std([5.0])["std"] == 0.0
+  assert fmm_claims.mean_std([None])["mean"] is None
+
+
+def test_better_needs_separated_one_std_bands():
+  a = {"mean": 1.0, "std": 0.5}
+  assert fmm_claims.better(a, {"mean": 2.01, "std": 0.5})
+  assert not fmm_claims.better(a, {"mean": 2.0, "std": 0.5})   # touching
+  assert not fmm_claims.better({"mean": 2.01, "std": 0.5}, a)  # direction
+
+
+def test_steps_to_threshold_is_the_first_crossing():
+  curve = [{"step": 20, "value": 0.1}, {"step": 0, "value": 1.0},
+           {"step": 10, "value": 0.3}, {"step": 30, "value": 0.5},
+           {"step": 5, "value": float("nan")}]
+  assert fmm_claims.steps_to_threshold(curve, 0.3) == 10    # <=, sorted
+  assert fmm_claims.steps_to_threshold(curve, 0.29) == 20
+  assert fmm_claims.steps_to_threshold(curve, 0.05) is None
+
+
+def test_flattened_compares_the_last_change_with_the_seed_std():
+  # seed means 0.50 -> 0.45 at the last step, std there 0.1: flat.
+  flat = [[{"step": 0, "value": 0.5}, {"step": 1, "value": 0.35}],
+          [{"step": 0, "value": 0.5}, {"step": 1, "value": 0.55}]]
+  f = fmm_claims.flattened(flat)
+  assert f["last_change"] == pytest.approx(0.05)
+  assert f["last_std"] == pytest.approx(np.std([0.35, 0.55], ddof=1))
+  assert f["flat"]
+  falling = [[{"step": 0, "value": 0.5}, {"step": 1, "value": 0.30}],
+             [{"step": 0, "value": 0.5}, {"step": 1, "value": 0.31}]]
+  assert not fmm_claims.flattened(falling)["flat"]
+
+
+def _rows(arm, seed, values_at_k1, ks=fmm_claims.KS):
+  """A curve with evaluations at steps 0, 100, 200, ...; kl@K = kl@1."""
+  return [{"arm": arm, "seed": seed, "step": 100 * i, "metric": "kl_hist",
+           "value": v, "sample_steps": k}
+          for i, v in enumerate(values_at_k1) for k in ks]
+
+
+def test_verdict_follows_the_protocol():
+  teacher_kl = 0.1                                   # threshold 0.2
+  fast = [[1.0, 0.19, 0.15, 0.15], [1.0, 0.18, 0.16, 0.16],
+          [1.0, 0.25, 0.19, 0.18]]                   # 100, 100, 200
+  fast = [f + [f[-1]] for f in fast]                 # flat at the end
+  slow = [[1.0, 0.5, 0.3, 0.19, 0.19], [1.0, 0.6, 0.2, 0.19, 0.19],
+          [1.0, 0.5, 0.3, 0.2, 0.2]]                 # 300, 200, 300
+  rows = [r for s in range(3) for r in _rows("lmd", s, fast[s])]
+  rows += [r for s in range(3) for r in _rows("emd", s, slow[s])]
+  out = fmm_claims.summarise(rows, teacher_kl, 400)
+  assert out["threshold"] == pytest.approx(0.2)
+  assert out["arms"]["lmd"]["steps_to_threshold"] == {0: 100, 1: 100, 2: 200}
+  assert out["arms"]["emd"]["steps_to_threshold"] == {0: 300, 1: 200, 2: 300}
+  # LMD 133 ± 58, EMD 267 ± 58: 191 < 209 -> reproduced.
+  assert out["verdict"] == "reproduced", out["verdict_reason"]
+  final = out["arms"]["lmd"]["final"]["kl@4"]
+  assert final["mean"] == pytest.approx(np.mean([0.15, 0.16, 0.18]))
+  # swapped arms: EMD faster beyond noise
+  swapped = [{**r, "arm": {"lmd": "emd", "emd": "lmd"}[r["arm"]]}
+             for r in rows]
+  assert fmm_claims.summarise(swapped, teacher_kl, 400)["verdict"] == (
+      "not reproduced")
+  # overlapping bands
+  close = [r for s in range(3) for r in _rows("lmd", s, fast[s])]
+  close += [r for s in range(3) for r in _rows("emd", s, fast[(s + 1) % 3])]
+  assert fmm_claims.summarise(close, teacher_kl, 400)["verdict"] == (
+      "within noise")
+  # one EMD seed never reaches it: LMD reproduced; nobody: not reached
+  never = [r for r in rows if not (r["arm"] == "emd" and r["seed"] == 2)]
+  never += _rows("emd", 2, [1.0, 0.5, 0.4, 0.3, 0.3])
+  assert fmm_claims.summarise(never, teacher_kl, 400)["verdict"] == (
+      "reproduced")
+  # a curve still falling at the end: the budget does not count
+  falling = [r for r in rows if not (r["arm"] == "emd" and r["step"] == 400)]
+  falling += [{**r, "step": 400, "value": r["value"] - 0.05} for r in rows
+              if r["arm"] == "emd" and r["step"] == 300]
+  out = fmm_claims.summarise(falling, teacher_kl, 400)
+  assert out["verdict"] == "not reached at this budget"
+  assert "would read: reproduced" in out["verdict_reason"]
+  assert fmm_claims.summarise(rows, 0.01, 300)["verdict"] == (
+      "not reached at this budget")
+  # fewer than 3 seeds
+  two = [r for r in rows if r["seed"] < 2]
+  assert fmm_claims.summarise(two, teacher_kl, 400)["verdict"] == (
+      "not testable here")
+
+
+def test_bad_arm_is_rejected_naming_the_allowed_ones():
+  with pytest.raises(SystemExit, match="'lmd:stop_grad'"):
+    fmm_claims.main(["students", "--arms=lmd,eulerian"])
+
+
+@pytest.mark.slow
+def test_smoke_stages_write_rows_and_claim_blocks(tmp_path, monkeypatch):
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  monkeypatch.chdir(tmp_path)
+  monkeypatch.setattr(fmm_claims, "TEACHER_STEPS", 2)
+  root_cfg = os.path.join(ROOT, "configs")
+  os.symlink(root_cfg, tmp_path / "configs")
+  common = ["--num_samples=500", "--teacher_config=configs/toy_fm.py:smoke",
+            f"--teacher_workdir={tmp_path / 'teacher'}", "--teacher_ks=2",
+            "--steps=4", "--eval_every=2"]
+  fmm_claims.main(["teacher", *common])
+  fmm_claims.main(["students", "--arms=lmd,emd", "--seeds=0", *common])
+  fmm_claims.main(["speed", "--ode_ks=1,2", "--repeats=1",
+                   "--timing_samples=200", *common])
+  fmm_claims.main(["verdict", *common])          # recomputed from the rows
+  out = json.loads((tmp_path / "claims_002_lmd_vs_emd.json").read_text())
+  assert [r["arm"] for r in out["summary"]] == ["emd", "lmd"]
+  assert "run_command" in out
+  keys = {"arm", "seed", "step", "metric", "value", "sample_steps"}
+  assert all(keys <= set(r) for r in out["rows"])
+  # steps 0 and 4 (the end) at every K, step 2 at one step only
+  assert len(out["rows"]) == 2 * (2 * len(fmm_claims.KS) + 1)
+  assert sorted(r["sample_steps"] for r in out["rows"]
+                if r["arm"] == "lmd" and r["step"] == 2) == [1]
+  with pytest.raises(SystemExit, match="another budget"):
+    fmm_claims.main(["students", "--arms=lmd", "--seeds=0", *common[:-1],
+                     "--eval_every=4"])
+  assert out["claim"]["verdict"] == "not testable here"    # one seed
+  for name in ("teacher", "speed"):
+    claim = json.loads((tmp_path / f"claims_002_{name}.json").read_text())[
+        "claim"]
+    assert set(claim) == {"paper", "claim", "paper_figure", "metric",
+                          "budget", "seeds", "verdict", "verdict_reason",
+                          "our_figure"}
