@@ -53,7 +53,9 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
+sys.path.insert(0, HERE)
 from common import machine_info, print_table, read_result, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
+import verdicts  # noqa: E402  pylint: disable=g-import-not-at-top
 
 TEACHER_SPEC = "configs/toy_fm.py:large"
 TEACHER_DIR = os.path.join("runs", "claims002", "teacher_large")
@@ -68,13 +70,12 @@ METRIC = "kl_hist"
 
 # ------------------------------------------------------------ statistics --
 def mean_std(values: Sequence[float]) -> Dict[str, Optional[float]]:
-  """Mean, sample std (ddof=1; 0 for one value), min, max, n."""
-  v = np.asarray([x for x in values if x is not None], np.float64)
-  if v.size == 0:
+  """`verdicts.summarize` (mean, sample std with ddof = 1, min, max, n) of
+  the values that are not None; all None when there are none."""
+  v = [x for x in values if x is not None]
+  if not v:
     return {"mean": None, "std": None, "min": None, "max": None, "n": 0}
-  return {"mean": float(v.mean()),
-          "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
-          "min": float(v.min()), "max": float(v.max()), "n": int(v.size)}
+  return verdicts.summarize(v)
 
 
 def better(a: Dict, b: Dict) -> bool:
@@ -95,17 +96,16 @@ def steps_to_threshold(curve: Sequence[Dict], threshold: float
 
 
 def flattened(curves: Sequence[Sequence[Dict]]) -> Dict:
-  """PROTOCOL.md: an arm's curve has flattened if its last two evaluations
-  (seed means) differ by less than the seed std of the last one.
-  `curves`: one list of {step, value} per seed (same steps)."""
+  """PROTOCOL.md's rule (`verdicts.flattened`) on an arm's curves, one list
+  of {step, value} per seed (same steps), with the numbers it compared."""
   steps = sorted({r["step"] for c in curves for r in c})
   if len(steps) < 2:
     return {"flat": False, "last_change": None, "last_std": None}
-  at = {s: [r["value"] for c in curves for r in c if r["step"] == s]
-        for s in steps[-2:]}
-  prev, last = mean_std(at[steps[-2]]), mean_std(at[steps[-1]])
-  change = abs(last["mean"] - prev["mean"])
-  return {"flat": bool(change < last["std"]), "last_change": change,
+  at = [[r["value"] for c in curves for r in c if r["step"] == s]
+        for s in steps[-2:]]
+  prev, last = mean_std(at[0]), mean_std(at[1])
+  return {"flat": bool(verdicts.flattened(at)) if last["n"] > 1 else False,
+          "last_change": abs(last["mean"] - prev["mean"]),
           "last_std": last["std"]}
 
 
