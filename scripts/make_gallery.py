@@ -47,12 +47,12 @@ FAMILIES = {
     "flow_maps": (
         "Flow map matching (Lagrangian distillation of the teacher)",
         "configs/checkerboard_fmm_lmd.py",
-        {"train.steps": 1000, "teacher.workdir": "{workdir}/flow_matching"},
+        {"train.steps": 3000, "teacher.workdir": "{workdir}/flow_matching"},
         (1, 2, 4), True),
     "reflow": (
         "Reflow (K = 1), initialised from the teacher",
         "configs/checkerboard_reflow.py",
-        {"train.steps": 300, "reflow.pairs": "online",
+        {"train.steps": 1200, "reflow.pairs": "online",
          "reflow.teacher_steps": 16,
          "teacher.workdir": "{workdir}/flow_matching"},
         (1, 2, 4), True),
