@@ -64,16 +64,7 @@ SETUPS = {"checkerboard": ("configs/checkerboard_fmm_lmd.py", "kl_hist"),
 
 def load(spec: str, overrides: Optional[Dict[str, object]] = None):
   """Config `spec` with dotted-key overrides, e.g. {'fmm.loss': 'emd'}."""
-  c = config_utils.load_config(spec)
-  c.unlock()
-  for k, v in (overrides or {}).items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = getattr(node, p)
-    setattr(node, last, v)
-  c.lock()
-  return c
+  return config_utils.load_config(spec, overrides)
 
 
 def quality_fn(metric: str, reference: np.ndarray) -> Callable:

@@ -42,16 +42,7 @@ CONFIG = "configs/gaussian_to_moons_gcm.py"
 
 def load(spec: str, overrides: Optional[Dict[str, object]] = None):
   """Config `spec` with dotted-key overrides, e.g. {'gcm.coupling': 'ot'}."""
-  c = config_utils.load_config(spec)
-  c.unlock()
-  for k, v in (overrides or {}).items():
-    node = c
-    *path, last = k.split(".")
-    for p in path:
-      node = getattr(node, p)
-    setattr(node, last, v)
-  c.lock()
-  return c
+  return config_utils.load_config(spec, overrides)
 
 
 def vector_scores(reference: np.ndarray) -> Callable[[np.ndarray], dict]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Dict, Optional
 
 if TYPE_CHECKING:  # ml_collections is only needed by the config files.
   import ml_collections
@@ -24,9 +24,12 @@ def repo_root() -> str:
   return os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def load_config(spec: str) -> ml_collections.ConfigDict:
+def load_config(spec: str, overrides: Optional[Dict[str, Any]] = None
+                ) -> ml_collections.ConfigDict:
   """'path/to/config.py[:arg]' -> locked ConfigDict. Relative paths are
-  tried against the cwd, then the repository root."""
+  tried against the cwd, then the repository root. `overrides` sets
+  dotted fields, e.g. {'fmm.loss': 'emd', 'train.steps': 300}, before the
+  config is locked."""
   path, _, arg = spec.partition(":")
   if repo_root() not in sys.path:
     sys.path.insert(0, repo_root())  # configs import `configs.base`
@@ -40,6 +43,12 @@ def load_config(spec: str) -> ml_collections.ConfigDict:
   module = importlib.util.module_from_spec(mod_spec)
   mod_spec.loader.exec_module(module)
   config = module.get_config(arg) if arg else module.get_config()
+  for key, value in (overrides or {}).items():
+    *parents, leaf = key.split(".")
+    node = config
+    for name in parents:
+      node = node[name]
+    node[leaf] = value
   config.lock()
   return config
 

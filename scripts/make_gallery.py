@@ -68,17 +68,9 @@ TEACHER_STEPS = 50  # the teacher column: toy_fm.py's own sampler
 def _config(name: str, workdir: str):
   from gcflow_jax import config_utils  # pylint: disable=g-import-not-at-top
   _, spec, over, _, _ = FAMILIES[name]
-  c = config_utils.load_config(spec)
-  c.unlock()
-  for key, value in over.items():
-    node = c
-    *parents, leaf = key.split(".")
-    for p in parents:
-      node = node[p]
-    node[leaf] = (value.replace("{workdir}", workdir)
-                  if isinstance(value, str) else value)
-  c.lock()
-  return c
+  return config_utils.load_config(spec, {
+      key: value.replace("{workdir}", workdir) if isinstance(value, str)
+      else value for key, value in over.items()})
 
 
 def _samples(config, wd: str, steps, num: int, seed: int):

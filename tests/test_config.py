@@ -118,3 +118,15 @@ def test_cli_missing_tfds_dataset_is_one_clear_line(tmp_path):
   assert proc.returncode == 2
   assert "tfds build cifar10" in proc.stderr
   assert "Traceback" not in proc.stderr
+
+
+def test_load_config_overrides_set_dotted_fields_then_lock():
+  base = config_utils.load_config("configs/checkerboard_fmm_lmd.py")
+  c = config_utils.load_config("configs/checkerboard_fmm_lmd.py",
+                               {"fmm.loss": "emd", "train.steps": 7})
+  assert (c.fmm.loss, c.train.steps) == ("emd", 7)
+  assert base.fmm.loss != "emd" and base.train.steps != 7
+  assert c.is_locked
+  with pytest.raises(KeyError):
+    config_utils.load_config("configs/checkerboard_fmm_lmd.py",
+                             {"nosection.x": 1})

@@ -26,16 +26,7 @@ LINEAR = interpolants.linear()
 
 
 def _config(spec, **overrides):
-  cfg = config_utils.load_config(spec)
-  cfg.unlock()
-  for k, v in overrides.items():
-    node = cfg
-    *path, last = k.split(".")
-    for p in path:
-      node = node[p]
-    node[last] = v
-  cfg.lock()
-  return cfg
+  return config_utils.load_config(spec, overrides)
 
 
 # ---------------------------------------------------------------------------
