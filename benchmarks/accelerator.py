@@ -286,6 +286,22 @@ class Budget:
             f" this item needs about {need_s:.0f} s")
 
 
+def speed_summary(sections: Dict[str, Any]) -> List[Dict[str, Any]]:
+  """The top-level `summary` of a result: one row per timed step."""
+  summary = []
+  for name in ("ict", "fmm"):
+    for r in sections.get(name, {}).get("rows", []):
+      peak = r.get("device_peak_bytes_in_use")
+      summary.append({
+          "section": name, "item": r.get("variant") or r.get("loss"),
+          "dtype": r["dtype"], "batch": r["batch"],
+          "ms_per_step": r["ms_per_step"], "img_per_s": r["img_per_s"],
+          "mfu": r["mfu"], "achieved_tflops": r["achieved_tflops"],
+          "compile_s": r["compile_s"],
+          "peak_mem_GiB": peak / 2 ** 30 if peak else None})
+  return summary
+
+
 class Report:
   """The result object, rewritten atomically after every item."""
 
@@ -315,18 +331,7 @@ class Report:
     """Top-level `summary` (speed rows), `note` and `partial`, which
     scripts/make_results.py renders; the sections hold everything."""
     secs = self.obj["sections"]
-    summary = []
-    for name in ("ict", "fmm"):
-      for r in secs.get(name, {}).get("rows", []):
-        peak = r.get("device_peak_bytes_in_use")
-        summary.append({
-            "section": name, "item": r.get("variant") or r.get("loss"),
-            "dtype": r["dtype"], "batch": r["batch"],
-            "ms_per_step": r["ms_per_step"], "img_per_s": r["img_per_s"],
-            "mfu": r["mfu"], "achieved_tflops": r["achieved_tflops"],
-            "compile_s": r["compile_s"],
-            "peak_mem_GiB": peak / 2 ** 30 if peak else None})
-    self.obj["summary"] = summary
+    self.obj["summary"] = speed_summary(secs)
     notes = []
     if not self.obj["ran_on_gpu"]:
       notes.append(f"ran on {jax.default_backend()}, not on a GPU")
@@ -502,6 +507,28 @@ class StepBench:
     return out
 
 
+def _mfu_fields(flops: Optional[float], ms: float, dtype: str,
+                device_kind: str) -> Dict[str, Any]:
+  """achieved TFLOP/s and MFU of a step of `flops` taking `ms`. For fp32,
+  also against the TF32 peak; above the plain-fp32 peak (XLA ran the fp32
+  convolutions on TF32 tensor cores, JAX's default precision on GPU) the
+  TF32 peak is the ceiling that applies and `mfu` uses it."""
+  achieved = flops / (ms / 1000) if flops else None
+  peak = peak_flops(device_kind, dtype)
+  tf32 = peak_flops(device_kind, "tf32") if dtype == "float32" else None
+  out = {"achieved_tflops": achieved / 1e12 if achieved else None,
+         "peak_tflops": peak / 1e12 if peak else None,
+         "mfu": achieved / peak if achieved and peak else None,
+         "mfu_vs_tf32_peak": achieved / tf32 if achieved and tf32 else None}
+  if out["mfu"] is not None and out["mfu"] > 1.0 and out["mfu_vs_tf32_peak"]:
+    out["mfu_plain_fp32_peak"] = out["mfu"]
+    out["mfu"] = out["mfu_vs_tf32_peak"]
+    out["mfu_note"] = ("fp32 convolutions ran on TF32 tensor cores "
+                       "(achieved > the plain-fp32 peak); mfu is against "
+                       "the dense TF32 peak")
+  return out
+
+
 def _step_row(bench: StepBench, times: List[float], dtype: str,
               device_kind: str) -> Dict[str, Any]:
   ms = 1000 * statistics.median(times)
@@ -513,9 +540,6 @@ def _step_row(bench: StepBench, times: List[float], dtype: str,
   flops, source = bench.flops, "compiled"
   if not flops or (bench.flops_lowered and flops < 0.5 * bench.flops_lowered):
     flops, source = bench.flops_lowered, "unoptimised HLO"
-  achieved = flops / (ms / 1000) if flops else None
-  peak = peak_flops(device_kind, dtype)
-  tf32 = peak_flops(device_kind, "tf32") if dtype == "float32" else None
   return {
       "dtype": dtype, "batch": bench.batch, "params_M": round(
           bench.num_params / 1e6, 3),
@@ -526,11 +550,7 @@ def _step_row(bench: StepBench, times: List[float], dtype: str,
       "xla_flops_per_step": bench.flops,
       "xla_flops_per_step_unoptimised": bench.flops_lowered,
       "mfu_flops_source": source if flops else None,
-      "achieved_tflops": achieved / 1e12 if achieved else None,
-      "peak_tflops": peak / 1e12 if peak else None,
-      "mfu": achieved / peak if achieved and peak else None,
-      # XLA may run fp32 convolutions/matmuls on TF32 tensor cores.
-      "mfu_vs_tf32_peak": achieved / tf32 if achieved and tf32 else None,
+      **_mfu_fields(flops, ms, dtype, device_kind),
       "loss_last_step": loss, **{f"exe_{k}": v for k, v in
                                   bench.memory.items()},
       **{f"device_{k}": v for k, v in _device_memory().items()},
@@ -1008,32 +1028,14 @@ def recount_flops(path: str) -> None:
           f"{jax.default_backend()} by recount_flops (XLA's count of the "
           "compiled GPU step leaves out cuDNN convolutions: see "
           "xla_flops_per_step)")
-      achieved = flops / (row["ms_per_step"] / 1000)
-      row["achieved_tflops"] = achieved / 1e12
-      row["mfu"] = achieved / (row["peak_tflops"] * 1e12)
-      if row.get("mfu_vs_tf32_peak") is not None:
-        tf32 = peak_flops(obj["machine"]["device_kind"], "tf32")
-        row["mfu_vs_tf32_peak"] = achieved / tf32
-        if row["mfu"] > 1.0:
-          # Above the plain-fp32 peak: XLA ran the fp32 convolutions on
-          # TF32 tensor cores (JAX's default precision on GPU), so the
-          # TF32 peak is the ceiling that applies.
-          row["mfu_plain_fp32_peak"] = row["mfu"]
-          row["mfu"] = row["mfu_vs_tf32_peak"]
-          row["mfu_note"] = ("fp32 convolutions ran on TF32 tensor cores "
-                             "(achieved > the plain-fp32 peak); mfu is "
-                             "against the dense TF32 peak")
+      row.update(_mfu_fields(flops, row["ms_per_step"], dtype,
+                             obj["machine"]["device_kind"]))
       print(f"[{sec_name}] {row.get('variant', row.get('loss'))}/{dtype}: "
             f"{flops / 1e12:.2f} TFLOP/step, {row['achieved_tflops']:.1f} "
             f"TFLOP/s, MFU {row['mfu']:.3f}", flush=True)
       del bench
       gc.collect()
-  for s in obj.get("summary", []):
-    rows = obj["sections"].get(s["section"], {}).get("rows", [])
-    for row in rows:
-      if (row.get("variant", row.get("loss")) == s["item"] and
-          row["dtype"] == s["dtype"]):
-        s["mfu"], s["achieved_tflops"] = row["mfu"], row["achieved_tflops"]
+  obj["summary"] = speed_summary(obj["sections"])
   with run_record.atomic_open(path) as f:
     json.dump(obj, f, indent=2, default=_json_default)
   print(f"rewrote {path}")
