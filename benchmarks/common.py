@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -11,7 +12,37 @@ import sys
 import jax
 
 __all__ = ["machine_info", "result_path", "read_result", "write_result",
-           "print_table"]
+           "print_table", "compile_count", "counting_compiles"]
+
+# Every XLA backend compile in this process (persistent-cache hits and jit
+# cache hits do not compile).
+_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
+_compiles = [0]
+
+
+def _count_compiles(event, duration_secs, **_):
+  del duration_secs
+  if event == _COMPILE_EVENT:
+    _compiles[0] += 1
+
+
+jax.monitoring.register_event_duration_secs_listener(_count_compiles)
+
+
+def compile_count() -> int:
+  """XLA backend compiles in this process so far."""
+  return _compiles[0]
+
+
+@contextlib.contextmanager
+def counting_compiles():
+  """`with counting_compiles() as n: ...`; afterwards `n[0]` is the number
+  of backend compiles inside the block."""
+  start, out = _compiles[0], [0]
+  try:
+    yield out
+  finally:
+    out[0] = _compiles[0] - start
 
 
 def machine_info() -> dict:

@@ -77,7 +77,7 @@ def _train(config):
   """Runs the trainer's step over the trainer's batches; returns the final
   state, the constant-decay EMAs and the training time."""
   run = train.build(config)
-  state = jax.jit(run.init_state)()
+  state = run.initial_state()
   step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
                     donate_argnums=(0,))
 

@@ -45,24 +45,11 @@ import jax.numpy as jnp
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
     __file__))))
-from common import print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
+from common import compile_count, print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 
 from gcflow_jax import config_utils, sharding, train  # noqa: E402
 from gcflow_jax.math import edm  # noqa: E402
 
-# Every XLA backend compile in this process (persistent-cache hits do not
-# compile). Steady-state rounds must not add any.
-_COMPILE_EVENT = "/jax/core/compile/backend_compile_duration"
-_compiles = [0]
-
-
-def _count_compiles(event, duration_secs, **_):
-  del duration_secs
-  if event == _COMPILE_EVENT:
-    _compiles[0] += 1
-
-
-jax.monitoring.register_event_duration_secs_listener(_count_compiles)
 
 VARIANTS = {"ic": dict(coupling="ic"), "ot": dict(coupling="ot"),
             "gc": dict(coupling="gc", gc_mu=0.5),
@@ -111,24 +98,24 @@ class _Bench:
     # input sharding than every later call (a second compile).
     self.state = self.state.replace(
         step=jax.device_put(jnp.int32(50_000), rep))
-    c0 = _compiles[0]
+    c0 = compile_count()
     t0 = time.perf_counter()
     self._run(1)
     self.compile_s = time.perf_counter() - t0
-    self.first_call_compiles = _compiles[0] - c0
+    self.first_call_compiles = compile_count() - c0
     self._cache_size = self.step_fn._cache_size()  # pylint: disable=protected-access
-    self._compiles = _compiles[0]
+    self._compiles = compile_count()
     self._run(1)  # warm-up
     self._check_no_compile("the warm-up step")
     self.times, self.cpu_times = [], []
 
   def _check_no_compile(self, where):
     size = self.step_fn._cache_size()  # pylint: disable=protected-access
-    if size != self._cache_size or _compiles[0] != self._compiles:
+    if size != self._cache_size or compile_count() != self._compiles:
       raise RuntimeError(
           f"{self.config.model.unet.model_channels}-channel UNet: "
           f"{where} compiled again (jit cache {self._cache_size} -> {size} "
-          f"entries, {_compiles[0] - self._compiles} backend compiles); "
+          f"entries, {compile_count() - self._compiles} backend compiles); "
           "steady-state timings would include compile time")
 
   def _run(self, n):

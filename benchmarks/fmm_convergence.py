@@ -56,7 +56,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import machine_info, print_table, read_result, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 
 from gcflow_jax import checkpoint as ckpt_lib  # noqa: E402
-from gcflow_jax import config_utils, data, evaluation, sharding, train  # noqa: E402
+from gcflow_jax import config_utils, data, evaluation, train  # noqa: E402
 
 SETUPS = {"checkerboard": ("configs/checkerboard_fmm_lmd.py", "kl_hist"),
           "digits": ("configs/digits_fmm_lmd.py", "fd_digits")}
@@ -104,8 +104,7 @@ def train_curve(config, eval_every: int, score: Callable, num_samples: int,
   K in `eval_steps` sampling steps; with `full_every`, only the first K at
   evaluations whose step is not a multiple of it (nor the last)."""
   run = train.build(config)
-  rep = sharding.replicated(run.mesh)
-  state = jax.jit(run.init_state, out_shardings=rep)()
+  state = run.initial_state()
   step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
                     donate_argnums=(0,))
   draw = sampler(run, num_samples)

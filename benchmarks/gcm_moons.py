@@ -35,7 +35,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from common import print_table, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from gcflow_jax import config_utils, evaluation, sharding, train  # noqa: E402
+from gcflow_jax import config_utils, evaluation, train  # noqa: E402
 
 CONFIG = "configs/gaussian_to_moons_gcm.py"
 
@@ -81,8 +81,7 @@ def train_curve(config, eval_every: int, score: Callable[[np.ndarray], dict],
   at 0) scores g(z) from the method's eval params and records the window
   means of the GCM diagnostics."""
   run = train.build(config)
-  rep = sharding.replicated(run.mesh)
-  state = jax.jit(run.init_state, out_shardings=rep)()
+  state = run.initial_state()
   step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
                     donate_argnums=(0,))
   sample = jax.jit(run.method.sample_fn, static_argnums=(2, 3))

@@ -45,7 +45,7 @@ class _Setting:
     self.config = load(CONFIG, {"gcm.coupling": coupling,
                                 "gcm.phase_only": phase_only})
     self.run = train.build(self.config)
-    self.state = jax.jit(self.run.init_state)()
+    self.state = self.run.initial_state()
     self.step_fn = train.jit_step(train.make_train_step(
         self.run.method, self.run.tx, self.config.ema), donate_argnums=(0,))
     self.cycle = self.config.gcm.t_f + self.config.gcm.t_g

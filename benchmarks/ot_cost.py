@@ -89,7 +89,7 @@ def _toy_step_ms(batch, rounds, steps=20):
       cfg.ict[k] = v
     cfg.lock()
     run = train.build(cfg)
-    state = jax.jit(run.init_state)()
+    state = run.initial_state()
     step = train.jit_step(train.make_train_step(run.method, run.tx, cfg.ema),
                    donate_argnums=(0,))
     xs = [jnp.asarray(run.dataset.global_batch(s, batch)) for s in range(2)]

@@ -127,7 +127,7 @@ def run_config(dataset, variant, seed, steps, curve, args):
   config.reflow.estimate_value = False
   config.lock()
   run = train.build(config)
-  state = jax.jit(run.init_state)()
+  state = run.initial_state()
   step_fn = train.jit_step(
       train.make_train_step(run.method, run.tx, config.ema),
       donate_argnums=(0,))

@@ -33,7 +33,7 @@ def measure(spec: str, steps: int, batch_size: int = 0) -> dict:
   run = train.build(config)
   rep = sharding.replicated(run.mesh)
   bsh = sharding.batch_sharding(run.mesh)
-  state = jax.jit(run.init_state, out_shardings=rep)()
+  state = run.initial_state()
   step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
                     in_shardings=(rep, {"x": bsh}, rep),
                     out_shardings=(rep, rep), donate_argnums=(0,))

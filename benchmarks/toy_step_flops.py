@@ -75,7 +75,7 @@ def main():
   run = train.build(config)
   raw = train.make_train_step(run.method, run.tx, config.ema)
   bs = config.train.batch_size
-  state = jax.jit(run.init_state)()
+  state = run.initial_state()
   batch = jnp.asarray(run.dataset.global_batch(0, bs))
   stacked = jnp.stack([jnp.asarray(run.dataset.global_batch(s, bs))
                        for s in range(args.per_call)])

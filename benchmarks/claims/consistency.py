@@ -59,7 +59,7 @@ from common import read_result  # noqa: E402  pylint: disable=g-import-not-at-to
 from gcm_moons import load  # noqa: E402  pylint: disable=g-import-not-at-top
 import verdicts as V  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from gcflow_jax import evaluation, sharding, train  # noqa: E402
+from gcflow_jax import evaluation, train  # noqa: E402
 from gcflow_jax.data import toy  # noqa: E402
 from gcflow_jax.evaluation import diagnostics as D  # noqa: E402
 from gcflow_jax.models import make_network  # noqa: E402
@@ -80,8 +80,7 @@ def train_with_evals(config, eval_every: int,
   Returns (rows `on_eval` returned, each with 'step' and 'train_sec', the
   final state, the built run)."""
   run = train.build(config)
-  rep = sharding.replicated(run.mesh)
-  state = jax.jit(run.init_state, out_shardings=rep)()
+  state = run.initial_state()
   step_fn = train.jit_step(
       train.make_train_step(run.method, run.tx, config.ema),
       donate_argnums=(0,))

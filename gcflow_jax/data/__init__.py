@@ -87,16 +87,22 @@ class Dataset:
     return self._take(idx)
 
 
-def _toy_sampler(name, param, dim, seed):
-  key = jax.random.key(seed)
+@functools.partial(jax.jit, static_argnums=(0, 3, 4, 5))
+def _draw_toy(name, key, step, n, param, dim):
+  # step = -1 is the evaluation stream (disjoint from training steps).
+  return toy.sample(name, jax.random.fold_in(key, step), n, param, dim)
 
-  @functools.partial(jax.jit, static_argnums=(1,))
-  def draw(step, n):
-    # step = -1 is the evaluation stream (disjoint from training steps).
-    return toy.sample(name, jax.random.fold_in(key, step), n, param, dim)
+
+def _toy_sampler(name, param, dim, seed):
+  # One module-level jit: every dataset of the same toy shares its compiled
+  # draws (a closure per dataset recompiled them for every `make_dataset`,
+  # 23 times in colab/reflow_alignment.ipynb's smoke run).
+  key = jax.random.key(seed)
+  param, dim = float(param), int(dim)
 
   def sampler(step, n):
-    return np.asarray(draw(np.int32(step), n))
+    return np.asarray(_draw_toy(name, key, np.int32(step), int(n), param,
+                                dim))
 
   return sampler
 

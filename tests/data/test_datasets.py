@@ -1,11 +1,19 @@
 """Image sources, preprocessing, deterministic per-host batches."""
 
+import os
+import sys
+
+import jax
 import ml_collections
 import numpy as np
 import pytest
 
 from gcflow_jax import data
-from gcflow_jax.data import images
+from gcflow_jax.data import images, toy
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(
+    os.path.dirname(os.path.abspath(__file__)))), "benchmarks"))
+from common import counting_compiles  # noqa: E402  pylint: disable=g-import-not-at-top
 
 
 def _cfg(**kw):
@@ -44,6 +52,22 @@ def test_toy_batches_deterministic():
   np.testing.assert_array_equal(ds.global_batch(2, 8), ds.global_batch(2, 8))
   np.testing.assert_array_equal(ds.local_batch(2, 8, 1, 2),
                                 ds.global_batch(2, 8)[4:])
+
+
+def test_toy_datasets_share_compiled_draws_and_keep_their_streams():
+  """Datasets of one toy share one compiled sampler (no compile for a second
+  dataset), while each keeps its own key: the draw is
+  toy.sample(fold_in(key(seed'), step)) with seed' the dataset's seed."""
+  a = data.make_dataset(_cfg(name="checkerboard"), seed=11)
+  a.global_batch(3, 24)
+  b = data.make_dataset(_cfg(name="checkerboard"), seed=12)
+  with counting_compiles() as n:
+    xb = b.global_batch(3, 24)
+  assert n[0] == 0
+  expect = toy.sample("checkerboard", jax.random.fold_in(
+      jax.random.key(b.seed), 3), 24, 0.0, 2)
+  np.testing.assert_array_equal(xb, np.asarray(expect))
+  assert not np.array_equal(xb, a.global_batch(3, 24))
 
 
 def test_resize_center_crop():
