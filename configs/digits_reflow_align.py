@@ -6,11 +6,13 @@ series (4 terms, 1 Rademacher probe) on a sub-batch of 8.
 Command:  python -m gcflow_jax.main --config=configs/digits_reflow_align.py --workdir=runs/digits_reflow_align
           (trains the teacher into runs/teacher_digits_fm first if missing,
           ~10 CPU minutes)
-Hardware: CPU (2 cores) or a GPU. Not measured yet with this regulariser:
-on the shared 2-core machine of 2026-11-30 the digits teacher itself could
-not be trained in the time available (benchmarks/reflow_alignment.py
---datasets=digits runs all arms once it exists).
-Expected: the paper reports no digits number (abstract only).
+Hardware: CPU (2 cores) or a GPU; 1,200 steps took 590-770 s on one thread
+(`:noalign` 310-410 s; load 2-7, 2026-11-30, benchmarks/
+reflow_alignment.py --datasets=digits --steps=digits:1200).
+Expected: the paper reports no digits number (abstract only). Measured
+(1,200 steps, 3 seeds, fd_digits at 2 Euler steps, docs/
+reflow_marginal_alignment.md): 1.28 ± 0.71 with alignment, 1.19 ± 1.12
+`:noalign`, 0.37 ± 0.08 `:vanilla` (K = 1).
 Variants (comma-separated): `smoke` (20 steps, the smoke teacher),
 `vanilla` (K = 1, λ_align = 0), `noalign` (K = 2, λ_align = 0), `exact`
 (exact 64 × 64 log-determinant).
