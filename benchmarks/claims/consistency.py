@@ -333,6 +333,35 @@ def claim_quality(seeds, args):
         seeds=sorted({r["seed"] for r in rows}))
 
 
+def _toy_sinkhorn_curves(arms: Dict[str, dict], seeds, steps: int, num: int,
+                         keys: Dict[int, str], tag: str) -> List[dict]:
+  """Trains configs/toy_ict.py with each arm's overrides for every seed
+  (`train_with_evals`, evaluations every steps/10) and records, per
+  evaluation, the Sinkhorn divergence of `num` EMA samples drawn with k
+  steps (key `keys[k]`) against a fixed reference of `num` points."""
+  rows = []
+  for arm, over in arms.items():
+    for seed in seeds:
+      cfg = load(TOY_CONFIG, {**over, "seed": seed, "train.steps": steps})
+      ref = np.asarray(toy.sample(cfg.data.name, jax.random.key(20_000),
+                                  num, cfg.data.toy_param))
+      print(f"== {tag} {arm} seed={seed}", flush=True)
+
+      def on_eval(step, state, run, ref=ref):
+        del step
+        out = {}
+        for k, key in keys.items():
+          x = train.generate(run, state.ema_params, state.extras, num, k,
+                             jax.random.key(30_000))
+          out[key] = (float(evaluation.sinkhorn_divergence(x, ref))
+                      if np.isfinite(x).all() else float("nan"))
+        return out
+
+      curve, _, _ = train_with_evals(cfg, max(1, steps // 10), on_eval)
+      rows += [{"arm": arm, "seed": seed, **r} for r in curve]
+  return rows
+
+
 def claim_quality_toy(seeds, args):
   """(c) on the checkerboard with curves: IC vs batch-OT vs GC (μ = 0.5),
   configs/toy_ict.py as committed but for the coupling and the seed,
@@ -343,28 +372,9 @@ def claim_quality_toy(seeds, args):
   every arm's 1-step curve flattened."""
   arms = ("gc", "ot", "ic")
   num = 2000
-  rows = []
-  for arm in arms:
-    for seed in seeds:
-      cfg = load(TOY_CONFIG, {"ict.coupling": arm, "ict.gc_mu": 0.5,
-                              "seed": seed, "train.steps": args.steps})
-      ref = np.asarray(toy.sample(cfg.data.name, jax.random.key(20_000),
-                                  num, cfg.data.toy_param))
-      print(f"== (c) toy {arm} seed={seed}", flush=True)
-
-      def on_eval(step, state, run):
-        del step
-        out = {}
-        for k in (1, 2):
-          x = train.generate(run, state.ema_params, state.extras, num, k,
-                             jax.random.key(30_000))
-          out[f"sinkhorn@{k}"] = (
-              float(evaluation.sinkhorn_divergence(x, ref))
-              if np.isfinite(x).all() else float("nan"))
-        return out
-
-      curve, _, _ = train_with_evals(cfg, max(1, args.steps // 10), on_eval)
-      rows += [{"arm": arm, "seed": seed, **r} for r in curve]
+  rows = _toy_sinkhorn_curves(
+      {a: {"ict.coupling": a, "ict.gc_mu": 0.5} for a in arms}, seeds,
+      args.steps, num, {1: "sinkhorn@1", 2: "sinkhorn@2"}, "(c) toy")
   final = [r for r in rows if r["step"] == args.steps]
   parts, order = [], {}
   for k in (1, 2):
@@ -405,26 +415,10 @@ def claim_gc_only(seeds, args):
   if args.cost_only:
     return _gc_only_cost(seeds, args, len(arms))
   num = 2000
-  rows = []
-  for arm, over in arms.items():
-    for seed in seeds:
-      cfg = load(TOY_CONFIG, {"ict.coupling": "gc", "ict.gc_mu": 1.0,
-                              "seed": seed, "train.steps": args.steps,
-                              **over})
-      ref = np.asarray(toy.sample(cfg.data.name, jax.random.key(20_000),
-                                  num, cfg.data.toy_param))
-      print(f"== (d) {arm} seed={seed}", flush=True)
-
-      def on_eval(step, state, run):
-        del step
-        x = train.generate(run, state.ema_params, state.extras, num, 1,
-                           jax.random.key(30_000))
-        if not np.isfinite(x).all():
-          return {"sinkhorn": float("nan")}
-        return {"sinkhorn": float(evaluation.sinkhorn_divergence(x, ref))}
-
-      curve, _, _ = train_with_evals(cfg, max(1, args.steps // 10), on_eval)
-      rows += [{"arm": arm, "seed": seed, **r} for r in curve]
+  rows = _toy_sinkhorn_curves(
+      {a: {"ict.coupling": "gc", "ict.gc_mu": 1.0, **o}
+       for a, o in arms.items()}, seeds, args.steps, num, {1: "sinkhorn"},
+      "(d)")
   diverged = {}
   for arm in arms:
     diverged[arm] = []
