@@ -2,7 +2,7 @@ r"""Paper 001 (consistency models with generator-induced couplings): the
 claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 
 python benchmarks/claims/consistency.py
-    --claim=toy_diagnostics|quality|quality_toy|gc_only
+    --claim=toy_diagnostics|quality|quality_toy|quality_digits|gc_only
     [--seeds=0,1,2] [--steps=3000] [--denoiser_steps=2000]
 
 * toy_diagnostics — (a) transport cost c(σ) (Fig. 3) and (b) the CT-vs-CD
@@ -27,7 +27,16 @@ python benchmarks/claims/consistency.py
   measured elsewhere (no training here):
   `python benchmarks/claims/consistency.py --claim=quality`
   MNIST on an H200 (results/accelerator_nvidia_h200.json, section
-  `quality`), and the digits rows of results/consistency_quality.json.
+  `quality`).
+* quality_digits — (c) with curves, on sklearn digits:
+  `python benchmarks/claims/consistency.py --claim=quality_digits
+  --steps=2000 [--arms=gc,ot,ic] [--cache_dir=runs/claims_001_c_digits]`
+  IC / batch-OT / GC (μ = 0.5) of configs/digits_gc.py (its own 2,000
+  steps × batch 128), 3 seeds each, 1-step fd_digits and kid_digits of
+  1,000 EMA samples every 1/10 of the budget; per-run rows are cached so
+  two processes (`--arms=gc,ot` and `--arms=ic`) can share the work and a
+  killed run resumes. Reproduced if GC < OT < IC on fd_digits (mean ± std
+  rule) with every arm's curve flattened.
 * quality_toy — (c) with curves, on the checkerboard:
   `python benchmarks/claims/consistency.py --claim=quality_toy --steps=3000`
   IC / batch-OT / GC (μ = 0.5) iCT of configs/toy_ict.py, 3 seeds each,
@@ -50,6 +59,7 @@ Writes results/claims_001_<claim>.json.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -73,6 +83,7 @@ from gcflow_jax.models import make_network  # noqa: E402
 
 PAPER = "001"
 TOY_CONFIG = "configs/toy_ict.py"
+DIGITS_CONFIG = "configs/digits_gc.py"
 NUM_SIGMAS = 12
 HELD_OUT = 4096
 DENOISER_LR = 1e-3
@@ -312,26 +323,9 @@ def claim_quality(seeds, args):
             f"floor {q['real_vs_real']:.3g}. The paper trains 100k steps at "
             "batch 512 on CIFAR-10"),
       seeds=sorted({r["seed"] for r in rows}))
-  cq = read_result("consistency_quality")
-  # The toy record comes from --claim=quality_toy (curves).
-  for data, keys, fig in (
-      ("digits", {"1 step": "fd_digits"},
-       "Table 1's ordering GC < OT < IC (CIFAR-10 FID)")):
-    rows = [{"arm": r["coupling"], "seed": r["seed"], "step": r["steps"],
-             **{k: r[k] for k in keys.values()},
-             "source": "consistency_quality.json"}
-            for r in cq["rows"] if r["data"] == data]
-    steps = sorted({r["step"] for r in rows})
-    _quality_record(
-        f"c_quality_{data}", rows, keys, ["gc", "ot", "ic"],
-        paper_figure=fig,
-        budget=(f"{'/'.join(map(str, steps))} steps (configs/"
-                f"{'toy_ict' if data == 'toy' else 'digits_gc'}.py as run by "
-                "benchmarks/consistency_quality.py), CPU"),
-        note=("Rows of results/consistency_quality.json (their runs' dates, "
-              "machines and EMA indexing are recorded there)."),
-        seeds=sorted({r["seed"] for r in rows}))
-
+  # The toy and digits records come from --claim=quality_toy and
+  # --claim=quality_digits (trained here, with curves); the once-scored rows
+  # of results/consistency_quality.json stay in that file.
 
 def _toy_sinkhorn_curves(arms: Dict[str, dict], seeds, steps: int, num: int,
                          keys: Dict[int, str], tag: str) -> List[dict]:
@@ -403,6 +397,97 @@ def claim_quality_toy(seeds, args):
               f"(configs/toy_ict.py), GC μ = 0.5, CPU"),
       seeds=seeds, verdict=verdict, verdict_reason=reason,
       our_figure="; ".join(parts))
+
+
+def claim_quality_digits(seeds, args):
+  """(c) on sklearn digits with curves: IC vs batch-OT vs GC (μ = 0.5) of
+  configs/digits_gc.py as committed but for the coupling and the seed
+  (2,000 steps × batch 128 unless `--steps`), 1-step fd_digits / kid_digits
+  of 1,000 EMA samples (images clipped to [-1, 1] as the trainer scores
+  them) against the dataset's reference, at step 0 and every 1/10 of the
+  budget. Each (arm, seed) run's rows are kept in `--cache_dir`, so
+  processes given different `--arms` can share the work; the record is
+  written once every arm × seed is there. Reproduced if GC is better than
+  OT and OT better than IC (mean ± std rule on fd_digits) with every arm's
+  curve flattened."""
+  all_arms = ("gc", "ot", "ic")
+  todo = [a for a in args.arms.split(",") if a]
+  bad = [a for a in todo if a not in all_arms]
+  if bad:
+    raise SystemExit(f"--arms: {bad} not in {all_arms}")
+  os.makedirs(args.cache_dir, exist_ok=True)
+  steps = args.steps
+
+  def cache_path(arm, seed):
+    return os.path.join(args.cache_dir, f"{arm}_seed{seed}_{steps}.json")
+
+  for arm in todo:
+    for seed in seeds:
+      if os.path.exists(cache_path(arm, seed)):
+        continue
+      cfg = load(DIGITS_CONFIG, {"ict.coupling": arm, "ict.gc_mu": 0.5,
+                                 "seed": seed, "train.steps": steps})
+      ref = None
+      print(f"== (c) digits {arm} seed={seed}", flush=True)
+
+      def on_eval(step, state, run, cfg=cfg):
+        nonlocal ref
+        del step
+        if ref is None:
+          ref = run.dataset.reference(cfg.eval.num_samples)
+        x = train.generate(run, state.ema_params, state.extras,
+                           cfg.eval.num_samples, 1, jax.random.key(30_000))
+        if not np.isfinite(x).all():
+          return {"fd_digits": float("nan"), "kid_digits": float("nan")}
+        out = evaluation.evaluate(np.clip(x, -1.0, 1.0), ref,
+                                  metrics=["fd_digits", "kid_digits"],
+                                  batch_size=cfg.eval.batch_size)
+        return {k: float(out[k]) for k in ("fd_digits", "kid_digits")}
+
+      curve, _, _ = train_with_evals(cfg, max(1, steps // 10), on_eval)
+      tmp = cache_path(arm, seed) + ".tmp"
+      with open(tmp, "w") as f:
+        json.dump([{"arm": arm, "seed": seed, **r} for r in curve], f)
+      os.replace(tmp, cache_path(arm, seed))
+  missing = [(a, s) for a in all_arms for s in seeds
+             if not os.path.exists(cache_path(a, s))]
+  if missing:
+    print(f"runs still missing {missing}: no record written", flush=True)
+    return None
+  rows = []
+  for a in all_arms:
+    for sd in seeds:
+      with open(cache_path(a, sd)) as f:
+        rows += json.load(f)
+  final = [r for r in rows if r["step"] == steps]
+  vals = {a: [r["fd_digits"] for r in final if r["arm"] == a]
+          for a in all_arms}
+  order = {f"{a.upper()} < {b.upper()}": V.better(vals[a], vals[b])
+           for a, b in (("gc", "ot"), ("ot", "ic"), ("gc", "ic"))}
+  flat = {a: V.flattened(V.curve_of(rows, a, "fd_digits")) for a in all_arms}
+  holds = order["GC < OT"] and order["OT < IC"]
+  verdict = V.outcome(holds, all(flat.values()))
+  kid = {a: V.summarize([r["kid_digits"] for r in final if r["arm"] == a])
+         for a in all_arms}
+  reason = (f"better by the mean ± std rule on 1-step fd_digits: {order}; "
+            f"fd_digits curves (every {steps // 10} steps) flattened: "
+            f"{flat}; kid_digits: " + ", ".join(
+                f"{a.upper()} {V.format_summary(kid[a])}" for a in all_arms)
+            + ". Paper scale: CIFAR-10, 100k steps × batch 512, FID")
+  cfg = load(DIGITS_CONFIG)
+  return V.write_claim(
+      PAPER, "c_quality_digits", rows,
+      paper_figure="Table 1's ordering GC < OT < IC (CIFAR-10 FID)",
+      metric=(f"1-step fd_digits (kid_digits beside it), "
+              f"{cfg.eval.num_samples} EMA samples"),
+      budget=(f"{steps} steps × batch {cfg.train.batch_size}, UNet "
+              f"{cfg.model.unet.model_channels} channels, mult "
+              f"{tuple(cfg.model.unet.channel_mult)} (configs/digits_gc.py), "
+              "GC μ = 0.5, CPU"),
+      seeds=seeds, verdict=verdict, verdict_reason=reason,
+      our_figure="1 step: " + ", ".join(
+          f"{a.upper()} {V.format_summary(V.summarize(vals[a]))}"
+          for a in all_arms))
 
 
 def claim_gc_only(seeds, args):
@@ -488,12 +573,17 @@ def _gc_only_cost(seeds, args, num_arms):
 
 
 CLAIMS = {"toy_diagnostics": claim_toy_diagnostics, "quality": claim_quality,
-          "quality_toy": claim_quality_toy, "gc_only": claim_gc_only}
+          "quality_toy": claim_quality_toy,
+          "quality_digits": claim_quality_digits, "gc_only": claim_gc_only}
 
 
 def _add_args(ap):
   ap.add_argument("--steps", type=int, default=3000)
   ap.add_argument("--denoiser_steps", type=int, default=2000)
+  ap.add_argument("--arms", default="gc,ot,ic",
+                  help="quality_digits: the couplings this process trains")
+  ap.add_argument("--cache_dir", default="runs/claims_001_c_digits",
+                  help="quality_digits: per-run rows (resume, split)")
   ap.add_argument("--cost_only", action="store_true",
                   help="gc_only: write what the run needs, train nothing")
 
