@@ -406,8 +406,9 @@ def claim_quality_digits(seeds, args):
   of 1,000 EMA samples (images clipped to [-1, 1] as the trainer scores
   them) against the dataset's reference, at step 0 and every 1/10 of the
   budget. Each (arm, seed) run's rows are kept in `--cache_dir`, so
-  processes given different `--arms` can share the work; the record is
-  written once every arm × seed is there. Reproduced if GC is better than
+  processes given different `--arms` can share the work (they only train);
+  a run over every arm, or `--arms=` (read the cache only), writes the
+  record once every arm × seed is there. Reproduced if GC is better than
   OT and OT better than IC (mean ± std rule on fd_digits) with every arm's
   curve flattened."""
   all_arms = ("gc", "ot", "ic")
@@ -449,6 +450,13 @@ def claim_quality_digits(seeds, args):
       with open(tmp, "w") as f:
         json.dump([{"arm": arm, "seed": seed, **r} for r in curve], f)
       os.replace(tmp, cache_path(arm, seed))
+  if todo and set(todo) != set(all_arms):
+    # A process given a subset of the arms only trains (and caches) them;
+    # the record is written by a run over every arm, or `--arms=` (none:
+    # read the cache only).
+    print(f"trained {todo} × {seeds}; the record is written by "
+          "--arms=gc,ot,ic or --arms=", flush=True)
+    return None
   missing = [(a, s) for a in all_arms for s in seeds
              if not os.path.exists(cache_path(a, s))]
   if missing:
