@@ -153,7 +153,8 @@ def once_compiler_options() -> Optional[Dict[str, str]]:
   On CPU, LLVM optimisation level 1 instead of XLA's default 2: the
   initialisation of configs/cifar_gc.py:smoke's UNet compiled in 6.4 s
   instead of 17.7 s (2026-11-30, 2 cores under load) and its values are
-  bit-identical (tests/test_train.py::test_initial_state_is_bit_identical);
+  bit-identical (tests/test_train.py::
+  test_initial_state_is_bit_identical_to_the_default_compile);
   level 0 was faster still but changed MLP kernels by an ulp (no FMA
   contraction), so it is not used. Runtime does not matter for a program
   that runs once. Other backends compile with their defaults.
