@@ -104,7 +104,7 @@ def test_verdict_follows_the_protocol():
   # fewer than 3 seeds
   two = [r for r in rows if r["seed"] < 2]
   assert fmm_claims.summarise(two, teacher_kl, 400)["verdict"] == (
-      "not testable here")
+      "not testable here at this budget")
 
 
 def test_bad_arm_is_rejected_naming_the_allowed_ones():
@@ -139,7 +139,7 @@ def test_smoke_stages_write_rows_and_claim_blocks(tmp_path, monkeypatch):
   with pytest.raises(SystemExit, match="another budget"):
     fmm_claims.main(["students", "--arms=lmd", "--seeds=0", *common[:-1],
                      "--eval_every=4"])
-  assert out["claim"]["verdict"] == "not testable here"    # one seed
+  assert out["claim"]["verdict"] == "not testable here at this budget"  # one seed
   for name in ("teacher", "speed"):
     claim = json.loads((tmp_path / f"claims_002_{name}.json").read_text())[
         "claim"]

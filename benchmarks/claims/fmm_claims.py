@@ -78,10 +78,8 @@ def mean_std(values: Sequence[float]) -> Dict[str, Optional[float]]:
   return verdicts.summarize(v)
 
 
-def better(a: Dict, b: Dict) -> bool:
-  """PROTOCOL.md: A better (lower) than B iff mean_A + std_A < mean_B −
-  std_B."""
-  return a["mean"] + a["std"] < b["mean"] - b["std"]
+# PROTOCOL.md: A better (lower) than B iff mean_A + std_A < mean_B − std_B.
+better = verdicts.better_summary
 
 
 def steps_to_threshold(curve: Sequence[Dict], threshold: float
@@ -145,10 +143,10 @@ def verdict(summary: Dict, budget: int):
   """LMD reaches the threshold in fewer steps than EMD (PROTOCOL.md)."""
   arms = summary["arms"]
   if "lmd" not in arms or "emd" not in arms:
-    return "not testable here", "LMD or EMD rows missing"
+    return verdicts.NOT_TESTABLE, "LMD or EMD rows missing"
   lmd, emd = arms["lmd"], arms["emd"]
   if min(len(lmd["seeds"]), len(emd["seeds"])) < 3:
-    return ("not testable here", f"fewer than 3 seeds (LMD {lmd['seeds']}, "
+    return (verdicts.NOT_TESTABLE, f"fewer than 3 seeds (LMD {lmd['seeds']}, "
             f"EMD {emd['seeds']})")
   thr = summary["threshold"]
   l_s, e_s = lmd["steps_to_threshold_stats"], emd["steps_to_threshold_stats"]
@@ -448,7 +446,7 @@ def stage_speed(a):
               f"(load1 {min(loads):.1f}-{max(loads):.1f})")
   else:
     speedup = None
-    verdict = "not testable here"
+    verdict = verdicts.NOT_TESTABLE
     reason = (f"no teacher step count in {a.ode_ks} is as good as the "
               f"one-step student (KL {stu['value']:.4f}): no matched pair")
   print_table(rows, ["arm", "nfe", "value", "sec_median", "samples_per_sec"])

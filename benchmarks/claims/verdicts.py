@@ -28,6 +28,7 @@ from common import write_result  # noqa: E402  pylint: disable=g-import-not-at-t
 
 __all__ = ["REPRODUCED", "NOT_REPRODUCED", "WITHIN_NOISE", "NOT_REACHED",
            "NOT_TESTABLE", "summarize", "format_summary", "better",
+           "better_summary",
            "flattened", "outcome", "parse_args", "write_claim"]
 
 REPRODUCED = "reproduced"
@@ -74,7 +75,11 @@ def format_summary(s: Dict[str, object], digits: int = 3) -> str:
 def better(a: Sequence[float], b: Sequence[float]) -> bool:
   """True if A is better than B for a lower-is-better metric: mean_A +
   std_A < mean_B − std_B (sample stds over seeds)."""
-  sa, sb = summarize(a), summarize(b)
+  return better_summary(summarize(a), summarize(b))
+
+
+def better_summary(sa: dict, sb: dict) -> bool:
+  """`better` on summaries ({'mean', 'std'}, e.g. from `summarize`)."""
   return sa["mean"] + sa["std"] < sb["mean"] - sb["std"]
 
 
