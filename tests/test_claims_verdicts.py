@@ -1,25 +1,19 @@
 """The claims suite's verdict rules (benchmarks/claims/verdicts.py) on
 hand-made numbers, and the results page's claims section."""
 
-import importlib.util
 import json
 import math
 import os
 
 import pytest
 
+import script_modules  # tests/script_modules.py
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _load(name, *parts):
-  spec = importlib.util.spec_from_file_location(
-      name, os.path.join(ROOT, *parts))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
-
-
-V = _load("claims_verdicts", "benchmarks", "claims", "verdicts.py")
+V = script_modules.load("claims_verdicts", "benchmarks", "claims",
+                        "verdicts.py")
 
 
 def test_summarize_sample_std_and_t_interval():
@@ -90,7 +84,8 @@ def test_results_page_puts_every_claims_file_first(tmp_path):
                   "our_figure": "1 ± 0.1"}}))
   (res / "gcm_moons.json").write_text(json.dumps({
       "benchmark": "gcm_moons", "machine": machine, "rows": [{"a": 1}]}))
-  text = _load("make_results", "scripts", "make_results.py").render(str(res))
+  text = script_modules.load("make_results", "scripts",
+                             "make_results.py").render(str(res))
   claims_at = text.index("## The papers' claims")
   assert claims_at < text.index("## Distribution matching")
   assert ("| 000 | affine | KL 0.07 | 1 ± 0.1 | 10 steps | **reproduced** |"
@@ -105,7 +100,7 @@ def _gcm_claims():
     path = os.path.join(ROOT, *d)
     if path not in sys.path:
       sys.path.insert(0, path)
-  return _load("claims_gcm", "benchmarks", "claims", "gcm.py")
+  return script_modules.load("claims_gcm", "benchmarks", "claims", "gcm.py")
 
 
 def test_moon_shares_label_each_point_by_its_nearest_arc():

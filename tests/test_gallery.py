@@ -2,21 +2,17 @@
 gallery is what the script last wrote (every family has its figure and its
 numbers; the README's picture and number are the flagship run's)."""
 
-import importlib.util
 import json
 import os
 
 from gcflow_jax import config_utils
+import script_modules  # tests/script_modules.py
 
 ROOT = config_utils.repo_root()
 
 
 def _gallery_module():
-  spec = importlib.util.spec_from_file_location(
-      "make_gallery", os.path.join(ROOT, "scripts", "make_gallery.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return script_modules.load("make_gallery", "scripts", "make_gallery.py")
 
 
 def test_gallery_runs_are_valid_configs_with_their_overrides():

@@ -1,19 +1,16 @@
 """docs/RESULTS.md is generated from benchmarks/results/*.json by
 scripts/make_results.py and must be regenerated when a result changes."""
 
-import importlib.util
 import json
 import os
+
+import script_modules  # tests/script_modules.py
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def _script():
-  spec = importlib.util.spec_from_file_location(
-      "make_results", os.path.join(ROOT, "scripts", "make_results.py"))
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return script_modules.load("make_results", "scripts", "make_results.py")
 
 
 def test_results_page_is_up_to_date():

@@ -1,7 +1,6 @@
 """FID Inception: architecture, resize semantics, weight conversion/loading."""
 
 import importlib
-import importlib.util
 import json
 import os
 
@@ -17,6 +16,7 @@ from gcflow_jax.evaluation.fid import inception_score_from_logits
 from gcflow_jax.evaluation.fid import kid_from_features
 from gcflow_jax.evaluation import inception
 from gcflow_jax.evaluation import inception_net
+import script_modules  # tests/script_modules.py
 
 # The submodule (the package attribute `evaluate` is the function).
 evaluate_lib = importlib.import_module("gcflow_jax.evaluation.evaluate")
@@ -30,11 +30,7 @@ _FIXTURE = os.path.join(_ROOT, "tests", "evaluation", "fixtures",
 
 
 def _script(name):
-  path = os.path.join(_ROOT, "scripts", name + ".py")
-  spec = importlib.util.spec_from_file_location(name, path)
-  mod = importlib.util.module_from_spec(spec)
-  spec.loader.exec_module(mod)
-  return mod
+  return script_modules.load(name, "scripts", name + ".py")
 
 
 def _converter():
