@@ -8,6 +8,7 @@ truncated file) is skipped with a warning and the previous one is tried.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from typing import Any, Optional, Tuple
@@ -22,6 +23,7 @@ def checkpoint_dir(workdir: str) -> str:
   return os.path.join(os.path.abspath(workdir), "checkpoints")
 
 
+@functools.lru_cache(maxsize=None)
 def _single_process_array_handler() -> None:
   """Saves each replicated array whole when one process writes everything.
 

@@ -88,6 +88,15 @@ NUM_SIGMAS = 12
 HELD_OUT = 4096
 DENOISER_LR = 1e-3
 SIGMA_CLAIM = 1.0   # the claims are judged at every σ >= 1
+# (c): the paper's ordering GC < OT < IC, pair by pair.
+ORDER_PAIRS = (("gc", "ot"), ("ot", "ic"), ("gc", "ic"))
+
+
+def _pairwise_better(vals: Dict[str, List[float]]) -> Dict[str, bool]:
+  """{'GC < OT': V.better(gc, ot), ...} for the ORDER_PAIRS present in
+  `vals` (arm -> per-seed values, lower is better)."""
+  return {f"{a.upper()} < {b.upper()}": V.better(vals[a], vals[b])
+          for a, b in ORDER_PAIRS if a in vals and b in vals}
 
 
 def train_with_evals(config, eval_every: int,
@@ -283,8 +292,7 @@ def _quality_record(name: str, rows: List[dict], metric_keys: Dict[str, str],
          for a in arms}
     parts.append(f"{tag}: " + ", ".join(
         f"{a.upper()} {V.format_summary(s[a])}" for a in arms))
-    pairs = [(a, b) for a, b in (("gc", "ot"), ("ot", "ic"), ("gc", "ic"))
-             if a in arms and b in arms]
+    pairs = [(a, b) for a, b in ORDER_PAIRS if a in arms and b in arms]
     orderings.append(f"{tag}: " + ", ".join(
         f"{a.upper()} better than {b.upper()}: "
         f"{V.better([r[key] for r in rows if r['arm'] == a], [r[key] for r in rows if r['arm'] == b])}"
@@ -326,6 +334,7 @@ def claim_quality(seeds, args):
   # The toy and digits records come from --claim=quality_toy and
   # --claim=quality_digits (trained here, with curves); the once-scored rows
   # of results/consistency_quality.json stay in that file.
+
 
 def _toy_sinkhorn_curves(arms: Dict[str, dict], seeds, steps: int, num: int,
                          keys: Dict[int, str], tag: str) -> List[dict]:
@@ -377,8 +386,7 @@ def claim_quality_toy(seeds, args):
     parts.append(f"{k} step{'s' if k > 1 else ''}: " + ", ".join(
         f"{a.upper()} {V.format_summary(V.summarize(vals[a]))}"
         for a in arms))
-    order[k] = {f"{a.upper()} < {b.upper()}": V.better(vals[a], vals[b])
-                for a, b in (("gc", "ot"), ("ot", "ic"), ("gc", "ic"))}
+    order[k] = _pairwise_better(vals)
   flat = {a: V.flattened(V.curve_of(rows, a, "sinkhorn@1")) for a in arms}
   holds = order[1]["GC < OT"] and order[1]["OT < IC"]
   verdict = V.outcome(holds, all(flat.values()))
@@ -470,8 +478,7 @@ def claim_quality_digits(seeds, args):
   final = [r for r in rows if r["step"] == steps]
   vals = {a: [r["fd_digits"] for r in final if r["arm"] == a]
           for a in all_arms}
-  order = {f"{a.upper()} < {b.upper()}": V.better(vals[a], vals[b])
-           for a, b in (("gc", "ot"), ("ot", "ic"), ("gc", "ic"))}
+  order = _pairwise_better(vals)
   flat = {a: V.flattened(V.curve_of(rows, a, "fd_digits")) for a in all_arms}
   holds = order["GC < OT"] and order["OT < IC"]
   verdict = V.outcome(holds, all(flat.values()))
