@@ -132,3 +132,149 @@ def test_affine_score_is_the_mean_and_relative_covariance_error():
   s = G.affine_score(mu, cov)(x)
   assert s["mean_err"] == pytest.approx(0.5)       # |(0.3, 0.4)|
   assert s["cov_rel_err"] == pytest.approx(3.0)    # ‖4Σ − Σ‖/‖Σ‖
+
+
+def _reflow_file(ema_align, ema_base, online_align, online_base):
+  """A reflow_alignment.json with flat curves of 3 seeds per arm; EMA
+  curves only where `ema_*` is given."""
+  rows, curves = [], []
+  sets = {"online": (online_align, online_base)}
+  if ema_align is not None:
+    sets["ema"] = (ema_align, ema_base)
+  for par, (va, vb) in sets.items():
+    for variant, vals in (("piecewise_align", va), ("piecewise", vb)):
+      for seed, v in enumerate(vals):
+        tag = {"params": par} if ema_align is not None else {}
+        curves.append({"dataset": "digits", "variant": variant, "seed": seed,
+                       "metric": "fd_digits", "K": 2, **tag,
+                       "points": [{"step": s, "sample_steps": 2, "value": v}
+                                  for s in (600, 1200)]})
+        rows.append({"dataset": "digits", "variant": variant, "seed": seed,
+                     "metric": "fd_digits", "sample_steps": 1,
+                     "value": 10 * v, "train_steps": 1200, **tag})
+  return {"rows": rows, "curves": curves,
+          "machine": {"date": "2026-11-30"}}
+
+
+def test_reflow_claim_reads_the_deployed_ema_rows_when_they_exist(
+    tmp_path, monkeypatch):
+  import sys  # pylint: disable=g-import-not-at-top
+  for d in (("benchmarks",), ("benchmarks", "claims")):
+    path = os.path.join(ROOT, *d)
+    if path not in sys.path:
+      sys.path.insert(0, path)
+  R = script_modules.load("claims_reflow", "benchmarks", "claims",
+                          "reflow.py")
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  lo, hi = [0.30, 0.31, 0.32], [0.90, 0.91, 0.92]
+  # EMA says align is better, online says the opposite: EMA decides.
+  res = _reflow_file(lo, hi, hi, lo)
+  assert R.deployed_params(res, "digits") == "ema"
+  with open(R.claim_dataset(res, "digits")) as f:
+    d = json.load(f)
+  assert d["claim"]["verdict"] == V.REPRODUCED
+  assert "ema parameters" in d["claim"]["verdict_reason"]
+  assert {r["fd_digits"] for r in d["rows"] if r["sample_steps"] == 1} == {
+      10 * v for v in lo + hi}
+  # Files without EMA curves (written before change 15): the online rows.
+  old = _reflow_file(None, None, hi, lo)
+  assert R.deployed_params(old, "digits") == "online"
+  with open(R.claim_dataset(old, "digits")) as f:
+    assert json.load(f)["claim"]["verdict"] == V.NOT_REPRODUCED
+
+
+def test_reflow_alignment_merge_lets_a_later_file_replace_its_runs(
+    tmp_path, monkeypatch):
+  import argparse  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  path = os.path.join(ROOT, "benchmarks")
+  if path not in sys.path:
+    sys.path.insert(0, path)
+  B = script_modules.load("bench_reflow_alignment", "benchmarks",
+                          "reflow_alignment.py")
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+
+  def part(name, dataset, seeds, value, params=None):
+    tag = {"params": params} if params else {}
+    obj = {"rows": [{"dataset": dataset, "variant": "piecewise", "K": 2,
+                     "sample_steps": 2, "seed": s, "metric": "fd_digits",
+                     "value": value, **tag} for s in seeds],
+           "curves": [{"dataset": dataset, "variant": "piecewise",
+                       "seed": s, "points": [], **tag} for s in seeds]}
+    p = tmp_path / f"{name}.json"
+    p.write_text(json.dumps(obj))
+    return str(p)
+
+  old = part("old", "digits", [0, 1, 2], 5.0)
+  keep = part("keep", "gmm", [0], 1.0)
+  new = part("new", "digits", [0, 1], 2.0, params="ema")
+  B.merge(argparse.Namespace(merge=",".join([old, keep, new]), relabel=0,
+                             name="merged"))
+  with open(tmp_path / "merged.json") as f:
+    d = json.load(f)
+  got = sorted((r["dataset"], r["seed"], B.params_of(r), r["value"])
+               for r in d["rows"])
+  assert got == [("digits", 0, "ema", 2.0), ("digits", 1, "ema", 2.0),
+                 ("digits", 2, "online", 5.0), ("gmm", 0, "online", 1.0)]
+  assert len(d["curves"]) == 4
+  summ = {(s["dataset"], s["params"]): (s["num_seeds"], s["mean"])
+          for s in d["summary"]}
+  assert summ[("digits", "ema")] == (2, 2.0)
+  assert summ[("digits", "online")] == (1, 5.0)
+
+
+def _consistency_claims():
+  import sys  # pylint: disable=g-import-not-at-top
+  for d in (("benchmarks",), ("benchmarks", "claims")):
+    path = os.path.join(ROOT, *d)
+    if path not in sys.path:
+      sys.path.insert(0, path)
+  return script_modules.load("claims_consistency", "benchmarks", "claims",
+                             "consistency.py")
+
+
+def test_batch_ot_cost_spans_ic_at_batch_one_and_exact_ot_at_full_batch():
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  C = _consistency_claims()
+  x = jax.random.normal(jax.random.key(0), (24, 3))
+  z = jax.random.normal(jax.random.key(1), (24, 3))
+  ic = float(np.mean(np.sum((np.asarray(x) - np.asarray(z)) ** 2, 1)))
+  assert C.batch_ot_cost(x, z, 1) == pytest.approx(ic, rel=1e-5)
+  # Full batch: the exact assignment, checked by brute force on 6 points.
+  xs, zs = np.asarray(x[:6]), np.asarray(z[:6])
+  import itertools  # pylint: disable=g-import-not-at-top
+  best = min(np.mean(np.sum((xs - zs[list(p)]) ** 2, 1))
+             for p in itertools.permutations(range(6)))
+  assert C.batch_ot_cost(x[:6], z[:6], 6) == pytest.approx(best, rel=1e-5)
+  # Chunks of 4 of 6 pairs: the pair-weighted mean of the two chunks' OT.
+  four = min(np.sum((xs[:4] - zs[:4][list(p)]) ** 2)
+             for p in itertools.permutations(range(4)))
+  two = min(np.sum((xs[4:] - zs[4:][list(p)]) ** 2)
+            for p in itertools.permutations(range(2)))
+  assert C.batch_ot_cost(x[:6], z[:6], 4) == pytest.approx(
+      (four + two) / 6, rel=1e-5)
+
+
+def test_transport_claim_needs_the_data_second_moment_when_asked(
+    tmp_path, monkeypatch):
+  C = _consistency_claims()
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  sigmas = [0.5, 2.0, 8.0]
+
+  def rows(m2_f):
+    return [{"arm": "gc", "seed": sd, "step": st, "sigma": s,
+             "c": 10.0 + 0.01 * sd, "m2_f": m2_f, "m2_x": 50.0}
+            for sd in range(3) for st in (100, 200) for s in sigmas]
+
+  def verdict(m2_f, tol):
+    path = C._verdict_transport(rows(m2_f), sigmas, [0, 1, 2], 200,
+                                c_ic=30.0, c_ot=20.0, budget="b",
+                                claim="t", marginal_tol=tol)
+    with open(path) as f:
+      return json.load(f)["claim"]["verdict"]
+
+  # c_GC = 10 < c_OT = 20 < c_IC = 30 on flat curves.
+  assert verdict(52.0, 0.1) == V.REPRODUCED        # 4 % off: a coupling
+  assert verdict(30.0, 0.1) == V.NOT_REPRODUCED    # shrunk outputs
+  assert verdict(30.0, None) == V.REPRODUCED       # the toy's rule

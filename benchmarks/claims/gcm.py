@@ -3,10 +3,11 @@ the claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 
 python benchmarks/claims/gcm.py --claim=affine|moons|mnist_latent
     [--seeds=0,1,2] [--steps=N (0: the config's budget)]
+    [--variant=V (affine: configs/gaussian_affine_gcm.py:V)]
 
 Every run trains with the project's trainer step through
-`benchmarks/gcm_moons.train_curve` (the config as committed, only `seed`
-changed) and scores the generator g(z) (one step) at step 0 and every
+`benchmarks/gcm_moons.train_curve` (the config as committed, only `seed`,
+`train.steps` and the named variant changed) and scores the generator g(z) (one step) at step 0 and every
 `train.eval_every` steps.
 
 * affine — `python benchmarks/claims/gcm.py --claim=affine`
@@ -98,16 +99,16 @@ def _train_seeds(spec, seeds, score, num_samples, arm, steps=0):
   return rows, cfg
 
 
-def claim_affine(seeds, steps=0):
-  cfg0 = load(AFFINE_CONFIG)
+def claim_affine(seeds, steps=0, variant=""):
+  spec = AFFINE_CONFIG + (f":{variant}" if variant else "")
+  cfg0 = load(spec)
   mu, cov = toy.gaussian_params(cfg0.data.dim, cfg0.data.toy_param)
   score = affine_score(mu, cov)
   num = 100_000
   rng = np.random.default_rng(0)
   exact = mu + rng.standard_normal((num, len(mu))) @ np.linalg.cholesky(cov).T
   floor = score(exact)
-  rows, cfg = _train_seeds(AFFINE_CONFIG, seeds, score, num, "affine_full",
-                           steps)
+  rows, cfg = _train_seeds(spec, seeds, score, num, "affine_full", steps)
   final = [r for r in rows if r["step"] == cfg.train.steps]
   passed = all(r["mean_err"] < AFFINE_TOL and r["cov_rel_err"] < AFFINE_TOL
                for r in final)
@@ -122,7 +123,8 @@ def claim_affine(seeds, steps=0):
             f"estimator floor on exact samples: mean {floor['mean_err']:.3g}, "
             f"cov {floor['cov_rel_err']:.3g}")
   budget = (f"{cfg.train.steps} steps × batch {cfg.train.batch_size} "
-            f"(T_f/T_g = {cfg.gcm.t_f}/{cfg.gcm.t_g}), f MLP "
+            f"(T_f/T_g = {cfg.gcm.t_f}/{cfg.gcm.t_g}), lr {cfg.optim.lr:g} "
+            f"{cfg.optim.schedule}, f MLP "
             f"{tuple(cfg.model.mlp.hidden)}, N = {cfg.data.dim}, CPU")
   return V.write_claim(
       PAPER, "affine", rows,
@@ -132,7 +134,7 @@ def claim_affine(seeds, steps=0):
       budget=budget, seeds=seeds, verdict=verdict, verdict_reason=reason,
       our_figure=(f"mean err {V.format_summary(sm)}; cov err "
                   f"{V.format_summary(sc)}"),
-      extra={"exact_sample_floor": floor, "config": AFFINE_CONFIG})
+      extra={"exact_sample_floor": floor, "config": spec})
 
 
 def claim_moons(seeds, steps=0):
@@ -195,12 +197,22 @@ CLAIMS = {"affine": claim_affine, "moons": claim_moons,
           "mnist_latent": claim_mnist_latent}
 
 
+def _add_args(ap):
+  ap.add_argument("--steps", type=int, default=0,
+                  help="training steps (0: the config's); evaluations stay "
+                       "every train.eval_every steps")
+  ap.add_argument("--variant", default="",
+                  help="affine only: a variant of the config (e.g. "
+                       "'cosine')")
+
+
 def main():
-  args = V.parse_args(CLAIMS, lambda ap: ap.add_argument(
-      "--steps", type=int, default=0,
-      help="training steps (0: the config's); evaluations stay every "
-           "train.eval_every steps"))
-  print("wrote", CLAIMS[args.claim](args.seeds, args.steps))
+  args = V.parse_args(CLAIMS, _add_args)
+  if args.variant and args.claim != "affine":
+    raise SystemExit(f"--variant={args.variant!r} applies to "
+                     "--claim=affine only")
+  kw = {"variant": args.variant} if args.variant else {}
+  print("wrote", CLAIMS[args.claim](args.seeds, args.steps, **kw))
 
 
 if __name__ == "__main__":

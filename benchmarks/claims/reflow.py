@@ -14,7 +14,9 @@ python benchmarks/claims/reflow.py [--claim=alignment]
   "not reproduced" if piecewise is better, "within noise" otherwise; a
   curve that has not flattened makes it "not reached at this budget".
   Vanilla reflow rows (K = 1, no interior knot, so no alignment arm) are
-  shown for scale.
+  shown for scale. Where a dataset's runs scored the trainer's EMA copy
+  (what `train.evaluate` deploys), the verdict reads those rows and curves
+  (PROTOCOL.md change 15); otherwise the online parameters.
 
 Writes results/claims_003_<dataset>.json.
 """
@@ -36,18 +38,30 @@ ALIGN, BASE = "piecewise_align", "piecewise"
 K = 2
 
 
-def dataset_rows(res: dict, dataset: str) -> list:
+def _params(r: dict) -> str:
+  return r.get("params", "online")
+
+
+def deployed_params(res: dict, dataset: str) -> str:
+  """'ema' where the dataset's runs scored the trainer's EMA copy (what
+  `train.evaluate` deploys; PROTOCOL change 15), else 'online'."""
+  return ("ema" if any(c["dataset"] == dataset and _params(c) == "ema"
+                       for c in res.get("curves", [])) else "online")
+
+
+def dataset_rows(res: dict, dataset: str, params: str = "online") -> list:
   """One row per (arm, seed, step): the K-step curve points of every
-  variant, plus the final 1-step values."""
+  variant, plus the final 1-step values, of one parameter set."""
   rows = []
   for c in res.get("curves", []):
-    if c["dataset"] != dataset:
+    if c["dataset"] != dataset or _params(c) != params:
       continue
     for p in c["points"]:
       rows.append({"arm": c["variant"], "seed": c["seed"], "step": p["step"],
                    "sample_steps": p["sample_steps"], c["metric"]: p["value"]})
   for r in res["rows"]:
-    if r["dataset"] == dataset and r["sample_steps"] == 1:
+    if (r["dataset"] == dataset and r["sample_steps"] == 1
+        and _params(r) == params):
       rows.append({"arm": r["variant"], "seed": r["seed"],
                    "step": r["train_steps"], "sample_steps": 1,
                    r["metric"]: r["value"]})
@@ -55,7 +69,8 @@ def dataset_rows(res: dict, dataset: str) -> list:
 
 
 def claim_dataset(res: dict, dataset: str) -> str:
-  rows = dataset_rows(res, dataset)
+  params = deployed_params(res, dataset)
+  rows = dataset_rows(res, dataset, params)
   metric = next(r["metric"] for r in res["rows"] if r["dataset"] == dataset)
   kr = [r for r in rows if r["sample_steps"] == K]
   arms = [a for a in (ALIGN, BASE) if any(r["arm"] == a for r in kr)]
@@ -68,7 +83,8 @@ def claim_dataset(res: dict, dataset: str) -> str:
   # 1-step values at the end of training (the curves of K = 1 variants
   # are 1-step too, so read the final rows).
   one = {a: [r["value"] for r in res["rows"] if r["dataset"] == dataset
-             and r["variant"] == a and r["sample_steps"] == 1]
+             and r["variant"] == a and r["sample_steps"] == 1
+             and _params(r) == params]
          for a in (ALIGN, BASE, "reflow")}
   s = {a: V.summarize(final[a]) for a in arms}
   if not all(flat.values()):
@@ -82,7 +98,7 @@ def claim_dataset(res: dict, dataset: str) -> str:
   steps = sorted({r["step"] for r in kr})
   extra_one = ", ".join(f"{a} {V.format_summary(V.summarize(v))}"
                         for a, v in one.items() if v)
-  reason = (f"{metric} at {K} steps: {ALIGN} "
+  reason = (f"{params} parameters; {metric} at {K} steps: {ALIGN} "
             f"{V.format_summary(s[ALIGN])} vs {BASE} "
             f"{V.format_summary(s[BASE])}; {ALIGN} better: "
             f"{V.better(final[ALIGN], final[BASE])}, {BASE} better: "
@@ -96,7 +112,8 @@ def claim_dataset(res: dict, dataset: str) -> str:
       PAPER, dataset, rows,
       paper_figure=("abstract only: the regulariser improves few-step "
                     "generation (no number)"),
-      metric=f"{metric} at {K} Euler steps (lower is better)", budget=budget,
+      metric=(f"{metric} at {K} Euler steps of the {params} parameters "
+              "(lower is better)"), budget=budget,
       seeds=sorted({r["seed"] for r in kr}), verdict=verdict,
       verdict_reason=reason,
       our_figure=(f"{ALIGN} {V.format_summary(s[ALIGN])} vs {BASE} "
