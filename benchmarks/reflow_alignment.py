@@ -31,16 +31,21 @@ Datasets:
 Every arm of a dataset has the same budget (`--steps`), optimiser and
 seeds; the regulariser starts at `start_frac` of the budget and ramps over
 `warmup_frac` (`reflow.align_start_steps/align_warmup_steps`), λ from the
-config unless `--align_weight` >= 0. Samples use the online parameters and
-Euler steps (1 and 2 = K). The curve (metric at sample_steps = K of the
-variant, every budget/curve steps) is kept per run in `curves`.
+config unless `--align_weight` >= 0. Samples use Euler steps (1 and 2 = K);
+config runs (checkerboard, digits) score both the online parameters and the
+trainer's EMA copy (what `train.evaluate` deploys) with the same keys, rows
+and curves tagged `params`; the vmapped runners score the online parameters
+(their lr decays to 0). The curve (metric at sample_steps = K of the
+variant, every budget/curve steps) is kept per run and parameter set in
+`curves`. `--merge`: a later file replaces an earlier one's runs of the same
+(dataset, variant, seed).
 
 `reflow_align` (K = 1) has no rows: the regulariser acts at interior knots
 and K = 1 has none (docs/reflow_marginal_alignment.md §4); the config
 validation refuses it.
 
-Rows (`rows`): dataset, variant, K, sample_steps, seed, metric, value,
-train_steps, train_s. `summary`: mean ± std over seeds.
+Rows (`rows`): dataset, variant, K, sample_steps, seed, params, metric,
+value, train_steps, train_s. `summary`: mean ± std over seeds.
 """
 
 from __future__ import annotations
@@ -84,6 +89,14 @@ METRIC = {"gmm": "mmd", "checkerboard": "sinkhorn",
 NUM_EVAL = {"gmm": 4000, "checkerboard": 4000, "checkerboard_fast": 4000,
             "digits": 1000}
 SAMPLE_STEPS = (1, 2)
+# Parameter sets scored by the trainer-config runs (the vmapped runners use
+# a cosine-decayed lr and score the online parameters only).
+PARAMS = ("online", "ema")
+NOTE = ("rows tagged `params`: 'online' (the vmapped gmm/checkerboard "
+        "runners, cosine-decayed lr, and rows written before the EMA was "
+        "scored) or 'ema' (the trainer's EMA copy, which train.evaluate "
+        "deploys; config runs score both, same sampling keys); Euler "
+        "sampling")
 
 # The closed-form teacher: three well-separated isotropic modes.
 GMM = GaussianMixtureFlow(np.array([[2.0, 0.0], [-1.0, 1.7], [-1.0, -1.7]]),
@@ -137,7 +150,10 @@ def run_config(dataset, variant, seed, steps, curve, args):
   k_int = config.reflow.num_intervals
   bs = config.train.batch_size
   evals = _eval_points(steps, curve)
-  curve_rows, train_s, metrics = [], 0.0, None
+  # Both parameter sets, each with the same sampling keys (paired).
+  which = {"online": lambda st: st.params, "ema": lambda st: st.ema_params}
+  curve_rows = {p: [] for p in PARAMS}
+  train_s, metrics = 0.0, None
   s = 0
   for stop in evals:
     t0 = time.perf_counter()
@@ -147,21 +163,24 @@ def run_config(dataset, variant, seed, steps, curve, args):
       s += 1
     jax.block_until_ready(state.params)
     train_s += time.perf_counter() - t0
-    x = np.asarray(sample(state.params, jax.random.fold_in(run.k_eval, k_int),
-                          n, k_int))
-    curve_rows.append({"step": stop, "sample_steps": k_int,
-                       "value": _score(x, ref, dataset),
-                       "loss_reflow": float(metrics["loss/reflow"])})
-  finals = {}
-  for m in SAMPLE_STEPS:
-    if m == k_int:
-      finals[m] = curve_rows[-1]["value"]
-      continue
-    x = np.asarray(sample(state.params, jax.random.fold_in(run.k_eval, m), n,
-                          m))
-    finals[m] = _score(x, ref, dataset)
+    for p in PARAMS:
+      x = np.asarray(sample(which[p](state),
+                            jax.random.fold_in(run.k_eval, k_int), n, k_int))
+      curve_rows[p].append({"step": stop, "sample_steps": k_int,
+                            "value": _score(x, ref, dataset),
+                            "loss_reflow": float(metrics["loss/reflow"])})
+  finals = {p: {} for p in PARAMS}
+  for p in PARAMS:
+    for m in SAMPLE_STEPS:
+      if m == k_int:
+        finals[p][m] = curve_rows[p][-1]["value"]
+        continue
+      x = np.asarray(sample(which[p](state), jax.random.fold_in(run.k_eval, m),
+                            n, m))
+      finals[p][m] = _score(x, ref, dataset)
   return k_int, finals, curve_rows, train_s, {
       "config": CONFIGS[dataset][variant],
+      "ema_decay": float(config.ema.decay),
       "align_weight": float(config.reflow.align_weight),
       "align_start_steps": int(config.reflow.align_start_steps),
       "align_warmup_steps": int(config.reflow.align_warmup_steps)}
@@ -305,22 +324,35 @@ def run_gmm(variant, seeds, steps, curve, args, dataset="gmm"):
       v = apply_fn(p, xk, jnp.full((n,), 0.5))
       extra["knot_velocity_rmse"] = float(jnp.sqrt(jnp.mean(jnp.sum(
           (v - (x1 - xk) / 0.5) ** 2, axis=1))))
-    out.append((k_int, finals, curves[j], train_s, extra))
+    out.append((k_int, {"online": finals}, {"online": curves[j]}, train_s,
+                extra))
   return out
+
+
+def params_of(r: dict) -> str:
+  """'online' or 'ema' (rows and curves written before both were scored
+  are the online parameters)."""
+  return r.get("params", "online")
 
 
 def summarise(rows):
   out = []
-  keys = sorted({(r["dataset"], r["variant"], r["sample_steps"])
-                 for r in rows})
-  for ds, var, m in keys:
+  keys = sorted({(r["dataset"], r["variant"], params_of(r),
+                  r["sample_steps"]) for r in rows})
+  for ds, var, par, m in keys:
     vals = np.asarray([r["value"] for r in rows if r["dataset"] == ds and
-                       r["variant"] == var and r["sample_steps"] == m])
-    out.append({"dataset": ds, "variant": var, "sample_steps": m,
-                "metric": METRIC[ds], "num_seeds": len(vals),
+                       r["variant"] == var and params_of(r) == par and
+                       r["sample_steps"] == m])
+    out.append({"dataset": ds, "variant": var, "params": par,
+                "sample_steps": m, "metric": METRIC[ds],
+                "num_seeds": len(vals),
                 "mean": float(vals.mean()),
                 "std": float(vals.std(ddof=1)) if len(vals) > 1 else 0.0})
   return out
+
+
+def _run_key(r: dict) -> tuple:
+  return r["dataset"], r["variant"], r["seed"]
 
 
 def merge(args):
@@ -346,20 +378,22 @@ def merge(args):
                 else r["variant"])
       part_rows = [dict(r, variant=tag(r)) for r in part_rows]
       part_curves = [dict(c, variant=tag(c)) for c in part_curves]
-    rows += part_rows
-    curves += part_curves
+    # A later file replaces an earlier one's runs of the same (dataset,
+    # variant, seed): a rerun merged after the file it updates.
+    redo = {_run_key(r) for r in part_rows}
+    rows = [r for r in rows if _run_key(r) not in redo] + part_rows
+    curves = [c for c in curves if _run_key(c) not in redo] + part_curves
     sources.append({"file": os.path.basename(path),
                     "command": obj.get("command"),
                     "partial": obj.get("partial", False),
                     "machine": obj.get("machine"), "args": obj.get("args")})
   summary = summarise(rows)
-  print_table(summary, ["dataset", "variant", "sample_steps", "metric",
-                        "num_seeds", "mean", "std"])
+  print_table(summary, ["dataset", "variant", "params", "sample_steps",
+                        "metric", "num_seeds", "mean", "std"])
   path = write_result(args.name, rows, {
       "curves": curves, "summary": summary, "sources": sources,
       "note": "merged from runs split per dataset/variant (see sources); "
-              "online (non-EMA) parameters after train_steps; Euler "
-              "sampling; same budget, optimiser and seeds for every arm of "
+              + NOTE + "; same budget, optimiser and seeds for every arm of "
               "a dataset; reflow_align (K = 1) is undefined (no interior "
               "knot), see docs/reflow_marginal_alignment.md"})
   print(f"wrote {path}")
@@ -429,31 +463,31 @@ def main():
         if dataset == "checkerboard_fast":
           extra = dict(extra, runner="checkerboard_fast (vmapped seeds)")
         row_ds = "checkerboard" if dataset == "checkerboard_fast" else dataset
-        for m, v in finals.items():
-          rows.append({"dataset": row_ds, "variant": variant, "K": k_int,
-                       "sample_steps": m, "seed": seed,
-                       "metric": METRIC[dataset], "value": v,
-                       "train_steps": steps, "train_s": train_s})
-        curves.append({"dataset": row_ds, "variant": variant, "seed": seed,
-                       "K": k_int, "metric": METRIC[dataset],
-                       "points": curve_rows, **extra})
-        print(f"{dataset} {variant} seed {seed}: K={k_int} " +
-              " ".join(f"{m}-step={v:.4g}" for m, v in finals.items()) +
-              f" train_s={train_s:.0f} curve=" +
-              ",".join(f"{c['value']:.3g}" for c in curve_rows) +
-              (f" knot_rmse={extra['knot_velocity_rmse']:.3f}"
-               if "knot_velocity_rmse" in extra else ""), flush=True)
+        for par in finals:
+          for m, v in finals[par].items():
+            rows.append({"dataset": row_ds, "variant": variant, "K": k_int,
+                         "sample_steps": m, "seed": seed, "params": par,
+                         "metric": METRIC[dataset], "value": v,
+                         "train_steps": steps, "train_s": train_s})
+          curves.append({"dataset": row_ds, "variant": variant, "seed": seed,
+                         "params": par, "K": k_int, "metric": METRIC[dataset],
+                         "points": curve_rows[par], **extra})
+          print(f"{dataset} {variant} seed {seed} {par}: K={k_int} " +
+                " ".join(f"{m}-step={v:.4g}" for m, v in finals[par].items())
+                + f" train_s={train_s:.0f} curve=" +
+                ",".join(f"{c['value']:.3g}" for c in curve_rows[par]) +
+                (f" knot_rmse={extra['knot_velocity_rmse']:.3f}"
+                 if "knot_velocity_rmse" in extra else ""), flush=True)
       # Written after every job: an interrupted benchmark keeps its rows.
       write_result(args.name, rows, {"curves": curves,
                                      "summary": summarise(rows),
                                      "partial": True, "args": vars(args)})
   summary = summarise(rows)
-  print_table(summary, ["dataset", "variant", "sample_steps", "metric",
-                        "num_seeds", "mean", "std"])
+  print_table(summary, ["dataset", "variant", "params", "sample_steps",
+                        "metric", "num_seeds", "mean", "std"])
   path = write_result(args.name, rows, {
       "curves": curves, "summary": summary, "args": vars(args),
-      "note": "online (non-EMA) parameters after train_steps; Euler "
-              "sampling; same budget, optimiser and seeds for every arm of "
+      "note": NOTE + "; same budget, optimiser and seeds for every arm of "
               "a dataset; reflow_align (K = 1) is undefined (no interior "
               "knot), see docs/reflow_marginal_alignment.md"})
   print(f"wrote {path}")
