@@ -21,7 +21,7 @@ Datasets:
                 (K = 2), students initialised from the flow-matching
                 teacher; metric `sinkhorn` (4,000 samples).
   digits        configs/digits_reflow_align.py :vanilla / :noalign /
-                default; metric `fd_digits` (1,000 samples).
+                :align; metric `fd_digits` (1,000 samples).
   checkerboard_fast  the checkerboard configs' teacher, student network,
                 batch, λ, align_batch and lr, but the seeds trained side by
                 side (vmapped, one compile) on one cache of `--pairs`
@@ -81,7 +81,7 @@ CONFIGS = {
     "digits": {
         "reflow": "configs/digits_reflow_align.py:vanilla",
         "piecewise": "configs/digits_reflow_align.py:noalign",
-        "piecewise_align": "configs/digits_reflow_align.py",
+        "piecewise_align": "configs/digits_reflow_align.py:align",
     },
 }
 METRIC = {"gmm": "mmd", "checkerboard": "sinkhorn",

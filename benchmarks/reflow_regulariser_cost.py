@@ -48,7 +48,7 @@ from gcflow_jax.models import make_network  # noqa: E402
 
 SETUPS = {
     "checkerboard": ("configs/checkerboard_piecewise_reflow_align.py", (2,)),
-    "digits": ("configs/digits_reflow_align.py", (8, 8, 1)),
+    "digits": ("configs/digits_reflow_align.py:align", (8, 8, 1)),
 }
 
 
