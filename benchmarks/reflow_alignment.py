@@ -374,8 +374,9 @@ def merge(args):
       def tag(r, lam=lam):
         w, start = lam.get((r["dataset"], r["variant"], r["seed"]),
                            (0, 0))
-        return (f"{r['variant']}_lam{w:g}_start{start}" if w
-                else r["variant"])
+        # Already tagged (a merged sweep merged again): leave the name.
+        return (f"{r['variant']}_lam{w:g}_start{start}"
+                if w and "_lam" not in r["variant"] else r["variant"])
       part_rows = [dict(r, variant=tag(r)) for r in part_rows]
       part_curves = [dict(c, variant=tag(c)) for c in part_curves]
     # A later file replaces an earlier one's runs of the same (dataset,

@@ -278,3 +278,35 @@ def test_transport_claim_needs_the_data_second_moment_when_asked(
   assert verdict(52.0, 0.1) == V.REPRODUCED        # 4 % off: a coupling
   assert verdict(30.0, 0.1) == V.NOT_REPRODUCED    # shrunk outputs
   assert verdict(30.0, None) == V.REPRODUCED       # the toy's rule
+
+
+def test_reflow_alignment_sweep_relabel_tags_each_variant_once(
+    tmp_path, monkeypatch):
+  import argparse  # pylint: disable=g-import-not-at-top
+  import sys  # pylint: disable=g-import-not-at-top
+  path = os.path.join(ROOT, "benchmarks")
+  if path not in sys.path:
+    sys.path.insert(0, path)
+  B = script_modules.load("bench_reflow_alignment", "benchmarks",
+                          "reflow_alignment.py")
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+
+  def part(name, variant, lam):
+    run = {"dataset": "digits", "variant": variant, "seed": 0}
+    obj = {"rows": [dict(run, K=2, sample_steps=2, metric="fd_digits",
+                         value=1.0)],
+           "curves": [dict(run, points=[], align_weight=lam,
+                           align_start_steps=600)]}
+    p = tmp_path / f"{name}.json"
+    p.write_text(json.dumps(obj))
+    return str(p)
+
+  first = part("a", "piecewise_align", 0.01)
+  B.merge(argparse.Namespace(merge=first, relabel=1, name="sweep1"))
+  again = str(tmp_path / "sweep1.json")
+  base = part("b", "piecewise", 0.0)
+  B.merge(argparse.Namespace(merge=f"{again},{base}", relabel=1,
+                             name="sweep2"))
+  with open(tmp_path / "sweep2.json") as f:
+    names = sorted(r["variant"] for r in json.load(f)["rows"])
+  assert names == ["piecewise", "piecewise_align_lam0.01_start600"]
