@@ -54,6 +54,14 @@ def test_flattened_compares_last_step_against_seed_std_of_last():
     V.flattened([last])
 
 
+def test_outcome_counts_a_budget_only_on_flat_curves():
+  assert V.outcome(True, True) == V.REPRODUCED
+  assert V.outcome(False, True) == V.NOT_REPRODUCED
+  # A claim that holds while a curve still moves has not been reached yet.
+  assert V.outcome(True, False) == V.NOT_REACHED
+  assert V.outcome(False, False) == V.NOT_REACHED
+
+
 def test_write_claim_refuses_unknown_verdict(tmp_path, monkeypatch):
   monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
   kw = dict(paper_figure="p", metric="m", budget="b", seeds=[0, 1, 2],

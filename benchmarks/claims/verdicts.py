@@ -96,12 +96,13 @@ def flattened(curve: Sequence[Sequence[float]]) -> bool:
 
 
 def outcome(holds: bool, flat: bool) -> str:
-  """Verdict of a claim judged at the end of its budget: reproduced if it
-  holds; if not, "not reproduced" only when every curve has flattened,
-  else "not reached at this budget"."""
-  if holds:
-    return REPRODUCED
-  return NOT_REPRODUCED if flat else NOT_REACHED
+  """Verdict of a claim judged at the end of its budget. PROTOCOL.md: a
+  budget counts only if every curve has flattened, so a claim that holds
+  or fails while a curve still moves is "not reached at this budget";
+  on flat curves it is "reproduced" or "not reproduced"."""
+  if not flat:
+    return NOT_REACHED
+  return REPRODUCED if holds else NOT_REPRODUCED
 
 
 def parse_args(claims, add_args=None) -> argparse.Namespace:
