@@ -192,7 +192,8 @@ def _claims_section(paths) -> list:
         f"**{_fmt(c.get(k))}**" if k == "verdict" else _fmt(c.get(k))
         for k, _ in CLAIM_COLUMNS) + " |")
     date = (d.get("machine", {}) or {}).get("date") or "?"
-    cmd = d.get("command")
+    # A record written from cached runs names the command that redoes them.
+    cmd = d.get("reproduce_command") or d.get("command")
     reason = _fmt(c.get("verdict_reason")).rstrip(".")
     details.append(
         f"* **{_fmt(c.get('paper'))} {_fmt(c.get('claim'))}: "

@@ -83,8 +83,9 @@ def test_results_page_puts_every_claims_file_first(tmp_path):
              "device_count": 1, "jax": "0.10.2", "date": "2026-11-30"}
   for paper, claim, verdict in (("000", "affine", "reproduced"),
                                 ("002", "lmd_vs_emd", "within noise")):
+    redo = ({"reproduce_command": "y.py --all"} if paper == "002" else {})
     (res / f"claims_{paper}_{claim}.json").write_text(json.dumps({
-        "benchmark": f"claims_{paper}_{claim}", "command": "x.py",
+        "benchmark": f"claims_{paper}_{claim}", "command": "x.py", **redo,
         "machine": machine, "rows": [],
         "claim": {"paper": paper, "claim": claim, "paper_figure": "KL 0.07",
                   "metric": "m", "budget": "10 steps", "seeds": [0, 1, 2],
@@ -98,6 +99,9 @@ def test_results_page_puts_every_claims_file_first(tmp_path):
   assert claims_at < text.index("## Distribution matching")
   assert ("| 000 | affine | KL 0.07 | 1 ± 0.1 | 10 steps | **reproduced** |"
           in text)
+  # A record written from cached runs shows the command that redoes them.
+  assert "Command: `python x.py`" in text
+  assert "Command: `python y.py --all`" in text
   assert "| 002 | lmd_vs_emd |" in text            # the other branch's files
   assert "### claims_000_affine" not in text        # not repeated below
 

@@ -634,7 +634,12 @@ def claim_transport_digits(seeds, args):
                f"{c_full:.4g})"),
       scale_note=("Paper scale: CIFAR-10 (3,072-d, batch 512); here 64-d, "
                   f"batch {bs}"),
-      extra={"c_ot_full_exact": c_full, "num_pairs": n},
+      extra={"c_ot_full_exact": c_full, "num_pairs": n,
+             # The one command that trains every seed and writes this
+             # record (`command` may be a cache-only run, --train_seeds=).
+             "reproduce_command": (
+                 "benchmarks/claims/consistency.py --claim=transport_digits "
+                 f"--steps={steps} --cache_dir={cache_dir}")},
       marginal_tol=MARGINAL_TOL)
 
 
