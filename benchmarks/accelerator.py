@@ -49,7 +49,8 @@ is rewritten after every item, so a killed run keeps what it measured.
            teacher's values): bf16, then fp32.
   quality  in the time left (after the bf16 pass and the fp32 iCT-IC row,
            other items leave it --quality_reserve_s = 150 s): iCT IC vs GC
-           (μ = 0.5) on MNIST at 32×32×1, the issue-15 tiny UNet (32
+           (μ = 0.5; `--quality_arms=ic,ot,gc` adds minibatch OT, the exact
+           assignment on the host) on MNIST at 32×32×1, the issue-15 tiny UNet (32
            channels, mult (1, 2, 2), 1 block) in bf16, batch 256,
            digits_gc.py's recipe (Lion 2e-4, EMA warm-up; the iCT curriculum
            s0 = 10 -> s1 = 1280 over 1000 steps), 3 seeds per arm with the
@@ -58,7 +59,10 @@ is rewritten after every item, so a killed run keeps what it measured.
            step times before any training), batches drawn on the device
            (with replacement); 1- and 2-step EMA samples (2000) scored with
            the offline MNIST-classifier Fréchet distance against 2000 real
-           images (fd_mnist; lower is better; real-vs-real as the floor).
+           images (fd_mnist; lower is better; real-vs-real as the floor);
+           `--quality_curve=10` also scores 1 step at every 1/10 of the run
+           (rows' `curve`), which claim 001 (c) needs to check flattening:
+           `--sections=quality --quality_arms=ic,ot,gc --quality_curve=10`.
 
 Timings are of the AOT-compiled step (`jit(...).lower(...).compile()`), so no
 call after the first can recompile; donation as in the trainer.
@@ -779,9 +783,12 @@ def section_quality(report, budget, est, args):
   from gcflow_jax.train_state import TrainState  # pylint: disable=g-import-not-at-top
   sec = report.section("quality")
   seeds = [int(s) for s in args.quality_seeds.split(",")]
-  arms = ("ic", "gc")
-  need_fixed = 2 * 1.2 * est.get("quality", args.quality_compile_guess_s) + (
-      len(seeds) * len(arms) * args.quality_eval_s)
+  arms = tuple(args.quality_arms.split(","))
+  # Each curve point scores 1 step only: about half a final evaluation.
+  eval_s = args.quality_eval_s * (1 + 0.5 * (args.quality_curve - 1))
+  need_fixed = len(arms) * 1.2 * est.get(
+      "quality", args.quality_compile_guess_s) + (
+          len(seeds) * len(arms) * eval_s)
   min_steps = args.quality_min_steps
   if not budget.fits(need_fixed + 30):
     report.skip("quality", "ic_vs_gc", budget.skip_reason(need_fixed + 30))
@@ -801,8 +808,10 @@ def section_quality(report, budget, est, args):
       "recipe": "configs/digits_gc.py (Lion 2e-4, b=(0.9, 0.99), iCT "
                 f"s0=10 -> s1=1280 over {args.quality_curriculum} steps "
                 "(ict.curriculum_steps), EMA warm-up), GC mu=0.5 "
-                "from the EMA model; batches drawn on the device with "
-                "replacement", "samples": n_ref}
+                "from the EMA model, OT the exact minibatch assignment "
+                "(host); batches drawn on the device with "
+                "replacement", "samples": n_ref, "arms": list(arms),
+      "curve_points": args.quality_curve}
   # Floor: real images against real images (the other half of the set).
   other = data_u8[perm[n_ref:2 * n_ref]]
   floor = evaluation.evaluate(img_lib.to_float(other), reference,
@@ -874,7 +883,7 @@ def section_quality(report, budget, est, args):
     print(f"[quality] {arm}: compile {bt[3]:.1f} s, "
           f"{1000 * step_s[arm]:.1f} ms/step", flush=True)
   runs = len(arms) * len(seeds)
-  avail = budget.left() - runs * args.quality_eval_s - 10
+  avail = budget.left() - runs * eval_s - 10
   steps = int(min(args.quality_steps,
                   avail / (runs * max(step_s.values()))))
   sec["setup"]["step_ms"] = {a: 1000 * s for a, s in step_s.items()}
@@ -893,20 +902,35 @@ def section_quality(report, budget, est, args):
       state = jax.device_put(init_j(seed), jax.devices()[0])
       k_data = jax.random.fold_in(jax.random.key(seed), 10_001)
       k_train = jax.random.fold_in(jax.random.key(seed), 10_002)
-      t0 = time.perf_counter()
-      for _ in range(steps):
-        state, m = compiled(state, data, k_data, k_train)
-      jax.block_until_ready(m)
-      train_s = time.perf_counter() - t0
-      row = {"arm": arm, "seed": seed, "steps": steps, "train_s": train_s,
-             "final_loss": float(m["loss"])}
-      for n_steps in (1, 2):
+      def score(state, n_steps, seed=seed):
         x = np.asarray(sample(state.ema_params,
                               jax.random.fold_in(jax.random.key(seed), 7),
                               n_ref, n_steps, state.extras))
         x = np.clip(x, -1.0, 1.0)
-        row[f"{metric}@{n_steps}"] = evaluation.evaluate(
-            x, reference, metrics=[metric], batch_size=500)[metric]
+        return evaluation.evaluate(x, reference, metrics=[metric],
+                                   batch_size=500)[metric]
+
+      # Curve points at every steps/curve (1-step EMA score; the last one
+      # is the final row's), the same sampling key at each.
+      stops = sorted({max(1, round(steps * (i + 1) / args.quality_curve))
+                      for i in range(args.quality_curve)})
+      curve, train_s, done = [], 0.0, 0
+      for stop in stops:
+        t0 = time.perf_counter()
+        for _ in range(stop - done):
+          state, m = compiled(state, data, k_data, k_train)
+        jax.block_until_ready(m)
+        train_s += time.perf_counter() - t0
+        done = stop
+        if stop < steps:
+          curve.append({"step": stop, f"{metric}@1": score(state, 1)})
+      row = {"arm": arm, "seed": seed, "steps": steps, "train_s": train_s,
+             "final_loss": float(m["loss"])}
+      for n_steps in (1, 2):
+        row[f"{metric}@{n_steps}"] = score(state, n_steps)
+      if args.quality_curve > 1:
+        row["curve"] = curve + [{"step": steps,
+                                 f"{metric}@1": row[f"{metric}@1"]}]
       results[arm].append(row)
       sec["rows"].append(row)
       print(f"[quality] {arm} seed {seed}: {row}", flush=True)
@@ -961,6 +985,12 @@ def parse_args(argv=None):
                  help="ict.curriculum_steps of the quality runs")
   p.add_argument("--quality_batch", type=int, default=None)
   p.add_argument("--quality_seeds", default="0,1,2")
+  p.add_argument("--quality_arms", default="ic,gc",
+                 help="couplings of the quality runs (ic, ot, gc); the "
+                 "claim of PROTOCOL.md needs ic,ot,gc")
+  p.add_argument("--quality_curve", type=int, default=1,
+                 help="evaluations per quality run (1: the end only; the "
+                 "claim needs 10 to check that the curves flattened)")
   p.add_argument("--quality_samples", type=int, default=None)
   p.add_argument("--quality_dtype", default="bfloat16")
   p.add_argument("--quality_reserve_s", type=float, default=None,
@@ -987,6 +1017,11 @@ def parse_args(argv=None):
     for v in getattr(args, name).split(","):
       if v not in allowed:
         p.error(f"--{name} entry {v!r} is not one of {allowed}")
+  for v in args.quality_arms.split(","):
+    if v not in ("ic", "ot", "gc"):
+      p.error(f"--quality_arms entry {v!r} is not one of ('ic', 'ot', 'gc')")
+  if args.quality_curve < 1:
+    p.error(f"--quality_curve={args.quality_curve} must be >= 1")
   if args.quality_dtype not in ("bfloat16", "float32"):
     p.error(f"--quality_dtype={args.quality_dtype!r} is not one of "
             "('bfloat16', 'float32')")

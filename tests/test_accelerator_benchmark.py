@@ -92,7 +92,8 @@ def test_accelerator_smoke_writes_marked_json(tmp_path):
   cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "accelerator.py"),
          "--smoke", f"--out_dir={tmp_path}", "--budget_s=900",
          "--dtypes=bfloat16", "--ict_variants=ic,ot", "--fmm_losses=lmd",
-         "--quality_seeds=0"]
+         "--quality_seeds=0", "--quality_arms=ic,ot,gc",
+         "--quality_curve=2"]
   out = subprocess.run(cmd, env=env, capture_output=True, text=True,
                        timeout=900, cwd=str(tmp_path), check=False)
   assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
@@ -111,6 +112,11 @@ def test_accelerator_smoke_writes_marked_json(tmp_path):
   assert secs["ot_share"]["rows"][0]["share_of_ot_step_bfloat16"] > 0
   assert [r["loss"] for r in secs["fmm"]["rows"]] == ["lmd"]
   q = secs["quality"]
-  assert len(q["rows"]) == 2 and {r["arm"] for r in q["rows"]} == {"ic",
-                                                                   "gc"}
+  assert [r["arm"] for r in q["rows"]] == ["ic", "ot", "gc"]
+  for r in q["rows"]:
+    # Two curve points; the last is the final 1-step score.
+    steps = [p["step"] for p in r["curve"]]
+    assert len(steps) == 2 and steps[-1] == r["steps"] > steps[0]
+    metric = q["setup"]["metric"]
+    assert r["curve"][-1][f"{metric}@1"] == r[f"{metric}@1"]
   assert not any(s["skipped"] for s in secs.values())

@@ -322,3 +322,34 @@ def test_reflow_alignment_sweep_relabel_tags_each_variant_once(
   with open(tmp_path / "sweep2.json") as f:
     names = sorted(r["variant"] for r in json.load(f)["rows"])
   assert names == ["piecewise", "piecewise_align_lam0.01_start600"]
+
+
+def test_mnist_quality_claim_with_curves_uses_the_protocol_rule(
+    tmp_path, monkeypatch):
+  C = _consistency_claims()
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  finals = {"gc": [1.0, 1.02, 0.98], "ot": [2.0, 2.02, 1.98],
+            "ic": [3.0, 3.02, 2.98]}
+
+  def acc(last_move):
+    rows = []
+    for arm, vals in finals.items():
+      for seed, v in enumerate(vals):
+        rows.append({"arm": arm, "seed": seed, "steps": 100,
+                     "fd_mnist@1": v, "fd_mnist@2": v,
+                     "curve": [{"step": 50, "fd_mnist@1": v + last_move},
+                               {"step": 100, "fd_mnist@1": v}]})
+    return ({"machine": {"device_kind": "H200", "date": "d"}},
+            {"rows": rows, "real_vs_real": 0.1,
+             "setup": {"steps": 100, "batch": 256, "dtype": "bfloat16",
+                       "data": "mnist", "samples": 2000, "curve_points": 2,
+                       "net": {"model_channels": 32,
+                               "channel_mult": [1, 2]}}})
+
+  def verdict(last_move):
+    a, q = acc(last_move)
+    with open(C._quality_curves_record(a, q, ["gc", "ot", "ic"])) as f:
+      return json.load(f)["claim"]["verdict"]
+
+  assert verdict(0.0) == V.REPRODUCED          # GC < OT < IC, flat
+  assert verdict(0.5) == V.NOT_REACHED         # still falling by 0.5

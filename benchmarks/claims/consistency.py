@@ -28,7 +28,9 @@ python benchmarks/claims/consistency.py
   measured elsewhere (no training here):
   `python benchmarks/claims/consistency.py --claim=quality`
   MNIST on an H200 (results/accelerator_nvidia_h200.json, section
-  `quality`).
+  `quality`); scored once per run unless the accelerator ran with
+  `--quality_arms=ic,ot,gc --quality_curve=10`, whose curves give a
+  verdict by the protocol's rule.
 * quality_digits — (c) with curves, on sklearn digits:
   `python benchmarks/claims/consistency.py --claim=quality_digits
   --steps=2000 [--arms=gc,ot,ic] [--cache_dir=runs/claims_001_c_digits]`
@@ -352,6 +354,8 @@ def claim_quality(seeds, args):
            "source": "accelerator_nvidia_h200.json"} for r in q["rows"]]
   arms = sorted({r["arm"] for r in rows}, key=["gc", "ot", "ic"].index)
   net = setup["net"]
+  if all("curve" in r for r in q["rows"]):
+    return _quality_curves_record(acc, q, arms)
   _quality_record(
       "c_quality_mnist_h200", rows,
       {"1 step": "fd_mnist@1", "2 steps": "fd_mnist@2"}, arms,
@@ -370,6 +374,44 @@ def claim_quality(seeds, args):
   # --claim=quality_digits (trained here, with curves); the once-scored rows
   # of results/consistency_quality.json stay in that file.
 
+
+def _quality_curves_record(acc: dict, q: dict, arms: List[str]) -> str:
+  """(c) on MNIST from an accelerator run with curves
+  (`--quality_curve`): one row per (arm, seed, evaluation step) of 1-step
+  fd_mnist; GC < OT < IC by the mean ± std rule at the end, verdict by
+  `outcome` with every arm's curve."""
+  setup, key = q["setup"], "fd_mnist@1"
+  rows = [{"arm": r["arm"], "seed": r["seed"], "step": p["step"],
+           key: p[key], "source": "accelerator_nvidia_h200.json"}
+          for r in q["rows"] for p in r["curve"]]
+  final = {a: [r[key] for r in q["rows"] if r["arm"] == a] for a in arms}
+  two = {a: [r["fd_mnist@2"] for r in q["rows"] if r["arm"] == a]
+         for a in arms}
+  order = _pairwise_better(final)
+  holds = (set(arms) == {"gc", "ot", "ic"} and order["GC < OT"]
+           and order["OT < IC"])
+  flat = {a: V.flattened(V.curve_of(rows, a, key)) for a in arms}
+  net = setup["net"]
+  reason = (f"better by the mean ± std rule on 1-step fd_mnist: {order}; "
+            f"2 steps: {_pairwise_better(two)}; curves "
+            f"({setup['curve_points']} points) flattened: {flat}; arms run: "
+            f"{arms}. Real-vs-real floor {q['real_vs_real']:.3g}. The paper "
+            "trains 100k steps at batch 512 on CIFAR-10")
+  return V.write_claim(
+      PAPER, "c_quality_mnist_h200", rows,
+      paper_figure=("Table 1 (CIFAR-10, 1 step, 100k steps × batch 512): "
+                    "FID IC 7.42 ± 0.04, OT 6.75 ± 0.04, GC 5.95 ± 0.05"),
+      metric=f"1-step fd_mnist of {setup['samples']} EMA samples",
+      budget=(f"{setup['steps']} steps × batch {setup['batch']}, tiny UNet "
+              f"(channels {net['model_channels']}, mult "
+              f"{tuple(net['channel_mult'])}), {setup['dtype']}, "
+              f"{setup['data']}, {acc['machine']['device_kind']} "
+              f"{acc['machine']['date']}"),
+      seeds=sorted({r["seed"] for r in rows}),
+      verdict=V.outcome(holds, all(flat.values())), verdict_reason=reason,
+      our_figure="1 step: " + ", ".join(
+          f"{a.upper()} {V.format_summary(V.summarize(final[a]))}"
+          for a in arms))
 
 def _toy_sinkhorn_curves(arms: Dict[str, dict], seeds, steps: int, num: int,
                          keys: Dict[int, str], tag: str) -> List[dict]:
