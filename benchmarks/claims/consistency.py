@@ -105,6 +105,8 @@ SIGMA_CLAIM = 1.0   # the claims are judged at every σ >= 1
 # (a) on digits: f's outputs must match the data's second moment within 10 %
 # for its (f(x_σ), z) pairs to count as a coupling (PROTOCOL.md change 17).
 MARGINAL_TOL = 0.1
+TABLE1 = ("Table 1 (CIFAR-10, 1 step, 100k steps × batch 512): FID IC "
+          "7.42 ± 0.04, OT 6.75 ± 0.04, GC 5.95 ± 0.05")
 # (c): the paper's ordering GC < OT < IC, pair by pair.
 ORDER_PAIRS = (("gc", "ot"), ("ot", "ic"), ("gc", "ic"))
 
@@ -359,8 +361,7 @@ def claim_quality(seeds, args):
   _quality_record(
       "c_quality_mnist_h200", rows,
       {"1 step": "fd_mnist@1", "2 steps": "fd_mnist@2"}, arms,
-      paper_figure=("Table 1 (CIFAR-10, 1 step, 100k steps × batch 512): "
-                    "FID IC 7.42 ± 0.04, OT 6.75 ± 0.04, GC 5.95 ± 0.05"),
+      paper_figure=TABLE1,
       budget=(f"{setup['steps']} steps × batch {setup['batch']}, tiny UNet "
               f"(channels {net['model_channels']}, mult "
               f"{tuple(net['channel_mult'])}), {setup['dtype']}, "
@@ -399,8 +400,7 @@ def _quality_curves_record(acc: dict, q: dict, arms: List[str]) -> str:
             "trains 100k steps at batch 512 on CIFAR-10")
   return V.write_claim(
       PAPER, "c_quality_mnist_h200", rows,
-      paper_figure=("Table 1 (CIFAR-10, 1 step, 100k steps × batch 512): "
-                    "FID IC 7.42 ± 0.04, OT 6.75 ± 0.04, GC 5.95 ± 0.05"),
+      paper_figure=TABLE1,
       metric=f"1-step fd_mnist of {setup['samples']} EMA samples",
       budget=(f"{setup['steps']} steps × batch {setup['batch']}, tiny UNet "
               f"(channels {net['model_channels']}, mult "
