@@ -106,13 +106,19 @@ def test_results_page_puts_every_claims_file_first(tmp_path):
   assert "### claims_000_affine" not in text        # not repeated below
 
 
-def _gcm_claims():
+def _bench_module(name, *parts):
+  """A benchmarks/ script as a module, with benchmarks/ and
+  benchmarks/claims/ importable as the scripts expect."""
   import sys  # pylint: disable=g-import-not-at-top
   for d in (("benchmarks",), ("benchmarks", "claims")):
     path = os.path.join(ROOT, *d)
     if path not in sys.path:
       sys.path.insert(0, path)
-  return script_modules.load("claims_gcm", "benchmarks", "claims", "gcm.py")
+  return script_modules.load(name, "benchmarks", *parts)
+
+
+def _gcm_claims():
+  return _bench_module("claims_gcm", "claims", "gcm.py")
 
 
 def test_moon_shares_label_each_point_by_its_nearest_arc():
@@ -170,13 +176,7 @@ def _reflow_file(ema_align, ema_base, online_align, online_base):
 
 def test_reflow_claim_reads_the_deployed_ema_rows_when_they_exist(
     tmp_path, monkeypatch):
-  import sys  # pylint: disable=g-import-not-at-top
-  for d in (("benchmarks",), ("benchmarks", "claims")):
-    path = os.path.join(ROOT, *d)
-    if path not in sys.path:
-      sys.path.insert(0, path)
-  R = script_modules.load("claims_reflow", "benchmarks", "claims",
-                          "reflow.py")
+  R = _bench_module("claims_reflow", "claims", "reflow.py")
   monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
   lo, hi = [0.30, 0.31, 0.32], [0.90, 0.91, 0.92]
   # EMA says align is better, online says the opposite: EMA decides.
@@ -198,12 +198,7 @@ def test_reflow_claim_reads_the_deployed_ema_rows_when_they_exist(
 def test_reflow_alignment_merge_lets_a_later_file_replace_its_runs(
     tmp_path, monkeypatch):
   import argparse  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  path = os.path.join(ROOT, "benchmarks")
-  if path not in sys.path:
-    sys.path.insert(0, path)
-  B = script_modules.load("bench_reflow_alignment", "benchmarks",
-                          "reflow_alignment.py")
+  B = _bench_module("bench_reflow_alignment", "reflow_alignment.py")
   monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
 
   def part(name, dataset, seeds, value, params=None):
@@ -236,13 +231,7 @@ def test_reflow_alignment_merge_lets_a_later_file_replace_its_runs(
 
 
 def _consistency_claims():
-  import sys  # pylint: disable=g-import-not-at-top
-  for d in (("benchmarks",), ("benchmarks", "claims")):
-    path = os.path.join(ROOT, *d)
-    if path not in sys.path:
-      sys.path.insert(0, path)
-  return script_modules.load("claims_consistency", "benchmarks", "claims",
-                             "consistency.py")
+  return _bench_module("claims_consistency", "claims", "consistency.py")
 
 
 def test_batch_ot_cost_spans_ic_at_batch_one_and_exact_ot_at_full_batch():
@@ -295,12 +284,7 @@ def test_transport_claim_needs_the_data_second_moment_when_asked(
 def test_reflow_alignment_sweep_relabel_tags_each_variant_once(
     tmp_path, monkeypatch):
   import argparse  # pylint: disable=g-import-not-at-top
-  import sys  # pylint: disable=g-import-not-at-top
-  path = os.path.join(ROOT, "benchmarks")
-  if path not in sys.path:
-    sys.path.insert(0, path)
-  B = script_modules.load("bench_reflow_alignment", "benchmarks",
-                          "reflow_alignment.py")
+  B = _bench_module("bench_reflow_alignment", "reflow_alignment.py")
   monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
 
   def part(name, variant, lam):
