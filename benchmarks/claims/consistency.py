@@ -90,7 +90,7 @@ from common import read_result  # noqa: E402  pylint: disable=g-import-not-at-to
 from gcm_moons import load  # noqa: E402  pylint: disable=g-import-not-at-top
 import verdicts as V  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from gcflow_jax import evaluation, train  # noqa: E402
+from gcflow_jax import evaluation, run_record, train  # noqa: E402
 from gcflow_jax.data import toy  # noqa: E402
 from gcflow_jax.evaluation import diagnostics as D  # noqa: E402
 from gcflow_jax.models import make_network  # noqa: E402
@@ -351,22 +351,18 @@ def claim_quality(seeds, args):
   acc = read_result("accelerator_nvidia_h200")
   q = acc["sections"]["quality"]
   setup = q["setup"]
+  arms = sorted({r["arm"] for r in q["rows"]}, key=["gc", "ot", "ic"].index)
+  if all("curve" in r for r in q["rows"]):
+    return _quality_curves_record(acc, q, arms)
   rows = [{"arm": r["arm"], "seed": r["seed"], "step": r["steps"],
            "fd_mnist@1": r["fd_mnist@1"], "fd_mnist@2": r["fd_mnist@2"],
            "source": "accelerator_nvidia_h200.json"} for r in q["rows"]]
-  arms = sorted({r["arm"] for r in rows}, key=["gc", "ot", "ic"].index)
-  net = setup["net"]
-  if all("curve" in r for r in q["rows"]):
-    return _quality_curves_record(acc, q, arms)
   _quality_record(
       "c_quality_mnist_h200", rows,
       {"1 step": "fd_mnist@1", "2 steps": "fd_mnist@2"}, arms,
       paper_figure=TABLE1,
-      budget=(f"{setup['steps']} steps × batch {setup['batch']}, tiny UNet "
-              f"(channels {net['model_channels']}, mult "
-              f"{tuple(net['channel_mult'])}), {setup['dtype']}, "
-              f"{setup['data']}, {setup['samples']} samples, "
-              f"{acc['machine']['device_kind']} {acc['machine']['date']}"),
+      budget=_mnist_budget(setup, acc["machine"],
+                           f"{setup['samples']} samples, "),
       note=(f"The OT arm was not run (accelerator budget). Real-vs-real "
             f"floor {q['real_vs_real']:.3g}. The paper trains 100k steps at "
             "batch 512 on CIFAR-10"),
@@ -374,6 +370,17 @@ def claim_quality(seeds, args):
   # The toy and digits records come from --claim=quality_toy and
   # --claim=quality_digits (trained here, with curves); the once-scored rows
   # of results/consistency_quality.json stay in that file.
+
+
+def _mnist_budget(setup: dict, machine: dict, extra: str = "") -> str:
+  """The accelerator MNIST quality run's budget (its `setup`; 'extra' goes
+  before the device and date)."""
+  net = setup["net"]
+  return (f"{setup['steps']} steps × batch {setup['batch']}, tiny UNet "
+          f"(channels {net['model_channels']}, mult "
+          f"{tuple(net['channel_mult'])}), {setup['dtype']}, "
+          f"{setup['data']}, {extra}{machine['device_kind']} "
+          f"{machine['date']}")
 
 
 def _quality_curves_record(acc: dict, q: dict, arms: List[str]) -> str:
@@ -392,7 +399,6 @@ def _quality_curves_record(acc: dict, q: dict, arms: List[str]) -> str:
   holds = (set(arms) == {"gc", "ot", "ic"} and order["GC < OT"]
            and order["OT < IC"])
   flat = {a: V.flattened(V.curve_of(rows, a, key)) for a in arms}
-  net = setup["net"]
   reason = (f"better by the mean ± std rule on 1-step fd_mnist: {order}; "
             f"2 steps: {_pairwise_better(two)}; curves "
             f"({setup['curve_points']} points) flattened: {flat}; arms run: "
@@ -402,11 +408,7 @@ def _quality_curves_record(acc: dict, q: dict, arms: List[str]) -> str:
       PAPER, "c_quality_mnist_h200", rows,
       paper_figure=TABLE1,
       metric=f"1-step fd_mnist of {setup['samples']} EMA samples",
-      budget=(f"{setup['steps']} steps × batch {setup['batch']}, tiny UNet "
-              f"(channels {net['model_channels']}, mult "
-              f"{tuple(net['channel_mult'])}), {setup['dtype']}, "
-              f"{setup['data']}, {acc['machine']['device_kind']} "
-              f"{acc['machine']['date']}"),
+      budget=_mnist_budget(setup, acc["machine"]),
       seeds=sorted({r["seed"] for r in rows}),
       verdict=V.outcome(holds, all(flat.values())), verdict_reason=reason,
       our_figure="1 step: " + ", ".join(
@@ -531,10 +533,9 @@ def claim_quality_digits(seeds, args):
         return {k: float(out[k]) for k in ("fd_digits", "kid_digits")}
 
       curve, _, _ = train_with_evals(cfg, max(1, steps // 10), on_eval)
-      tmp = cache_path(arm, seed) + ".tmp"
-      with open(tmp, "w") as f:
-        json.dump([{"arm": arm, "seed": seed, **r} for r in curve], f)
-      os.replace(tmp, cache_path(arm, seed))
+      run_record.write_json_atomic(
+          cache_path(arm, seed), [{"arm": arm, "seed": seed, **r}
+                                  for r in curve])
   if todo and set(todo) != set(all_arms):
     # A process given a subset of the arms only trains (and caches) them;
     # the record is written by a run over every arm, or `--arms=` (none:
@@ -580,6 +581,11 @@ def claim_quality_digits(seeds, args):
       our_figure="1 step: " + ", ".join(
           f"{a.upper()} {V.format_summary(V.summarize(vals[a]))}"
           for a in all_arms))
+
+
+def _mean_sq_norm(a: jax.Array) -> jax.Array:
+  """E‖a_i‖² over the leading (batch) axis."""
+  return jnp.mean(jnp.sum(a.reshape(a.shape[0], -1) ** 2, axis=1))
 
 
 def batch_ot_cost(x: jax.Array, z: jax.Array, batch: int) -> float:
@@ -633,8 +639,7 @@ def claim_transport_digits(seeds, args):
       f = D.make_endpoint_fn(apply, params, sigma_min=cfg.ict.sigma_min,
                              sigma_data=cfg.ict.sigma_data)(x + sigma * z,
                                                             sigma)
-      sq = lambda a: jnp.mean(jnp.sum(a.reshape(a.shape[0], -1) ** 2, 1))  # noqa: E731
-      return sq(f - z), sq(f)
+      return _mean_sq_norm(f - z), _mean_sq_norm(f)
 
     def on_eval(step, state, run, costs=costs):
       del step, run
@@ -643,10 +648,7 @@ def claim_transport_digits(seeds, args):
               "m2_f": [float(m) for _, m in out]}
 
     curve, _, _ = train_with_evals(cfg, max(1, steps // 5), on_eval)
-    tmp = cache_path(seed) + ".tmp"
-    with open(tmp, "w") as fh:
-      json.dump(curve, fh)
-    os.replace(tmp, cache_path(seed))
+    run_record.write_json_atomic(cache_path(seed), curve)
   missing = [sd for sd in seeds if not os.path.exists(cache_path(sd))]
   if missing:
     print(f"seeds {missing} not cached yet: no record written", flush=True)
@@ -654,7 +656,7 @@ def claim_transport_digits(seeds, args):
   base = D.transport_costs(x, z, sigmas, None, ot_solver="exact")
   c_ic, c_full = float(base["ic"]), float(base["ot"])
   c_ot = batch_ot_cost(x, z, bs)
-  m2_x = float(jnp.mean(jnp.sum(x.reshape(x.shape[0], -1) ** 2, 1)))
+  m2_x = float(_mean_sq_norm(x))
   rows = []
   for seed in seeds:
     with open(cache_path(seed)) as fh:
