@@ -152,6 +152,56 @@ def test_affine_score_is_the_mean_and_relative_covariance_error():
   assert s["cov_rel_err"] == pytest.approx(3.0)    # ‖4Σ − Σ‖/‖Σ‖
 
 
+def _affine_dt_rows(final, prev=None):
+  """Rows of the Δt claim: per arm Δt, per seed, the errors at steps 700
+  and 1400; `final[dt]` = [(mean_err, cov_rel_err)] per seed at 1400, the
+  700-step values `prev[dt]` (default: the same, i.e. flat curves)."""
+  rows = []
+  for dt, per_seed in final.items():
+    for seed, (m, c) in enumerate(per_seed):
+      pm, pc = (prev or final)[dt][seed]
+      rows += [{"arm": f"dt={dt:g}", "seed": seed, "step": 700,
+                "mean_err": pm, "cov_rel_err": pc},
+               {"arm": f"dt={dt:g}", "seed": seed, "step": 1400,
+                "mean_err": m, "cov_rel_err": c}]
+  return rows
+
+
+def test_affine_dt_claim_needs_the_smallest_step_below_tol_and_better():
+  G = _gcm_claims()
+  big = [(0.03, 0.090), (0.02, 0.080), (0.04, 0.085)]
+  small = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
+  dts = [0.05, 0.0125]
+  verdict, reason, stats = G.affine_dt_verdict(
+      _affine_dt_rows({0.05: big, 0.0125: small}), dts, 1400)
+  assert verdict == V.REPRODUCED, reason
+  assert stats["dt=0.0125"]["cov_rel_err"]["mean"] == pytest.approx(0.025)
+  # The same numbers with the arms' Δt swapped: the error grows as Δt
+  # shrinks, so the claim fails (a min/max mix-up would pass it).
+  verdict, reason, _ = G.affine_dt_verdict(
+      _affine_dt_rows({0.05: small, 0.0125: big}), dts, 1400)
+  assert verdict == V.NOT_REPRODUCED, reason
+  # One seed's covariance error at the smallest Δt above the tolerance.
+  worse = small[:2] + [(0.01, 0.06)]
+  verdict, _, _ = G.affine_dt_verdict(
+      _affine_dt_rows({0.05: big, 0.0125: worse}), dts, 1400)
+  assert verdict == V.NOT_REPRODUCED
+  # A mean error above the tolerance fails it too.
+  verdict, _, _ = G.affine_dt_verdict(
+      _affine_dt_rows({0.05: big, 0.0125: small[:2] + [(0.07, 0.02)]}),
+      dts, 1400)
+  assert verdict == V.NOT_REPRODUCED
+  # Passing numbers on a covariance curve still falling by more than the
+  # seed std: not reached.
+  prev = {0.05: big, 0.0125: [(m, c + 0.05) for m, c in small]}
+  verdict, _, _ = G.affine_dt_verdict(
+      _affine_dt_rows({0.05: big, 0.0125: small}, prev), dts, 1400)
+  assert verdict == V.NOT_REACHED
+  with pytest.raises(ValueError, match="seeds at step 2800"):
+    G.affine_dt_verdict(_affine_dt_rows({0.05: big, 0.0125: small}), dts,
+                        2800)
+
+
 def _reflow_file(ema_align, ema_base, online_align, online_base):
   """A reflow_alignment.json with flat curves of 3 seeds per arm; EMA
   curves only where `ema_*` is given."""

@@ -1,9 +1,10 @@
 r"""Paper 000 (distribution matching with generalized consistency models):
 the claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 
-python benchmarks/claims/gcm.py --claim=affine|moons|mnist_latent
+python benchmarks/claims/gcm.py --claim=affine|affine_dt|moons|mnist_latent
     [--seeds=0,1,2] [--steps=N (0: the config's budget)]
-    [--variant=V (affine: configs/gaussian_affine_gcm.py:V)]
+    [--variant=V (affine, affine_dt: configs/gaussian_affine_gcm.py:V)]
+    [--dts=0.05,0.025,0.0125 (affine_dt)]
 
 Every run trains with the project's trainer step through
 `benchmarks/gcm_moons.train_curve` (the config as committed, only `seed`,
@@ -16,6 +17,12 @@ Every run trains with the project's trainer step through
   against the closed-form target (μ_i = (−1)^i, Σ = ½ I + ½ 11ᵀ).
   Reproduced if both < 0.05 for every seed at the last evaluation. For
   scale the same estimators on 100,000 exact target samples (the floor).
+* affine_dt — `python benchmarks/claims/gcm.py --claim=affine_dt
+  --steps=11200 --variant=cosine` (PROTOCOL.md change 20): the affine run
+  at each consistency step Δt of `--dts` (`gcm.dt`), same seeds and
+  budget. Reproduced if at the smallest Δt both errors are < 0.05 for every
+  seed and the covariance error there beats the largest Δt's by the
+  mean ± std rule (is the error a discretisation bias of f?).
 * moons — `python benchmarks/claims/gcm.py --claim=moons`
   configs/gaussian_to_moons_gcm.py (minibatch OT, 3,500 steps, batch 256):
   the share of 10,000 samples whose nearest moon (distance to the noiseless
@@ -88,11 +95,12 @@ def moon_shares(x: np.ndarray, on_radius: float = 0.2) -> dict:
           "on_moon": float(np.mean(d.min(0) < on_radius))}
 
 
-def _train_seeds(spec, seeds, score, num_samples, arm, steps=0):
+def _train_seeds(spec, seeds, score, num_samples, arm, steps=0,
+                 overrides=None):
   rows = []
   for seed in seeds:
-    cfg = load(spec, {"seed": seed, **({"train.steps": steps} if steps
-                                        else {})})
+    cfg = load(spec, {**(overrides or {}), "seed": seed,
+                      **({"train.steps": steps} if steps else {})})
     print(f"== {arm} seed={seed}", flush=True)
     curve = train_curve(cfg, cfg.train.eval_every, score, num_samples)
     rows += [{"arm": arm, "seed": seed, **r} for r in curve]
@@ -135,6 +143,79 @@ def claim_affine(seeds, steps=0, variant=""):
       our_figure=(f"mean err {V.format_summary(sm)}; cov err "
                   f"{V.format_summary(sc)}"),
       extra={"exact_sample_floor": floor, "config": spec})
+
+
+def _dt_arm(dt: float) -> str:
+  return f"dt={dt:g}"
+
+
+def affine_dt_verdict(rows, dts, steps):
+  """PROTOCOL.md change 20 on rows {arm: 'dt=<Δt>', seed, step, mean_err,
+  cov_rel_err}: reproduced if at the smallest Δt both errors are below
+  AFFINE_TOL for every seed and the covariance error there is better (mean
+  ± std rule) than at the largest Δt; a budget counts only if every arm's
+  two curves have flattened. Returns (verdict, reason, per-Δt summaries)."""
+  small, large = _dt_arm(min(dts)), _dt_arm(max(dts))
+  final = {_dt_arm(dt): [r for r in rows if r["arm"] == _dt_arm(dt)
+                         and r["step"] == steps] for dt in dts}
+  for arm, fr in final.items():
+    if len(fr) < 2:
+      raise ValueError(f"{arm}: {len(fr)} seeds at step {steps}; the rule "
+                       "needs >= 2")
+  stats = {arm: {m: V.summarize([r[m] for r in fr])
+                 for m in ("mean_err", "cov_rel_err")}
+           for arm, fr in final.items()}
+  below = all(r["mean_err"] < AFFINE_TOL and r["cov_rel_err"] < AFFINE_TOL
+              for r in final[small])
+  shrinks = V.better_summary(stats[small]["cov_rel_err"],
+                             stats[large]["cov_rel_err"])
+  flat = {arm: {m: V.flattened(V.curve_of(rows, arm, m))
+                for m in ("mean_err", "cov_rel_err")} for arm in final}
+  all_flat = all(v for f in flat.values() for v in f.values())
+  verdict = V.outcome(below and shrinks, all_flat)
+  reason = ("; ".join(
+      f"Δt = {arm[3:]}: cov err {V.format_summary(st['cov_rel_err'])}, "
+      f"mean err {V.format_summary(st['mean_err'])}"
+      for arm, st in stats.items())
+            + f"; at Δt = {min(dts):g} both < {AFFINE_TOL} for every seed: "
+            f"{below}; cov err better at Δt = {min(dts):g} than at "
+            f"{max(dts):g} (mean ± std rule): {shrinks}; curves flattened: "
+            f"{flat}")
+  return verdict, reason, stats
+
+
+def claim_affine_dt(seeds, steps=0, variant="", dts="0.05,0.025,0.0125"):
+  """PROTOCOL.md change 20: the affine claim's run at several consistency
+  steps Δt (`gcm.dt`), every arm in this process, same seeds and budget."""
+  dt_list = [float(v) for v in dts.split(",") if v]
+  if len(dt_list) < 2 or len(set(dt_list)) != len(dt_list):
+    raise SystemExit(f"--dts={dts!r}: give >= 2 distinct values")
+  spec = AFFINE_CONFIG + (f":{variant}" if variant else "")
+  cfg0 = load(spec)
+  mu, cov = toy.gaussian_params(cfg0.data.dim, cfg0.data.toy_param)
+  score = affine_score(mu, cov)
+  rows = []
+  for dt in dt_list:
+    r, cfg = _train_seeds(spec, seeds, score, 100_000, _dt_arm(dt), steps,
+                          {"gcm.dt": dt})
+    rows += r
+  verdict, reason, stats = affine_dt_verdict(rows, dt_list, cfg.train.steps)
+  print(reason, flush=True)
+  budget = (f"{cfg.train.steps} steps × batch {cfg.train.batch_size} per "
+            f"Δt, lr {cfg.optim.lr:g} {cfg.optim.schedule}, f MLP "
+            f"{tuple(cfg.model.mlp.hidden)}, N = {cfg.data.dim}, Δt ∈ "
+            f"{{{', '.join(f'{d:g}' for d in dt_list)}}}, CPU")
+  return V.write_claim(
+      PAPER, "affine_dt", rows,
+      paper_figure=("no number: the affine fit is exact (A Aᵀ = Σ, b = μ); "
+                    "the consistency loss is exact only as Δt → 0"),
+      metric="‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against Δt, "
+             "100,000 samples",
+      budget=budget, seeds=seeds, verdict=verdict, verdict_reason=reason,
+      our_figure="; ".join(
+          f"Δt = {a[3:]}: cov err {V.format_summary(st['cov_rel_err'])}"
+          for a, st in stats.items()),
+      extra={"config": spec, "dts": dt_list})
 
 
 def claim_moons(seeds, steps=0):
@@ -193,8 +274,8 @@ def claim_mnist_latent(seeds, steps=0):
       our_figure="not run", extra={"sec_per_step_measured": sec_per_step})
 
 
-CLAIMS = {"affine": claim_affine, "moons": claim_moons,
-          "mnist_latent": claim_mnist_latent}
+CLAIMS = {"affine": claim_affine, "affine_dt": claim_affine_dt,
+          "moons": claim_moons, "mnist_latent": claim_mnist_latent}
 
 
 def _add_args(ap):
@@ -202,16 +283,20 @@ def _add_args(ap):
                   help="training steps (0: the config's); evaluations stay "
                        "every train.eval_every steps")
   ap.add_argument("--variant", default="",
-                  help="affine only: a variant of the config (e.g. "
-                       "'cosine')")
+                  help="affine, affine_dt only: a variant of the config "
+                       "(e.g. 'cosine')")
+  ap.add_argument("--dts", default="0.05,0.025,0.0125",
+                  help="affine_dt only: the consistency steps gcm.dt")
 
 
 def main():
   args = V.parse_args(CLAIMS, _add_args)
-  if args.variant and args.claim != "affine":
+  if args.variant and args.claim not in ("affine", "affine_dt"):
     raise SystemExit(f"--variant={args.variant!r} applies to "
-                     "--claim=affine only")
+                     "--claim=affine or affine_dt only")
   kw = {"variant": args.variant} if args.variant else {}
+  if args.claim == "affine_dt":
+    kw["dts"] = args.dts
   print("wrote", CLAIMS[args.claim](args.seeds, args.steps, **kw))
 
 
