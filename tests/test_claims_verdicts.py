@@ -245,6 +245,33 @@ def test_reflow_claim_reads_the_deployed_ema_rows_when_they_exist(
     assert json.load(f)["claim"]["verdict"] == V.NOT_REPRODUCED
 
 
+def test_reflow_claim_states_the_arms_budget_and_labels_other_runs(
+    tmp_path, monkeypatch):
+  R = _bench_module("claims_reflow", "claims", "reflow.py")
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  res = _reflow_file([0.9, 0.91, 0.92], [0.3, 0.31, 0.32], [1.0] * 3,
+                     [1.0] * 3)
+  for c in res["curves"]:
+    c.update(align_weight=0.1, align_start_steps=600)
+  # A vanilla reflow run of a shorter budget, listed first (merged files
+  # keep older runs ahead of newer ones).
+  res["curves"].insert(0, {
+      "dataset": "digits", "variant": "reflow", "seed": 0, "K": 1,
+      "metric": "fd_digits", "params": "ema", "align_weight": 0.1,
+      "align_start_steps": 300,
+      "points": [{"step": 600, "sample_steps": 1, "value": 0.5}]})
+  res["rows"].append({"dataset": "digits", "variant": "reflow", "seed": 0,
+                      "metric": "fd_digits", "sample_steps": 1,
+                      "value": 0.5, "train_steps": 600, "params": "ema"})
+  with open(R.claim_dataset(res, "digits")) as f:
+    claim = json.load(f)["claim"]
+  assert claim["verdict"] == V.NOT_REPRODUCED
+  assert claim["budget"].startswith("1200 steps per arm")
+  assert "start 600" in claim["budget"]
+  assert "reflow (600 steps) 0.5" in claim["verdict_reason"]
+  assert "piecewise_align 9.1" in claim["verdict_reason"]  # same budget
+
+
 def test_reflow_alignment_merge_lets_a_later_file_replace_its_runs(
     tmp_path, monkeypatch):
   import argparse  # pylint: disable=g-import-not-at-top

@@ -82,10 +82,11 @@ def claim_dataset(res: dict, dataset: str) -> str:
   flat = {a: V.flattened(curve[a]) for a in arms}
   # 1-step values at the end of training (the curves of K = 1 variants
   # are 1-step too, so read the final rows).
-  one = {a: [r["value"] for r in res["rows"] if r["dataset"] == dataset
-             and r["variant"] == a and r["sample_steps"] == 1
-             and _params(r) == params]
-         for a in (ALIGN, BASE, "reflow")}
+  one_rows = {a: [r for r in res["rows"] if r["dataset"] == dataset
+                  and r["variant"] == a and r["sample_steps"] == 1
+                  and _params(r) == params]
+              for a in (ALIGN, BASE, "reflow")}
+  one = {a: [r["value"] for r in v] for a, v in one_rows.items()}
   s = {a: V.summarize(final[a]) for a in arms}
   if not all(flat.values()):
     verdict = V.NOT_REACHED
@@ -96,7 +97,14 @@ def claim_dataset(res: dict, dataset: str) -> str:
   else:
     verdict = V.WITHIN_NOISE
   steps = sorted({r["step"] for r in kr})
-  extra_one = ", ".join(f"{a} {V.format_summary(V.summarize(v))}"
+
+  def one_label(a):
+    # A variant shown for scale may come from a run of another budget.
+    budgets = sorted({r["train_steps"] for r in one_rows[a]})
+    return a if budgets == [steps[-1]] else (
+        f"{a} ({', '.join(map(str, budgets))} steps)")
+
+  extra_one = ", ".join(f"{one_label(a)} {V.format_summary(V.summarize(v))}"
                         for a, v in one.items() if v)
   reason = (f"{params} parameters; {metric} at {K} steps: {ALIGN} "
             f"{V.format_summary(s[ALIGN])} vs {BASE} "
@@ -104,7 +112,8 @@ def claim_dataset(res: dict, dataset: str) -> str:
             f"{V.better(final[ALIGN], final[BASE])}, {BASE} better: "
             f"{V.better(final[BASE], final[ALIGN])}; curves (steps "
             f"{steps}) flattened: {flat}; 1 step: {extra_one}")
-  sample = next(c for c in res["curves"] if c["dataset"] == dataset)
+  sample = next(c for c in res["curves"] if c["dataset"] == dataset
+                and c["variant"] == ALIGN and _params(c) == params)
   budget = (f"{steps[-1]} steps per arm (benchmarks/reflow_alignment.py), "
             f"K = {K}, align weight {sample.get('align_weight')}, start "
             f"{sample.get('align_start_steps')}")
