@@ -20,8 +20,13 @@ covariance error wanders between 0.037 and 0.113 (evaluations after step
 0.088 ± 0.009, flat curves: the covariance error is a bias of the trained
 f, not optimiser noise (it rises from ~0.05 to 0.08-0.10 in the last
 1,500 steps while the generator loss falls to ~1e-5 and f_0's identity
-error to ~3e-4). The slow test checks `:smoke` (both < 0.15 / 0.2 at
-N = 2).
+error to ~3e-4). Against the consistency step (PROTOCOL.md change 20,
+`gcm.py --claim=affine_dt --steps=11200 --variant=cosine`, 2026-12-01):
+covariance error 0.088 ± 0.009 at gcm.dt = 0.05, 0.072 ± 0.013 at 0.025,
+0.067 ± 0.008 at 0.0125 (mean error 0.04-0.05 at each): about a quarter
+of it shrinks with Δt, the rest (~0.065) does not, so most of f's bias is
+not the discretisation (over the Δt's tried); the default keeps
+Δt = 0.05. The slow test checks `:smoke` (both < 0.15 / 0.2 at N = 2).
 Variants: `:smoke` (N = 2, 700 steps; the slow test of
 tests/methods/test_distribution_matching.py), `:cosine` (cosine lr decay to
 0 over train.steps; PROTOCOL.md change 16), `:diagonal` (A diagonal: the
