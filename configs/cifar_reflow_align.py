@@ -17,7 +17,7 @@ Expected: the abstract gives no number; reflow-type 1-step CIFAR-10 FIDs in
 the literature are ~4–10. FID needs Inception weights
 (--config.eval.inception_weights=PATH), so eval.metrics is ('fid', 'kid').
 Alignment is off by default: unmeasured on CIFAR-10, it made 2-step
-samples worse on digits (fd_digits 0.82 ± 0.05 vs 0.57 ± 0.04, 5 seeds,
+samples worse on digits (fd_digits 0.60 ± 0.06 vs 0.36 ± 0.05, 5 seeds,
 docs/reflow_marginal_alignment.md §9) and was within noise on the 2-D
 problems, and no default may be worse than the same run without it.
 Variants: `smoke` (offline digits resized to 32×32×3, tiny UNet, 10 steps,

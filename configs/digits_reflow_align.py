@@ -15,9 +15,11 @@ Hardware: CPU (2 cores) or a GPU; 1,200 steps took 470-850 s with
 alignment on one thread, 260-410 s without (load 2-6, 2026-11-30,
 benchmarks/reflow_alignment.py --datasets=digits --steps=digits:1200).
 Expected: the paper reports no digits number (abstract only). Measured
-(1,200 steps, seeds 0-4, fd_digits at 2 Euler steps of the EMA parameters,
-docs/reflow_marginal_alignment.md): 0.57 ± 0.04 (default), 0.82 ± 0.05
-`:align`, 0.34 ± 0.05 `:vanilla` (K = 1); the curves were still falling.
+(fd_digits at 2 Euler steps of the EMA parameters, seeds 0-4,
+docs/reflow_marginal_alignment.md): at 3,000 steps (flat curves,
+PROTOCOL.md change 19, alignment from step 1,500) 0.36 ± 0.05 (default)
+vs 0.60 ± 0.06 `:align`; at 1,200 steps 0.57 ± 0.04, 0.82 ± 0.05 and
+0.34 ± 0.05 `:vanilla` (K = 1).
 Variants (comma-separated): `smoke` (20 steps, the smoke teacher;
 `smoke,align` runs the regulariser from step 5),
 `vanilla` (K = 1, no alignment), `align` (λ_align = 0.1 from step 500,
