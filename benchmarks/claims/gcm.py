@@ -107,23 +107,41 @@ def _train_seeds(spec, seeds, score, num_samples, arm, steps=0,
   return rows, cfg
 
 
-def claim_affine(seeds, steps=0, variant=""):
+AFFINE_METRICS = ("mean_err", "cov_rel_err")
+AFFINE_SAMPLES = 100_000
+
+
+def _affine_target(variant=""):
+  """(config spec, μ, Σ, score) of configs/gaussian_affine_gcm.py[:variant]."""
   spec = AFFINE_CONFIG + (f":{variant}" if variant else "")
   cfg0 = load(spec)
   mu, cov = toy.gaussian_params(cfg0.data.dim, cfg0.data.toy_param)
-  score = affine_score(mu, cov)
-  num = 100_000
+  return spec, mu, cov, affine_score(mu, cov)
+
+
+def _affine_arm(rows, arm, steps):
+  """One arm's rows at `steps`: per-metric summaries over seeds, whether
+  both errors are below AFFINE_TOL for every seed, and whether each
+  metric's curve has flattened."""
+  final = [r for r in rows if r["arm"] == arm and r["step"] == steps]
+  return {"stats": {m: V.summarize([r[m] for r in final])
+                    for m in AFFINE_METRICS},
+          "below": all(r[m] < AFFINE_TOL for r in final
+                       for m in AFFINE_METRICS),
+          "flat": {m: V.flattened(V.curve_of(rows, arm, m))
+                   for m in AFFINE_METRICS}}
+
+
+def claim_affine(seeds, steps=0, variant=""):
+  spec, mu, cov, score = _affine_target(variant)
+  num = AFFINE_SAMPLES
   rng = np.random.default_rng(0)
   exact = mu + rng.standard_normal((num, len(mu))) @ np.linalg.cholesky(cov).T
   floor = score(exact)
   rows, cfg = _train_seeds(spec, seeds, score, num, "affine_full", steps)
-  final = [r for r in rows if r["step"] == cfg.train.steps]
-  passed = all(r["mean_err"] < AFFINE_TOL and r["cov_rel_err"] < AFFINE_TOL
-               for r in final)
-  flat = {m: V.flattened(V.curve_of(rows, "affine_full", m))
-          for m in ("mean_err", "cov_rel_err")}
-  sm = V.summarize([r["mean_err"] for r in final])
-  sc = V.summarize([r["cov_rel_err"] for r in final])
+  judged = _affine_arm(rows, "affine_full", cfg.train.steps)
+  passed, flat = judged["below"], judged["flat"]
+  sm, sc = judged["stats"]["mean_err"], judged["stats"]["cov_rel_err"]
   verdict = V.outcome(passed, all(flat.values()))
   reason = (f"final mean error {V.format_summary(sm)}, covariance error "
             f"{V.format_summary(sc)} (threshold {AFFINE_TOL} for every seed; "
@@ -154,34 +172,30 @@ def affine_dt_verdict(rows, dts, steps):
   cov_rel_err}: reproduced if at the smallest Δt both errors are below
   AFFINE_TOL for every seed and the covariance error there is better (mean
   ± std rule) than at the largest Δt; a budget counts only if every arm's
-  two curves have flattened. Returns (verdict, reason, per-Δt summaries)."""
-  small, large = _dt_arm(min(dts)), _dt_arm(max(dts))
-  final = {_dt_arm(dt): [r for r in rows if r["arm"] == _dt_arm(dt)
-                         and r["step"] == steps] for dt in dts}
-  for arm, fr in final.items():
-    if len(fr) < 2:
-      raise ValueError(f"{arm}: {len(fr)} seeds at step {steps}; the rule "
-                       "needs >= 2")
-  stats = {arm: {m: V.summarize([r[m] for r in fr])
-                 for m in ("mean_err", "cov_rel_err")}
-           for arm, fr in final.items()}
-  below = all(r["mean_err"] < AFFINE_TOL and r["cov_rel_err"] < AFFINE_TOL
-              for r in final[small])
-  shrinks = V.better_summary(stats[small]["cov_rel_err"],
-                             stats[large]["cov_rel_err"])
-  flat = {arm: {m: V.flattened(V.curve_of(rows, arm, m))
-                for m in ("mean_err", "cov_rel_err")} for arm in final}
+  two curves have flattened. Returns (verdict, reason, per-arm summaries)."""
+  for arm in map(_dt_arm, dts):
+    n = sum(r["arm"] == arm and r["step"] == steps for r in rows)
+    if n < 2:
+      raise ValueError(f"{arm}: {n} seeds at step {steps}; the rule needs "
+                       ">= 2")
+  judged = {dt: _affine_arm(rows, _dt_arm(dt), steps) for dt in dts}
+  small, large = judged[min(dts)], judged[max(dts)]
+  below = small["below"]
+  shrinks = V.better_summary(small["stats"]["cov_rel_err"],
+                             large["stats"]["cov_rel_err"])
+  flat = {_dt_arm(dt): j["flat"] for dt, j in judged.items()}
   all_flat = all(v for f in flat.values() for v in f.values())
   verdict = V.outcome(below and shrinks, all_flat)
   reason = ("; ".join(
-      f"Δt = {arm[3:]}: cov err {V.format_summary(st['cov_rel_err'])}, "
-      f"mean err {V.format_summary(st['mean_err'])}"
-      for arm, st in stats.items())
+      f"Δt = {dt:g}: cov err {V.format_summary(j['stats']['cov_rel_err'])}, "
+      f"mean err {V.format_summary(j['stats']['mean_err'])}"
+      for dt, j in judged.items())
             + f"; at Δt = {min(dts):g} both < {AFFINE_TOL} for every seed: "
             f"{below}; cov err better at Δt = {min(dts):g} than at "
             f"{max(dts):g} (mean ± std rule): {shrinks}; curves flattened: "
             f"{flat}")
-  return verdict, reason, stats
+  return verdict, reason, {_dt_arm(dt): j["stats"]
+                           for dt, j in judged.items()}
 
 
 def claim_affine_dt(seeds, steps=0, variant="", dts="0.05,0.025,0.0125"):
@@ -190,14 +204,11 @@ def claim_affine_dt(seeds, steps=0, variant="", dts="0.05,0.025,0.0125"):
   dt_list = [float(v) for v in dts.split(",") if v]
   if len(dt_list) < 2 or len(set(dt_list)) != len(dt_list):
     raise SystemExit(f"--dts={dts!r}: give >= 2 distinct values")
-  spec = AFFINE_CONFIG + (f":{variant}" if variant else "")
-  cfg0 = load(spec)
-  mu, cov = toy.gaussian_params(cfg0.data.dim, cfg0.data.toy_param)
-  score = affine_score(mu, cov)
+  spec, _, _, score = _affine_target(variant)
   rows = []
   for dt in dt_list:
-    r, cfg = _train_seeds(spec, seeds, score, 100_000, _dt_arm(dt), steps,
-                          {"gcm.dt": dt})
+    r, cfg = _train_seeds(spec, seeds, score, AFFINE_SAMPLES, _dt_arm(dt),
+                          steps, {"gcm.dt": dt})
     rows += r
   verdict, reason, stats = affine_dt_verdict(rows, dt_list, cfg.train.steps)
   print(reason, flush=True)
@@ -213,8 +224,9 @@ def claim_affine_dt(seeds, steps=0, variant="", dts="0.05,0.025,0.0125"):
              "100,000 samples",
       budget=budget, seeds=seeds, verdict=verdict, verdict_reason=reason,
       our_figure="; ".join(
-          f"Δt = {a[3:]}: cov err {V.format_summary(st['cov_rel_err'])}"
-          for a, st in stats.items()),
+          f"Δt = {dt:g}: cov err "
+          f"{V.format_summary(stats[_dt_arm(dt)]['cov_rel_err'])}"
+          for dt in dt_list),
       extra={"config": spec, "dts": dt_list})
 
 
