@@ -363,7 +363,9 @@ def claim_quality(seeds, args):
       paper_figure=TABLE1,
       budget=_mnist_budget(setup, acc["machine"],
                            f"{setup['samples']} samples, "),
-      note=(f"The OT arm was not run (accelerator budget). Real-vs-real "
+      note=(("The OT arm was not run (accelerator budget). "
+             if "ot" not in arms else "")
+            + f"Real-vs-real "
             f"floor {q['real_vs_real']:.3g}. The paper trains 100k steps at "
             "batch 512 on CIFAR-10"),
       seeds=sorted({r["seed"] for r in rows}))
