@@ -13,7 +13,9 @@ a 512×3 MLP, 560k parameters, batch 1024, 6000 steps; ~7 CPU-minutes, 31
 min wall-clock at load average 10-20 on 2 cores, 2026-11-30). Measured
 (100,000 samples, 50×50 kl_hist): Heun 16 steps 0.238, 8 steps 0.244,
 vs 0.355 for the default teacher; exact samples' floor 0.014, so 17× the
-floor (results/claims_002_teacher.json).
+floor (results/claims_002_teacher.json, 2026-11-30). `:xl` (the claims
+teacher since PROTOCOL.md change 23): `:large` for 40,000 steps, ~0.059 s
+per step on one idle core (~40 min, 2026-12-01).
 """
 
 from configs import base
@@ -48,16 +50,18 @@ def get_config(arg=None):
     c.train.checkpoint_every = 100
     c.eval.num_samples = 1000
     c.sample.steps = 20
-  elif arg == "large":
-    # Sized to ~7 CPU-minutes on the 2-core CPU (0.065 CPU-s per step).
+  elif arg in ("large", "xl"):
+    # Sized to ~7 CPU-minutes on the 2-core CPU (0.065 CPU-s per step);
+    # `:xl` trains it 40,000 steps (cosine to 0 over them), the paper-002
+    # claims teacher of PROTOCOL.md change 23.
     c.model.mlp.hidden = (512, 512, 512)
     c.train.batch_size = 1024
-    c.train.steps = 6000
+    c.train.steps = 6000 if arg == "large" else 40_000
     c.optim.warmup_steps = 200
     c.train.log_every = 500
   elif arg in ("moons", "8gaussians"):
     c.data.name = arg
   else:
     raise ValueError(f"configs/toy_fm.py variant {arg!r} is not one of "
-                     "('', 'smoke', 'moons', '8gaussians', 'large')")
+                     "('', 'smoke', 'moons', '8gaussians', 'large', 'xl')")
   return c

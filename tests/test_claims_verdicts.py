@@ -167,6 +167,29 @@ def _affine_dt_rows(final, prev=None):
   return rows
 
 
+def test_affine_width_claim_compares_the_widest_with_the_narrowest():
+  G = _gcm_claims()
+  narrow = [(0.03, 0.090), (0.02, 0.080), (0.04, 0.085)]
+  wide = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
+
+  def rows(by_width):
+    return [dict(r, arm=r["arm"].replace("dt=", "f_width="))
+            for r in _affine_dt_rows(by_width)]
+  verdict, reason, stats = G.affine_width_verdict(
+      rows({128: narrow, 256: narrow, 512: wide}), [128, 256, 512], 1400)
+  assert verdict == V.REPRODUCED, reason
+  assert stats["f_width=512"]["cov_rel_err"]["mean"] == pytest.approx(0.025)
+  assert "f width 512" in reason
+  # The widest arm worse than the narrowest: a min/max mix-up would pass.
+  verdict, reason, _ = G.affine_width_verdict(
+      rows({128: wide, 256: wide, 512: narrow}), [128, 256, 512], 1400)
+  assert verdict == V.NOT_REPRODUCED, reason
+  # Only the middle arm good: the rule reads the widest.
+  verdict, _, _ = G.affine_width_verdict(
+      rows({128: narrow, 256: wide, 512: narrow}), [128, 256, 512], 1400)
+  assert verdict == V.NOT_REPRODUCED
+
+
 def test_affine_dt_claim_needs_the_smallest_step_below_tol_and_better():
   G = _gcm_claims()
   big = [(0.03, 0.090), (0.02, 0.080), (0.04, 0.085)]

@@ -107,6 +107,55 @@ def test_verdict_follows_the_protocol():
       "not testable here at this budget")
 
 
+def test_teacher_flat_is_the_relative_last_change():
+  curve = [{"step": 10, "value": 0.49}, {"step": 0, "value": 2.0},
+           {"step": 5, "value": 0.5}]
+  f = fmm_claims.teacher_flat(curve)           # sorted: 0.5 -> 0.49
+  assert f["flat"] and f["rel"] == pytest.approx(0.01 / 0.49)
+  assert f["steps"] == [5, 10]
+  # 0.6 -> 0.5: a 20 % drop is still moving (the first two would say flat).
+  moving = curve[1:2] + [{"step": 5, "value": 0.6},
+                         {"step": 10, "value": 0.5}]
+  assert not fmm_claims.teacher_flat(moving)["flat"]
+  # The change is measured against the last value, not the previous one:
+  # 0.0526 -> 0.05 is 5.2 % of the last (not flat), 4.9 % of the previous.
+  edge = [{"step": 0, "value": 0.0526}, {"step": 1, "value": 0.05}]
+  assert not fmm_claims.teacher_flat(edge)["flat"]
+  assert not fmm_claims.teacher_flat(curve[:1])["flat"]
+
+
+def _student_record(seeds, arms=("lmd", "emd"), steps=3000, kl=0.1):
+  args = {"steps": steps, "eval_every": 300, "full_every": 1500,
+          "num_samples": 100_000, "teacher_config": "configs/toy_fm.py:xl",
+          "teacher_workdir": "runs/t", "seeds": list(seeds),
+          "arms": list(arms)}
+  rows = [{"arm": a, "seed": s, "step": steps, "value": 0.5 + s,
+           "sample_steps": 1} for s in seeds for a in arms]
+  runs = {f"{a}/s{s}": {"wall_sec": 1.0} for s in seeds for a in arms}
+  return {"rows": rows, "runs": runs, "args": args, "teacher_kl": kl,
+          "command": "fmm_claims.py students"}
+
+
+def test_merge_joins_seeds_of_one_budget_and_refuses_the_rest():
+  m = fmm_claims.merge_student_results(
+      [_student_record([0]), _student_record([1, 2])])
+  assert m["args"]["seeds"] == [0, 1, 2]
+  assert m["args"]["arms"] == ["emd", "lmd"]
+  assert sorted((r["arm"], r["seed"]) for r in m["rows"]) == [
+      (a, s) for a in ("emd", "lmd") for s in (0, 1, 2)]
+  assert set(m["runs"]) == {f"{a}/s{s}" for a in ("lmd", "emd")
+                            for s in (0, 1, 2)}
+  with pytest.raises(SystemExit, match="steps: 3000 vs 600"):
+    fmm_claims.merge_student_results(
+        [_student_record([0]), _student_record([1], steps=600)])
+  with pytest.raises(SystemExit, match="teacher_kl"):
+    fmm_claims.merge_student_results(
+        [_student_record([0]), _student_record([1], kl=0.2)])
+  with pytest.raises(SystemExit, match=r"\('lmd', 1\)"):
+    fmm_claims.merge_student_results(
+        [_student_record([0, 1]), _student_record([1], arms=("lmd",))])
+
+
 def test_bad_arm_is_rejected_naming_the_allowed_ones():
   with pytest.raises(SystemExit, match="'lmd:stop_grad'"):
     fmm_claims.main(["students", "--arms=lmd,eulerian"])
@@ -122,7 +171,13 @@ def test_smoke_stages_write_rows_and_claim_blocks(tmp_path, monkeypatch):
   common = ["--num_samples=500", "--teacher_config=configs/toy_fm.py:smoke",
             f"--teacher_workdir={tmp_path / 'teacher'}", "--teacher_ks=2",
             "--steps=4", "--eval_every=2"]
-  fmm_claims.main(["teacher", *common])
+  fmm_claims.main(["teacher", "--teacher_eval_every=100", *common])
+  teacher = json.loads((tmp_path / "claims_002_teacher.json").read_text())
+  assert [r["step"] for r in teacher["curve"]] == [0, 100, 200]
+  assert teacher["teacher"]["config"] == "configs/toy_fm.py:smoke"
+  # A smoke teacher is far from the floor: never "reproduced".
+  assert teacher["claim"]["verdict"] in ("not reproduced",
+                                         "not reached at this budget")
   fmm_claims.main(["students", "--arms=lmd,emd", "--seeds=0", *common])
   fmm_claims.main(["speed", "--ode_ks=1,2", "--repeats=1",
                    "--timing_samples=200", *common])

@@ -5,11 +5,14 @@ python benchmarks/claims/fmm_claims.py students [--arms=lmd,emd,lmd:stop_grad]
     [--seeds=0,1,2] [--steps=1000] [--eval_every=100] [--full_every=500]
 python benchmarks/claims/fmm_claims.py speed [--repeats=5]
 python benchmarks/claims/fmm_claims.py verdict   # recompute from the rows
+python benchmarks/claims/fmm_claims.py merge --merge_from=DIR[,DIR]
 
 The protocol is benchmarks/claims/PROTOCOL.md, section "Paper 002".
 
-* `teacher`: the flow-matching teacher configs/toy_fm.py:large (trained
-  first into runs/claims002/teacher_large if missing), scored with the
+* `teacher`: the flow-matching teacher configs/toy_fm.py:xl (trained
+  first into runs/claims002/teacher_xl if missing, with its kl_hist at
+  Heun 16 every `--teacher_eval_every` steps; a single seed, so its curve
+  counts as flat when the last two values differ by < 5 %), scored with the
   16-step Heun ODE: `kl_hist` (KL(data || model), 50×50 histograms on the
   reference's bounding box, 100,000 samples), next to the same estimator's
   floor (exact samples vs an independent reference draw, 3 draws).
@@ -25,7 +28,10 @@ The protocol is benchmarks/claims/PROTOCOL.md, section "Paper 002".
   KL is <= 2× the teacher's 16-step Heun KL. Each (arm, seed) is written as
   soon as it finishes (a rerun skips the finished ones) and its final
   state is saved under runs/claims002/<arm>_s<seed>.
-  Writes results/claims_002_lmd_vs_emd.json.
+  Writes results/claims_002_lmd_vs_emd.json. Seeds can be split across
+  processes, each with its own GCFLOW_BENCH_DIR holding a copy of
+  claims_002_teacher.json; `merge --merge_from=DIR,...` then joins their
+  records (same budget and teacher, no (arm, seed) twice) into results/.
 * `speed`: the one-step LMD student (seed 0) vs the teacher ODE at matched
   quality (the cheapest Heun step count whose KL is at most the student's),
   samples/s, student and teacher calls interleaved. Run it pinned
@@ -44,6 +50,7 @@ seed std of the last).
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -57,11 +64,14 @@ sys.path.insert(0, HERE)
 from common import machine_info, print_table, read_result, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 import verdicts  # noqa: E402  pylint: disable=g-import-not-at-top
 
-TEACHER_SPEC = "configs/toy_fm.py:large"
-TEACHER_DIR = os.path.join("runs", "claims002", "teacher_large")
+TEACHER_SPEC = "configs/toy_fm.py:xl"
+TEACHER_DIR = os.path.join("runs", "claims002", "teacher_xl")
 N = 100_000           # samples per kl_hist (and reference samples)
 TEACHER_STEPS = 16    # Heun steps of the teacher's reference KL
 FLOOR_FACTOR = 3.0    # the protocol's teacher target: KL <= 3 × floor
+# One teacher seed, so no seed std: its curve counts as flat when the last
+# two evaluations differ by less than this fraction of the last (change 23).
+TEACHER_FLAT_REL = 0.05
 THRESHOLD_FACTOR = 2.0
 KS = (1, 2, 4, 8)
 EMA_DECAY = 0.99
@@ -199,14 +209,60 @@ def teacher_overrides(a) -> Dict[str, object]:
           "teacher.workdir": a.teacher_workdir}
 
 
+def teacher_flat(curve: Sequence[Dict]) -> Dict:
+  """The single-seed rule of change 23 on the teacher's curve rows {step,
+  value}: flat iff |last − previous| < TEACHER_FLAT_REL × last."""
+  c = sorted(curve, key=lambda r: r["step"])
+  if len(c) < 2:
+    return {"flat": False, "last_change": None, "rel": None}
+  change = abs(c[-1]["value"] - c[-2]["value"])
+  rel = change / c[-1]["value"]
+  return {"flat": bool(rel < TEACHER_FLAT_REL), "last_change": change,
+          "rel": rel, "steps": [c[-2]["step"], c[-1]["step"]]}
+
+
+def train_teacher_curve(a, tcfg, reference, fc, ckpt_lib, train):
+  """Trains the teacher into a.teacher_workdir (unless a finished run is
+  there) with `kl_hist` of its EMA at Heun TEACHER_STEPS every
+  a.teacher_eval_every steps; returns the curve rows ([] if not trained)."""
+  step = train.latest_step(a.teacher_workdir)
+  if step is not None:
+    if step < tcfg.train.steps:
+      raise SystemExit(
+          f"{a.teacher_workdir} stops at step {step} of {tcfg.train.steps} "
+          "(an interrupted curve run; the cosine schedule cannot resume "
+          "into the same curve): move it away and rerun")
+    print(f"[teacher] {a.teacher_workdir} is finished (step {step}); no "
+          "curve is trained", flush=True)
+    return []
+  print(f"[teacher] training {a.teacher_config} into {a.teacher_workdir}, "
+        f"kl_hist every {a.teacher_eval_every} steps", flush=True)
+  curve, _, state = fc.train_curve(
+      tcfg, a.teacher_eval_every, fc.quality_fn(METRIC, reference),
+      a.num_samples, eval_steps=(TEACHER_STEPS,),
+      log=lambda s: print("  " + s, flush=True))
+  ck = ckpt_lib.Checkpointer(a.teacher_workdir)
+  ck.save(tcfg.train.steps, state, force=True)
+  ck.close()
+  return [{"step": r["step"], "value": r[f"q@{TEACHER_STEPS}"],
+           "train_loss": r["loss"], "train_sec": r["train_sec"],
+           "load1": r["load1"]} for r in curve]
+
+
 def stage_teacher(a):
-  jax, fc, _, evaluation, train, flow_maps = _jax_imports()
+  jax, fc, ckpt_lib, evaluation, train, flow_maps = _jax_imports()
   tcfg = fc.load(a.teacher_config)
   t0 = time.perf_counter()
-  # The students' own teacher (EMA parameters; trained first if missing).
-  teacher = train.restore_teacher(student_config("lmd", 0, a.steps, a), (2,))
   dataset = fc.data.make_dataset(tcfg.data, 0)
   reference = dataset.reference(a.num_samples)
+  curve = (train_teacher_curve(a, tcfg, reference, fc, ckpt_lib, train)
+           if a.teacher_eval_every else [])
+  if not curve:
+    old = read_result("claims_002_teacher") or {}
+    if old.get("teacher", {}).get("config") == a.teacher_config:
+      curve = old.get("curve", [])
+  # The students' own teacher (EMA parameters; trained first if missing).
+  teacher = train.restore_teacher(student_config("lmd", 0, a.steps, a), (2,))
   floors = [evaluation.kl_hist_2d(
       dataset.global_batch(10**6 + i, a.num_samples), reference)
             for i in range(3)]
@@ -227,6 +283,16 @@ def stage_teacher(a):
   kl = next(r["value"] for r in rows if r["sample_steps"] == TEACHER_STEPS)
   ratio = kl / floor["mean"]
   reached = ratio <= FLOOR_FACTOR
+  flat = teacher_flat(curve)
+  if len(curve) < 2:
+    verdict = "reproduced" if reached else "not reached at this budget"
+    flat_txt = "no training curve recorded"
+  else:
+    verdict = verdicts.outcome(reached, flat["flat"])
+    flat_txt = (f"curve (kl_hist every {curve[1]['step'] - curve[0]['step']}"
+                f" steps) {'flat' if flat['flat'] else 'not flat'}: last "
+                f"change {flat['rel']:.1%} of the last value (rule < "
+                f"{TEACHER_FLAT_REL:.0%})")
   num_params = sum(x.size for x in jax.tree_util.tree_leaves(teacher.params))
   budget = (f"{tcfg.train.steps} steps × batch {tcfg.train.batch_size}, MLP "
             f"{tuple(tcfg.model.mlp.hidden)} ({num_params:,} params), Adam "
@@ -240,16 +306,18 @@ def stage_teacher(a):
       "metric": f"kl_hist 50×50, {a.num_samples:,} samples, Heun "
                 f"{TEACHER_STEPS} steps",
       "budget": budget, "seeds": [tcfg.seed],
-      "verdict": "reproduced" if reached else "not reached at this budget",
+      "verdict": verdict,
       "verdict_reason": (f"teacher KL {kl:.4f} = {ratio:.1f}× the floor "
                          f"{floor['mean']:.4f} ± {floor['std']:.4f} "
-                         f"(target <= {FLOOR_FACTOR:g}×); the previous "
-                         "teacher (configs/toy_fm.py) scored 0.355"),
+                         f"(target <= {FLOOR_FACTOR:g}×); {flat_txt}; "
+                         "earlier teachers: configs/toy_fm.py 0.355, "
+                         ":large (6,000 steps) 0.238"),
       "our_figure": f"{kl:.4f} (floor {floor['mean']:.4f})"}
   print(claim["verdict_reason"])
   print("wrote", write_result("claims_002_teacher", rows, {
       "claim": claim, "floor": {**floor, "draws": floors},
-      "teacher": {"config": TEACHER_SPEC, "workdir": TEACHER_DIR,
+      "curve": curve, "curve_flat": flat,
+      "teacher": {"config": a.teacher_config, "workdir": a.teacher_workdir,
                   "num_params": num_params,
                   "wall_sec_this_command": time.perf_counter() - t0},
       "args": vars(a)}))
@@ -279,8 +347,7 @@ def stage_students(a):
   teacher_kl = next(r["value"] for r in teacher["rows"]
                     if r["sample_steps"] == TEACHER_STEPS)
   old = read_result("claims_002_lmd_vs_emd")
-  budget = ("steps", "eval_every", "full_every", "num_samples",
-            "teacher_config", "teacher_workdir")
+  budget = STUDENT_BUDGET
   if old and any(old["args"].get(k) != getattr(a, k) for k in budget):
     raise SystemExit(
         "results/claims_002_lmd_vs_emd.json holds runs of another budget ("
@@ -367,6 +434,63 @@ def write_students(rows, runs, teacher_kl, a, extra=None):
       "claim": claim, "summary": table, "detail": summary,
       "ablation_stop_grad": ablation, "teacher_kl": teacher_kl,
       "runs": runs, "args": vars(a), **(extra or {})})
+
+
+STUDENT_BUDGET = ("steps", "eval_every", "full_every", "num_samples",
+                  "teacher_config", "teacher_workdir")
+
+
+def merge_student_results(results: Sequence[Dict]) -> Dict:
+  """One claims_002_lmd_vs_emd record from several (seeds split across
+  processes or machines): rows and runs concatenated, args' seeds and arms
+  the union. Refuses records of different budgets or teachers, and an
+  (arm, seed) present twice."""
+  if not results:
+    raise SystemExit("merge: nothing to merge")
+  first = results[0]
+  for res in results[1:]:
+    diff = [k for k in STUDENT_BUDGET
+            if res["args"].get(k) != first["args"].get(k)]
+    if diff or res["teacher_kl"] != first["teacher_kl"]:
+      raise SystemExit("merge: records of different budgets or teachers ("
+                       + ", ".join(f"{k}: {first['args'].get(k)} vs "
+                                   f"{res['args'].get(k)}" for k in diff)
+                       + (f", teacher_kl {first['teacher_kl']} vs "
+                          f"{res['teacher_kl']}"
+                          if res["teacher_kl"] != first["teacher_kl"]
+                          else "") + ")")
+  seen, rows, runs = set(), [], {}
+  for res in results:
+    pairs = {(r["arm"], r["seed"]) for r in res["rows"]}
+    if pairs & seen:
+      raise SystemExit(f"merge: {sorted(pairs & seen)} in more than one "
+                       "record")
+    seen |= pairs
+    rows += res["rows"]
+    runs.update(res["runs"])
+  args = dict(first["args"])
+  args["seeds"] = sorted({s for res in results for s in res["args"]["seeds"]
+                          if any(p[1] == s for p in seen)})
+  args["arms"] = sorted({a for a, _ in seen})
+  return {"rows": rows, "runs": runs, "args": args,
+          "teacher_kl": first["teacher_kl"]}
+
+
+def stage_merge(a):
+  """Merges the claims_002_lmd_vs_emd.json of each --merge_from directory
+  into the results (with the record already there, if any)."""
+  results = [r for r in [read_result("claims_002_lmd_vs_emd")] if r]
+  for d in a.merge_from:
+    path = os.path.join(d, "claims_002_lmd_vs_emd.json")
+    if not os.path.exists(path):
+      raise SystemExit(f"--merge_from: {path} does not exist")
+    with open(path) as f:
+      results.append(json.load(f))
+  m = merge_student_results(results)
+  print("wrote", write_students(
+      m["rows"], m["runs"], m["teacher_kl"], argparse.Namespace(**m["args"]),
+      {"merged_from": list(a.merge_from),
+       "run_command": "; ".join(sorted({r["command"] for r in results}))}))
 
 
 def stage_verdict(a):
@@ -473,7 +597,11 @@ def _csv(cast):
 def main(argv=None):
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument("stage", choices=("teacher", "students", "speed",
-                                   "verdict"))
+                                   "verdict", "merge"))
+  p.add_argument("--merge_from", type=_csv(str), default=(),
+                 help="merge: directories holding claims_002_lmd_vs_emd.json"
+                 " of the same budget (e.g. seeds run elsewhere with "
+                 "GCFLOW_BENCH_DIR)")
   p.add_argument("--arms", type=_csv(str), default=("lmd", "emd",
                                                     "lmd:stop_grad"))
   p.add_argument("--seeds", type=_csv(int), default=(0, 1, 2))
@@ -492,7 +620,14 @@ def main(argv=None):
                  help="samples per timed call (speed)")
   p.add_argument("--teacher_config", default=TEACHER_SPEC)
   p.add_argument("--teacher_workdir", default=TEACHER_DIR)
+  p.add_argument("--teacher_eval_every", type=int, default=5000,
+                 help="teacher: train it (if its workdir has no checkpoint) "
+                 "with kl_hist every this many steps; 0 = the main trainer, "
+                 "no curve")
   a = p.parse_args(argv)
+  if a.teacher_eval_every < 0:
+    raise SystemExit(f"--teacher_eval_every={a.teacher_eval_every} must be "
+                     ">= 0")
   for name in ("num_samples", "timing_samples", "steps", "eval_every",
                "full_every", "repeats"):
     if getattr(a, name) < 1:
@@ -504,7 +639,8 @@ def main(argv=None):
   if TEACHER_STEPS not in a.teacher_ks:
     raise SystemExit(f"--teacher_ks must contain {TEACHER_STEPS}")
   {"teacher": stage_teacher, "students": stage_students,
-   "speed": stage_speed, "verdict": stage_verdict}[a.stage](a)
+   "speed": stage_speed, "verdict": stage_verdict,
+   "merge": stage_merge}[a.stage](a)
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 r"""Paper 000 (distribution matching with generalized consistency models):
 the claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 
-python benchmarks/claims/gcm.py --claim=affine|affine_dt|moons|mnist_latent
+python benchmarks/claims/gcm.py
+    --claim=affine|affine_dt|affine_width|moons|mnist_latent
     [--seeds=0,1,2] [--steps=N (0: the config's budget)]
-    [--variant=V (affine, affine_dt: configs/gaussian_affine_gcm.py:V)]
-    [--dts=0.05,0.025,0.0125 (affine_dt)]
+    [--variant=V (affine*: configs/gaussian_affine_gcm.py:V)]
+    [--dts=0.05,0.025,0.0125 (affine_dt)] [--widths=128,256,512
+    (affine_width)]
 
 Every run trains with the project's trainer step through
 `benchmarks/gcm_moons.train_curve` (the config as committed, only `seed`,
@@ -23,6 +25,12 @@ Every run trains with the project's trainer step through
   budget. Reproduced if at the smallest Δt both errors are < 0.05 for every
   seed and the covariance error there beats the largest Δt's by the
   mean ± std rule (is the error a discretisation bias of f?).
+* affine_width — `python benchmarks/claims/gcm.py --claim=affine_width
+  --steps=11200 --variant=cosine` (PROTOCOL.md change 25): the affine run
+  with f's three hidden layers at each width of `--widths`, same seeds and
+  budget. Reproduced if at the widest f both errors are < 0.05 for every
+  seed and its covariance error beats the narrowest's by the mean ± std
+  rule (is the error f's capacity?).
 * moons — `python benchmarks/claims/gcm.py --claim=moons`
   configs/gaussian_to_moons_gcm.py (minibatch OT, 3,500 steps, batch 256):
   the share of 10,000 samples whose nearest moon (distance to the noiseless
@@ -167,35 +175,81 @@ def _dt_arm(dt: float) -> str:
   return f"dt={dt:g}"
 
 
-def affine_dt_verdict(rows, dts, steps):
-  """PROTOCOL.md change 20 on rows {arm: 'dt=<Δt>', seed, step, mean_err,
-  cov_rel_err}: reproduced if at the smallest Δt both errors are below
-  AFFINE_TOL for every seed and the covariance error there is better (mean
-  ± std rule) than at the largest Δt; a budget counts only if every arm's
-  two curves have flattened. Returns (verdict, reason, per-arm summaries)."""
-  for arm in map(_dt_arm, dts):
+def _sweep_verdict(rows, arms, base, best, steps, what):
+  """One setting swept over `arms` (rows {arm, seed, step, mean_err,
+  cov_rel_err}): reproduced if at arm `best` both errors are below
+  AFFINE_TOL for every seed and its covariance error beats arm `base`'s by
+  the mean ± std rule; a budget counts only if every arm's two curves have
+  flattened. `what(arm)` labels an arm in the reason. Returns (verdict,
+  reason, per-arm summaries)."""
+  for arm in arms:
     n = sum(r["arm"] == arm and r["step"] == steps for r in rows)
     if n < 2:
       raise ValueError(f"{arm}: {n} seeds at step {steps}; the rule needs "
                        ">= 2")
-  judged = {dt: _affine_arm(rows, _dt_arm(dt), steps) for dt in dts}
-  small, large = judged[min(dts)], judged[max(dts)]
-  below = small["below"]
-  shrinks = V.better_summary(small["stats"]["cov_rel_err"],
-                             large["stats"]["cov_rel_err"])
-  flat = {_dt_arm(dt): j["flat"] for dt, j in judged.items()}
+  judged = {arm: _affine_arm(rows, arm, steps) for arm in arms}
+  below = judged[best]["below"]
+  gains = V.better_summary(judged[best]["stats"]["cov_rel_err"],
+                           judged[base]["stats"]["cov_rel_err"])
+  flat = {arm: j["flat"] for arm, j in judged.items()}
   all_flat = all(v for f in flat.values() for v in f.values())
-  verdict = V.outcome(below and shrinks, all_flat)
+  verdict = V.outcome(below and gains, all_flat)
   reason = ("; ".join(
-      f"Δt = {dt:g}: cov err {V.format_summary(j['stats']['cov_rel_err'])}, "
+      f"{what(arm)}: cov err {V.format_summary(j['stats']['cov_rel_err'])}, "
       f"mean err {V.format_summary(j['stats']['mean_err'])}"
-      for dt, j in judged.items())
-            + f"; at Δt = {min(dts):g} both < {AFFINE_TOL} for every seed: "
-            f"{below}; cov err better at Δt = {min(dts):g} than at "
-            f"{max(dts):g} (mean ± std rule): {shrinks}; curves flattened: "
-            f"{flat}")
-  return verdict, reason, {_dt_arm(dt): j["stats"]
-                           for dt, j in judged.items()}
+      for arm, j in judged.items())
+            + f"; at {what(best)} both < {AFFINE_TOL} for every seed: "
+            f"{below}; cov err better at {what(best)} than at {what(base)} "
+            f"(mean ± std rule): {gains}; curves flattened: {flat}")
+  return verdict, reason, {arm: j["stats"] for arm, j in judged.items()}
+
+
+def affine_dt_verdict(rows, dts, steps):
+  """PROTOCOL.md change 20 on rows {arm: 'dt=<Δt>', ...}: the sweep rule
+  with the smallest Δt against the largest."""
+  return _sweep_verdict(rows, [_dt_arm(dt) for dt in dts],
+                        _dt_arm(max(dts)), _dt_arm(min(dts)), steps,
+                        lambda arm: "Δt = " + arm.removeprefix("dt="))
+
+
+def _width_arm(width: int) -> str:
+  return f"f_width={width}"
+
+
+def affine_width_verdict(rows, widths, steps):
+  """PROTOCOL.md change 25 on rows {arm: 'f_width=<w>', ...}: the sweep
+  rule with the widest f against the narrowest."""
+  return _sweep_verdict(rows, [_width_arm(w) for w in widths],
+                        _width_arm(min(widths)), _width_arm(max(widths)),
+                        steps, lambda arm: "f width " + arm.split("=")[1])
+
+
+def _affine_sweep(name, seeds, steps, variant, values, *, arm_of, label_of,
+                  overrides_of, verdict_of, setting, paper_figure, metric,
+                  extra):
+  """The affine claim's run at each of `values` of one setting (every arm
+  in this process, same seeds and budget), judged by `verdict_of(rows,
+  values, steps)` and written as claims_000_<name>.json. `setting(cfg)`
+  describes the swept setting in the budget."""
+  spec, _, _, score = _affine_target(variant)
+  rows = []
+  for v in values:
+    r, cfg = _train_seeds(spec, seeds, score, AFFINE_SAMPLES, arm_of(v),
+                          steps, overrides_of(v))
+    rows += r
+  verdict, reason, stats = verdict_of(rows, values, cfg.train.steps)
+  print(reason, flush=True)
+  budget = (f"{cfg.train.steps} steps × batch {cfg.train.batch_size} per "
+            f"arm, lr {cfg.optim.lr:g} {cfg.optim.schedule}, "
+            f"{setting(cfg)}, N = {cfg.data.dim}, CPU")
+  return V.write_claim(
+      PAPER, name, rows, paper_figure=paper_figure, metric=metric,
+      budget=budget, seeds=seeds, verdict=verdict, verdict_reason=reason,
+      our_figure="; ".join(
+          f"{label_of(v)}: cov err "
+          f"{V.format_summary(stats[arm_of(v)]['cov_rel_err'])}"
+          for v in values),
+      extra={"config": spec, **extra})
 
 
 def claim_affine_dt(seeds, steps=0, variant="", dts="0.05,0.025,0.0125"):
@@ -204,30 +258,36 @@ def claim_affine_dt(seeds, steps=0, variant="", dts="0.05,0.025,0.0125"):
   dt_list = [float(v) for v in dts.split(",") if v]
   if len(dt_list) < 2 or len(set(dt_list)) != len(dt_list):
     raise SystemExit(f"--dts={dts!r}: give >= 2 distinct values")
-  spec, _, _, score = _affine_target(variant)
-  rows = []
-  for dt in dt_list:
-    r, cfg = _train_seeds(spec, seeds, score, AFFINE_SAMPLES, _dt_arm(dt),
-                          steps, {"gcm.dt": dt})
-    rows += r
-  verdict, reason, stats = affine_dt_verdict(rows, dt_list, cfg.train.steps)
-  print(reason, flush=True)
-  budget = (f"{cfg.train.steps} steps × batch {cfg.train.batch_size} per "
-            f"Δt, lr {cfg.optim.lr:g} {cfg.optim.schedule}, f MLP "
-            f"{tuple(cfg.model.mlp.hidden)}, N = {cfg.data.dim}, Δt ∈ "
-            f"{{{', '.join(f'{d:g}' for d in dt_list)}}}, CPU")
-  return V.write_claim(
-      PAPER, "affine_dt", rows,
+  return _affine_sweep(
+      "affine_dt", seeds, steps, variant, dt_list, arm_of=_dt_arm,
+      label_of=lambda dt: f"Δt = {dt:g}",
+      overrides_of=lambda dt: {"gcm.dt": dt}, verdict_of=affine_dt_verdict,
+      setting=lambda cfg: (f"f MLP {tuple(cfg.model.mlp.hidden)}, Δt ∈ "
+                           f"{{{', '.join(f'{d:g}' for d in dt_list)}}}"),
       paper_figure=("no number: the affine fit is exact (A Aᵀ = Σ, b = μ); "
                     "the consistency loss is exact only as Δt → 0"),
       metric="‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against Δt, "
-             "100,000 samples",
-      budget=budget, seeds=seeds, verdict=verdict, verdict_reason=reason,
-      our_figure="; ".join(
-          f"Δt = {dt:g}: cov err "
-          f"{V.format_summary(stats[_dt_arm(dt)]['cov_rel_err'])}"
-          for dt in dt_list),
-      extra={"config": spec, "dts": dt_list})
+             "100,000 samples", extra={"dts": dt_list})
+
+
+def claim_affine_width(seeds, steps=0, variant="", widths="128,256,512"):
+  """PROTOCOL.md change 25: the affine claim's run with f's MLP at several
+  widths (three hidden layers each), every arm in this process."""
+  w_list = [int(v) for v in widths.split(",") if v]
+  if len(w_list) < 2 or len(set(w_list)) != len(w_list) or min(w_list) < 1:
+    raise SystemExit(f"--widths={widths!r}: give >= 2 distinct positive "
+                     "values")
+  return _affine_sweep(
+      "affine_width", seeds, steps, variant, w_list, arm_of=_width_arm,
+      label_of=lambda w: f"f width {w}",
+      overrides_of=lambda w: {"model.mlp.hidden": (w, w, w)},
+      verdict_of=affine_width_verdict,
+      setting=lambda cfg: (f"gcm.dt {cfg.gcm.dt:g}, f MLP (w, w, w) for w ∈ "
+                           f"{{{', '.join(map(str, w_list))}}}"),
+      paper_figure=("no number: the affine fit is exact (A Aᵀ = Σ, b = μ) "
+                    "when f is the exact consistency function"),
+      metric="‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against f's width, "
+             "100,000 samples", extra={"widths": w_list})
 
 
 def claim_moons(seeds, steps=0):
@@ -287,6 +347,7 @@ def claim_mnist_latent(seeds, steps=0):
 
 
 CLAIMS = {"affine": claim_affine, "affine_dt": claim_affine_dt,
+          "affine_width": claim_affine_width,
           "moons": claim_moons, "mnist_latent": claim_mnist_latent}
 
 
@@ -299,16 +360,21 @@ def _add_args(ap):
                        "(e.g. 'cosine')")
   ap.add_argument("--dts", default="0.05,0.025,0.0125",
                   help="affine_dt only: the consistency steps gcm.dt")
+  ap.add_argument("--widths", default="128,256,512",
+                  help="affine_width only: f's hidden width (3 layers)")
 
 
 def main():
   args = V.parse_args(CLAIMS, _add_args)
-  if args.variant and args.claim not in ("affine", "affine_dt"):
+  affine = ("affine", "affine_dt", "affine_width")
+  if args.variant and args.claim not in affine:
     raise SystemExit(f"--variant={args.variant!r} applies to "
-                     "--claim=affine or affine_dt only")
+                     f"--claim={'|'.join(affine)} only")
   kw = {"variant": args.variant} if args.variant else {}
   if args.claim == "affine_dt":
     kw["dts"] = args.dts
+  if args.claim == "affine_width":
+    kw["widths"] = args.widths
   print("wrote", CLAIMS[args.claim](args.seeds, args.steps, **kw))
 
 
