@@ -15,7 +15,13 @@ bounds a distilled student; data-vs-data floor 0.015. The follow-up's
 checkerboard KL of 0.086 (1 step) / 0.070 (8 steps) belongs to Lagrangian
 *self*-distillation (no teacher), with, per the review in issue 14, a
 ~1M-parameter network and ~10^4 times our training samples: not an LMD
-number and not comparable with this config.
+number and not comparable with this config. From the stronger
+configs/toy_fm.py:xl teacher (Heun 16: 0.058), 3,000 steps, 3 seeds
+(benchmarks/claims/fmm_claims.py, PROTOCOL.md changes 24, 26, one idle
+core, 2026-12-01): LMD 0.515 ± 0.059 at 1 step, 0.342 ± 0.006 at 4,
+0.333 ± 0.025 at 8; EMD 0.454 ± 0.010 / 0.376 ± 0.017 / 0.358 ± 0.021;
+flat curves, 6-9× the teacher: this 166k-parameter student, not the
+teacher, now bounds the quality (results/claims_002_lmd_vs_emd.json).
 Variants: `:smoke` (60 steps, tiny MLP, the smoke teacher), `:stop_grad`
 (ablation: fmm.stop_grad_target=True, the semi-gradient that does not
 backpropagate through the teacher; same zero-residual minimiser, a

@@ -26,7 +26,13 @@ covariance error 0.088 ± 0.009 at gcm.dt = 0.05, 0.072 ± 0.013 at 0.025,
 0.067 ± 0.008 at 0.0125 (mean error 0.04-0.05 at each): about a quarter
 of it shrinks with Δt, the rest (~0.065) does not, so most of f's bias is
 not the discretisation (over the Δt's tried); the default keeps
-Δt = 0.05. The slow test checks `:smoke` (both < 0.15 / 0.2 at N = 2).
+Δt = 0.05. Nor is it f's capacity (PROTOCOL.md change 25, `gcm.py
+--claim=affine_width --steps=11200 --variant=cosine`, one thread,
+2026-12-01): with f's three hidden layers 128 / 256 / 512 wide the
+covariance error is 0.091 ± 0.032 / 0.065 ± 0.012 / 0.064 ± 0.005 and the
+mean error 0.046 ± 0.008 / 0.070 ± 0.037 / 0.061 ± 0.017, flat curves,
+above 0.05 at every width (record claims_000_affine_width.json); the
+default keeps 128 (a 512-wide f costs 2.6× the time). The slow test checks `:smoke` (both < 0.15 / 0.2 at N = 2).
 Variants: `:smoke` (N = 2, 700 steps; the slow test of
 tests/methods/test_distribution_matching.py), `:cosine` (cosine lr decay to
 0 over train.steps; PROTOCOL.md change 16), `:diagonal` (A diagonal: the

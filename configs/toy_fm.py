@@ -14,8 +14,12 @@ min wall-clock at load average 10-20 on 2 cores, 2026-11-30). Measured
 (100,000 samples, 50×50 kl_hist): Heun 16 steps 0.238, 8 steps 0.244,
 vs 0.355 for the default teacher; exact samples' floor 0.014, so 17× the
 floor (results/claims_002_teacher.json, 2026-11-30). `:xl` (the claims
-teacher since PROTOCOL.md change 23): `:large` for 40,000 steps, ~0.059 s
-per step on one idle core (~40 min, 2026-12-01).
+teacher since PROTOCOL.md change 23): `:large` for 40,000 steps, 0.059 s
+per step on one idle core (40 min of training + 9 evaluations, 50 min,
+2026-12-01). Measured (same estimator, Heun 16): 0.058, 4.2× the floor;
+Heun 8: 0.089. Its curve (every 5,000 steps) 0.234, 0.126, 0.100, 0.082,
+0.072, 0.063, 0.061, 0.058: the cosine schedule's tail flattens it
+(results/claims_002_teacher.json).
 """
 
 from configs import base

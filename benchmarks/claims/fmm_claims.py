@@ -18,7 +18,8 @@ The protocol is benchmarks/claims/PROTOCOL.md, section "Paper 002".
   floor (exact samples vs an independent reference draw, 3 draws).
   Writes results/claims_002_teacher.json.
 * `students`: the LMD and EMD students of configs/checkerboard_fmm_lmd.py /
-  _emd.py (and the `:stop_grad` ablation of LMD) distilled from that
+  _emd.py (and the `:stop_grad` ablation of LMD, the `direct` student
+  trained from data, the `progressive` one) distilled from that
   teacher with the shared trainer's compiled step, the same student
   network, optimizer, data stream and keys per seed; every `eval_every`
   steps the EMA parameters (decay 0.99, a ~100-step horizon, so the curve
@@ -398,9 +399,10 @@ def write_students(rows, runs, teacher_kl, a, extra=None):
   print_table(table, ["arm", "seeds", *[f"kl@{k}" for k in KS], "flat@1",
                       "steps_to_thr"])
   arms = summary["arms"]
+  order = ["lmd", "emd"] + sorted(set(arms) - {"lmd", "emd"})
   fig = "; ".join(f"{arm}: steps-to-threshold {arms[arm]['steps_to_threshold']}"
                   f", final kl@1 {_fmt_ms(arms[arm]['final']['kl@1'])}"
-                  for arm in ("lmd", "emd") if arm in arms)
+                  for arm in order if arm in arms)
   claim = {
       "paper": "002",
       "claim": "Lagrangian map distillation (LMD) reaches a fixed quality in "
@@ -522,6 +524,11 @@ def stage_speed(a):
   def student(n):
     return sample(state.ema_params, key, n, 1, state.extras)
 
+  def count(params):
+    return sum(x.size for x in jax.tree_util.tree_leaves(params))
+  teacher_params = count(run.teacher.params)
+  student_params = count(state.ema_params)
+
   def teacher(k):
     return lambda n: ode(run.teacher.params, key, n, k)
 
@@ -562,12 +569,18 @@ def stage_speed(a):
   if match:
     m = next(r for r in rows if r["arm"] == match)
     speedup = m["sec_median"] / stu["sec_median"]
+    # The teacher's network may be larger than the student's: split the
+    # speedup into the cost per network evaluation and the count of them.
+    per_eval = (m["sec_median"] / m["nfe"]) / stu["sec_median"]
     verdict = "measured"
     reason = (f"one-step LMD (KL {stu['value']:.4f}): "
               f"{stu['samples_per_sec']:.3g} samples/s; cheapest teacher "
               f"at least as good, {match} (KL {m['value']:.4f}): "
               f"{m['samples_per_sec']:.3g} samples/s; speedup {speedup:.1f}× "
-              f"(load1 {min(loads):.1f}-{max(loads):.1f})")
+              f"= {m['nfe']} network evaluations × {per_eval:.1f}× the "
+              f"student's cost per evaluation (teacher {teacher_params:,} "
+              f"parameters, student {student_params:,}; load1 "
+              f"{min(loads):.1f}-{max(loads):.1f})")
   else:
     speedup = None
     verdict = verdicts.NOT_TESTABLE
@@ -586,7 +599,8 @@ def stage_speed(a):
            "seeds": [0], "verdict": verdict, "verdict_reason": reason,
            "our_figure": f"{speedup:.1f}× vs {match}" if match else "n/a"}
   print("wrote", write_result("claims_002_speed", rows, {
-      "claim": claim, "speedup": speedup, "load1_per_round": loads,
+      "claim": claim, "speedup": speedup, "teacher_params": teacher_params,
+      "student_params": student_params, "load1_per_round": loads,
       "affinity": sorted(os.sched_getaffinity(0)), "args": vars(a)}))
 
 
