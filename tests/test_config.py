@@ -50,7 +50,7 @@ def test_unknown_variant_is_rejected_naming_the_allowed_ones():
   with pytest.raises(ValueError) as e:
     config_utils.load_config("configs/toy_fm.py:nope")
   assert str(e.value) == ("configs/toy_fm.py variant 'nope' is not one of "
-                          "('', 'smoke', 'moons', '8gaussians', 'large')")
+                          "('', 'smoke', 'moons', '8gaussians', 'large', 'xl')")
 
 
 @pytest.mark.parametrize("field,value,match", [

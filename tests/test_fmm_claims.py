@@ -156,6 +156,28 @@ def test_merge_joins_seeds_of_one_budget_and_refuses_the_rest():
         [_student_record([0, 1]), _student_record([1], arms=("lmd",))])
 
 
+def test_student_width_names_its_own_record_and_budget():
+  import argparse
+  base = argparse.Namespace(student_width=0)
+  wide = argparse.Namespace(student_width=512)
+  assert fmm_claims.students_record(base) == "claims_002_lmd_vs_emd"
+  assert fmm_claims.students_record(wide) == "claims_002_lmd_vs_emd_w512"
+  assert fmm_claims._student_workdir("lmd:stop_grad", 1, wide).endswith(
+      os.path.join("claims002", "lmd_stop_grad_w512_s1"))
+  assert fmm_claims._student_workdir("lmd", 1, base).endswith(
+      os.path.join("claims002", "lmd_s1"))
+  # A record from before the option (no key) is the configs' width: it
+  # merges with width 0 and not with 512.
+  old = _student_record([0])
+  new = _student_record([1])
+  new["args"]["student_width"] = 0
+  assert fmm_claims.merge_student_results([old, new])["args"]["seeds"] == [
+      0, 1]
+  new["args"]["student_width"] = 512
+  with pytest.raises(SystemExit, match="student_width: 0 vs 512"):
+    fmm_claims.merge_student_results([old, new])
+
+
 def test_bad_arm_is_rejected_naming_the_allowed_ones():
   with pytest.raises(SystemExit, match="'lmd:stop_grad'"):
     fmm_claims.main(["students", "--arms=lmd,eulerian"])

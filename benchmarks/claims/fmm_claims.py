@@ -324,9 +324,23 @@ def stage_teacher(a):
       "args": vars(a)}))
 
 
-def _student_workdir(arm: str, seed: int) -> str:
-  return os.path.join("runs", "claims002",
-                      f"{arm.replace(':', '_')}_s{seed}")
+def _width(a) -> int:
+  """--student_width (0: the configs' student MLP); records written before
+  the option existed have none."""
+  return int(getattr(a, "student_width", 0) or 0)
+
+
+def students_record(a) -> str:
+  """The students' record: claims_002_lmd_vs_emd, with `_w<width>` for
+  students of another width (a separate claim row)."""
+  w = _width(a)
+  return "claims_002_lmd_vs_emd" + (f"_w{w}" if w else "")
+
+
+def _student_workdir(arm: str, seed: int, a=None) -> str:
+  w = _width(a)
+  return os.path.join("runs", "claims002", f"{arm.replace(':', '_')}"
+                      + (f"_w{w}" if w else "") + f"_s{seed}")
 
 
 def student_config(arm: str, seed: int, steps: int, a):
@@ -334,9 +348,11 @@ def student_config(arm: str, seed: int, steps: int, a):
   name, _, variant = arm.partition(":")
   spec = f"configs/checkerboard_fmm_{name}.py" + (f":{variant}" if variant
                                                    else "")
+  w = _width(a)
   return fc.load(spec, {"train.steps": steps, "seed": seed,
                         "ema.decay": EMA_DECAY, "train.plot": False,
-                        **teacher_overrides(a)})
+                        **teacher_overrides(a),
+                        **({"model.mlp.hidden": (w, w, w)} if w else {})})
 
 
 def stage_students(a):
@@ -347,12 +363,13 @@ def stage_students(a):
                      "threshold)")
   teacher_kl = next(r["value"] for r in teacher["rows"]
                     if r["sample_steps"] == TEACHER_STEPS)
-  old = read_result("claims_002_lmd_vs_emd")
+  old = read_result(students_record(a))
   budget = STUDENT_BUDGET
-  if old and any(old["args"].get(k) != getattr(a, k) for k in budget):
+  if old and any(_budget_arg(old["args"], k) != _budget_arg(vars(a), k)
+                 for k in budget):
     raise SystemExit(
-        "results/claims_002_lmd_vs_emd.json holds runs of another budget ("
-        + ", ".join(f"{k}={old['args'].get(k)}" for k in budget)
+        f"results/{students_record(a)}.json holds runs of another budget ("
+        + ", ".join(f"{k}={_budget_arg(old['args'], k)}" for k in budget)
         + "); move it away first (its rows would be mixed or lost)")
   rows = list(old.get("rows", []))
   runs = dict(old.get("runs", {}))
@@ -375,7 +392,7 @@ def stage_students(a):
                        "metric": METRIC, "value": r[f"q@{k}"],
                        "sample_steps": k, "train_loss": r["loss"],
                        "train_sec": r["train_sec"], "load1": r["load1"]})
-      workdir = _student_workdir(arm, seed)
+      workdir = _student_workdir(arm, seed, a)
       ck = ckpt_lib.Checkpointer(workdir)
       ck.save(a.steps, state, force=True)
       ck.close()
@@ -406,7 +423,9 @@ def write_students(rows, runs, teacher_kl, a, extra=None):
   claim = {
       "paper": "002",
       "claim": "Lagrangian map distillation (LMD) reaches a fixed quality in "
-               "fewer training steps than Eulerian (EMD)",
+               "fewer training steps than Eulerian (EMD)"
+               + (f" (students {_width(a)} wide)"
+                  if _width(a) else ""),
       "paper_figure": "Boffi et al. 2024, LMD vs EMD training curves "
                       "(LMD about an order of magnitude faster, on images)",
       "metric": f"steps until the 1-step {METRIC} (50×50, "
@@ -432,14 +451,19 @@ def write_students(rows, runs, teacher_kl, a, extra=None):
         "result": ("full gradient better" if better(fa, fb) else
                    "stop-gradient better" if better(fb, fa) else
                    "within noise")}
-  return write_result("claims_002_lmd_vs_emd", rows, {
+  return write_result(students_record(a), rows, {
       "claim": claim, "summary": table, "detail": summary,
       "ablation_stop_grad": ablation, "teacher_kl": teacher_kl,
       "runs": runs, "args": vars(a), **(extra or {})})
 
 
 STUDENT_BUDGET = ("steps", "eval_every", "full_every", "num_samples",
-                  "teacher_config", "teacher_workdir")
+                  "teacher_config", "teacher_workdir", "student_width")
+
+
+def _budget_arg(args: Dict, key: str):
+  return _width(argparse.Namespace(**args)) if key == "student_width" \
+      else args.get(key)
 
 
 def merge_student_results(results: Sequence[Dict]) -> Dict:
@@ -451,12 +475,13 @@ def merge_student_results(results: Sequence[Dict]) -> Dict:
     raise SystemExit("merge: nothing to merge")
   first = results[0]
   for res in results[1:]:
-    diff = [k for k in STUDENT_BUDGET
-            if res["args"].get(k) != first["args"].get(k)]
+    diff = [k for k in STUDENT_BUDGET if _budget_arg(res["args"], k)
+            != _budget_arg(first["args"], k)]
     if diff or res["teacher_kl"] != first["teacher_kl"]:
       raise SystemExit("merge: records of different budgets or teachers ("
-                       + ", ".join(f"{k}: {first['args'].get(k)} vs "
-                                   f"{res['args'].get(k)}" for k in diff)
+                       + ", ".join(f"{k}: {_budget_arg(first['args'], k)} "
+                                   f"vs {_budget_arg(res['args'], k)}"
+                                   for k in diff)
                        + (f", teacher_kl {first['teacher_kl']} vs "
                           f"{res['teacher_kl']}"
                           if res["teacher_kl"] != first["teacher_kl"]
@@ -481,9 +506,9 @@ def merge_student_results(results: Sequence[Dict]) -> Dict:
 def stage_merge(a):
   """Merges the claims_002_lmd_vs_emd.json of each --merge_from directory
   into the results (with the record already there, if any)."""
-  results = [r for r in [read_result("claims_002_lmd_vs_emd")] if r]
+  results = [r for r in [read_result(students_record(a))] if r]
   for d in a.merge_from:
-    path = os.path.join(d, "claims_002_lmd_vs_emd.json")
+    path = os.path.join(d, students_record(a) + ".json")
     if not os.path.exists(path):
       raise SystemExit(f"--merge_from: {path} does not exist")
     with open(path) as f:
@@ -496,25 +521,24 @@ def stage_merge(a):
 
 
 def stage_verdict(a):
-  old = read_result("claims_002_lmd_vs_emd")
+  old = read_result(students_record(a))
   if not old:
-    raise SystemExit("no results/claims_002_lmd_vs_emd.json")
+    raise SystemExit(f"no results/{students_record(a)}.json")
   ns = argparse.Namespace(**old["args"])
   print("wrote", write_students(
       old["rows"], old["runs"], old["teacher_kl"], ns,
       {"run_command": old.get("run_command", old["command"])}))
-  del a
 
 
 def stage_speed(a):
   jax, fc, _, _, train, flow_maps = _jax_imports()
-  old = read_result("claims_002_lmd_vs_emd")
+  old = read_result(students_record(a))
   if not old:
     raise SystemExit("run the `students` stage first (LMD seed 0)")
   steps = old["args"]["steps"]
   config = student_config("lmd", 0, steps, a)
   run = train.build(config)
-  state = train.restore_state(config, _student_workdir("lmd", 0), run)
+  state = train.restore_state(config, _student_workdir("lmd", 0, a), run)
   score = fc.quality_fn(METRIC, run.dataset.reference(a.num_samples))
   key = jax.random.key(7)
   sample = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
@@ -595,7 +619,7 @@ def stage_speed(a):
            "metric": f"samples/s drawing {n:,} samples (median of "
                      f"{a.repeats} interleaved rounds); quality {METRIC} "
                      f"on {a.num_samples:,} samples",
-           "budget": f"LMD seed 0 of claims_002_lmd_vs_emd ({steps} steps)",
+           "budget": f"LMD seed 0 of {students_record(a)} ({steps} steps)",
            "seeds": [0], "verdict": verdict, "verdict_reason": reason,
            "our_figure": f"{speedup:.1f}× vs {match}" if match else "n/a"}
   print("wrote", write_result("claims_002_speed", rows, {
@@ -634,11 +658,17 @@ def main(argv=None):
                  help="samples per timed call (speed)")
   p.add_argument("--teacher_config", default=TEACHER_SPEC)
   p.add_argument("--teacher_workdir", default=TEACHER_DIR)
+  p.add_argument("--student_width", type=int, default=0,
+                 help="students: the width of every student's three hidden "
+                 "layers (0: the configs'); its own record "
+                 "claims_002_lmd_vs_emd_w<width> and workdirs")
   p.add_argument("--teacher_eval_every", type=int, default=5000,
                  help="teacher: train it (if its workdir has no checkpoint) "
                  "with kl_hist every this many steps; 0 = the main trainer, "
                  "no curve")
   a = p.parse_args(argv)
+  if a.student_width < 0:
+    raise SystemExit(f"--student_width={a.student_width} must be >= 0")
   if a.teacher_eval_every < 0:
     raise SystemExit(f"--teacher_eval_every={a.teacher_eval_every} must be "
                      ">= 0")
