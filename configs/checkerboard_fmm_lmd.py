@@ -21,7 +21,11 @@ configs/toy_fm.py:xl teacher (Heun 16: 0.058), 3,000 steps, 3 seeds
 core, 2026-12-01): LMD 0.515 ± 0.059 at 1 step, 0.342 ± 0.006 at 4,
 0.333 ± 0.025 at 8; EMD 0.454 ± 0.010 / 0.376 ± 0.017 / 0.358 ± 0.021;
 flat curves, 6-9× the teacher: this 166k-parameter student, not the
-teacher, now bounds the quality (results/claims_002_lmd_vs_emd.json).
+teacher, now bounds the quality (results/claims_002_lmd_vs_emd.json). As
+wide as the teacher (MLP 512 × 3, change 27): LMD 0.373 ± 0.025 / 0.286
+± 0.016 / 0.284 ± 0.017 at 1/4/8 steps, EMD 0.399 ± 0.013 / 0.322 ±
+0.008 / 0.308 ± 0.004, still 5-7× the teacher after 3,000 steps
+(results/claims_002_lmd_vs_emd_w512.json).
 Variants: `:smoke` (60 steps, tiny MLP, the smoke teacher), `:stop_grad`
 (ablation: fmm.stop_grad_target=True, the semi-gradient that does not
 backpropagate through the teacher; same zero-residual minimiser, a
