@@ -286,8 +286,10 @@ def stage_teacher(a):
   reached = ratio <= FLOOR_FACTOR
   flat = teacher_flat(curve)
   if len(curve) < 2:
-    verdict = "reproduced" if reached else "not reached at this budget"
-    flat_txt = "no training curve recorded"
+    # PROTOCOL.md: a single evaluation cannot show a flat curve, so the
+    # budget does not count whatever the ratio.
+    verdict = verdicts.outcome(reached, False)
+    flat_txt = "no training curve recorded, so its flattening is unknown"
   else:
     verdict = verdicts.outcome(reached, flat["flat"])
     flat_txt = (f"curve (kl_hist every {curve[1]['step'] - curve[0]['step']}"
