@@ -32,7 +32,8 @@ not the discretisation (over the Δt's tried); the default keeps
 covariance error is 0.091 ± 0.032 / 0.065 ± 0.012 / 0.064 ± 0.005 and the
 mean error 0.046 ± 0.008 / 0.070 ± 0.037 / 0.061 ± 0.017, flat curves,
 above 0.05 at every width (record claims_000_affine_width.json); the
-default keeps 128 (a 512-wide f costs 2.6× the time). The slow test checks `:smoke` (both < 0.15 / 0.2 at N = 2).
+default keeps 128 (a 512-wide f costs 2.6× the time). The slow test
+checks `:smoke` (both < 0.15 / 0.2 at N = 2).
 Variants: `:smoke` (N = 2, 700 steps; the slow test of
 tests/methods/test_distribution_matching.py), `:cosine` (cosine lr decay to
 0 over train.steps; PROTOCOL.md change 16), `:diagonal` (A diagonal: the

@@ -210,6 +210,11 @@ def teacher_overrides(a) -> Dict[str, object]:
           "teacher.workdir": a.teacher_workdir}
 
 
+def _num_params(params) -> int:
+  import jax  # pylint: disable=g-import-not-at-top
+  return sum(x.size for x in jax.tree_util.tree_leaves(params))
+
+
 def teacher_flat(curve: Sequence[Dict]) -> Dict:
   """The single-seed rule of change 23 on the teacher's curve rows {step,
   value}: flat iff |last − previous| < TEACHER_FLAT_REL × last."""
@@ -284,19 +289,18 @@ def stage_teacher(a):
   kl = next(r["value"] for r in rows if r["sample_steps"] == TEACHER_STEPS)
   ratio = kl / floor["mean"]
   reached = ratio <= FLOOR_FACTOR
+  # PROTOCOL.md: without a curve (fewer than two evaluations) flattening
+  # is unknown, so the budget does not count whatever the ratio.
   flat = teacher_flat(curve)
-  if len(curve) < 2:
-    # PROTOCOL.md: a single evaluation cannot show a flat curve, so the
-    # budget does not count whatever the ratio.
-    verdict = verdicts.outcome(reached, False)
+  verdict = verdicts.outcome(reached, flat["flat"])
+  if flat["rel"] is None:
     flat_txt = "no training curve recorded, so its flattening is unknown"
   else:
-    verdict = verdicts.outcome(reached, flat["flat"])
     flat_txt = (f"curve (kl_hist every {curve[1]['step'] - curve[0]['step']}"
                 f" steps) {'flat' if flat['flat'] else 'not flat'}: last "
                 f"change {flat['rel']:.1%} of the last value (rule < "
                 f"{TEACHER_FLAT_REL:.0%})")
-  num_params = sum(x.size for x in jax.tree_util.tree_leaves(teacher.params))
+  num_params = _num_params(teacher.params)
   budget = (f"{tcfg.train.steps} steps × batch {tcfg.train.batch_size}, MLP "
             f"{tuple(tcfg.model.mlp.hidden)} ({num_params:,} params), Adam "
             f"lr {tcfg.optim.lr} cosine, EMA {tcfg.ema.decay}")
@@ -366,12 +370,12 @@ def stage_students(a):
   teacher_kl = next(r["value"] for r in teacher["rows"]
                     if r["sample_steps"] == TEACHER_STEPS)
   old = read_result(students_record(a))
-  budget = STUDENT_BUDGET
   if old and any(_budget_arg(old["args"], k) != _budget_arg(vars(a), k)
-                 for k in budget):
+                 for k in STUDENT_BUDGET):
     raise SystemExit(
         f"results/{students_record(a)}.json holds runs of another budget ("
-        + ", ".join(f"{k}={_budget_arg(old['args'], k)}" for k in budget)
+        + ", ".join(f"{k}={_budget_arg(old['args'], k)}"
+                    for k in STUDENT_BUDGET)
         + "); move it away first (its rows would be mixed or lost)")
   rows = list(old.get("rows", []))
   runs = dict(old.get("runs", {}))
@@ -476,18 +480,15 @@ def merge_student_results(results: Sequence[Dict]) -> Dict:
   if not results:
     raise SystemExit("merge: nothing to merge")
   first = results[0]
+  def key(res):
+    return {**{k: _budget_arg(res["args"], k) for k in STUDENT_BUDGET},
+            "teacher_kl": res["teacher_kl"]}
   for res in results[1:]:
-    diff = [k for k in STUDENT_BUDGET if _budget_arg(res["args"], k)
-            != _budget_arg(first["args"], k)]
-    if diff or res["teacher_kl"] != first["teacher_kl"]:
+    want, got = key(first), key(res)
+    diff = [f"{k}: {want[k]} vs {got[k]}" for k in want if want[k] != got[k]]
+    if diff:
       raise SystemExit("merge: records of different budgets or teachers ("
-                       + ", ".join(f"{k}: {_budget_arg(first['args'], k)} "
-                                   f"vs {_budget_arg(res['args'], k)}"
-                                   for k in diff)
-                       + (f", teacher_kl {first['teacher_kl']} vs "
-                          f"{res['teacher_kl']}"
-                          if res["teacher_kl"] != first["teacher_kl"]
-                          else "") + ")")
+                       + ", ".join(diff) + ")")
   seen, rows, runs = set(), [], {}
   for res in results:
     pairs = {(r["arm"], r["seed"]) for r in res["rows"]}
@@ -498,8 +499,7 @@ def merge_student_results(results: Sequence[Dict]) -> Dict:
     rows += res["rows"]
     runs.update(res["runs"])
   args = dict(first["args"])
-  args["seeds"] = sorted({s for res in results for s in res["args"]["seeds"]
-                          if any(p[1] == s for p in seen)})
+  args["seeds"] = sorted({s for _, s in seen})
   args["arms"] = sorted({a for a, _ in seen})
   return {"rows": rows, "runs": runs, "args": args,
           "teacher_kl": first["teacher_kl"]}
@@ -549,11 +549,8 @@ def stage_speed(a):
 
   def student(n):
     return sample(state.ema_params, key, n, 1, state.extras)
-
-  def count(params):
-    return sum(x.size for x in jax.tree_util.tree_leaves(params))
-  teacher_params = count(run.teacher.params)
-  student_params = count(state.ema_params)
+  teacher_params = _num_params(run.teacher.params)
+  student_params = _num_params(state.ema_params)
 
   def teacher(k):
     return lambda n: ode(run.teacher.params, key, n, k)
