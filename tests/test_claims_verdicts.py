@@ -4,6 +4,7 @@ hand-made numbers, and the results page's claims section."""
 import json
 import math
 import os
+import sys
 
 import pytest
 
@@ -188,6 +189,39 @@ def test_affine_width_claim_compares_the_widest_with_the_narrowest():
   verdict, _, _ = G.affine_width_verdict(
       rows({128: narrow, 256: wide, 512: narrow}), [128, 256, 512], 1400)
   assert verdict == V.NOT_REPRODUCED
+
+
+def test_affine_coupling_claim_passes_if_any_other_coupling_fixes_it():
+  G = _gcm_claims()
+  bad = [(0.03, 0.090), (0.02, 0.080), (0.04, 0.085)]
+  good = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
+  couplings = ["ot_sinkhorn", "ot_exact", "random"]
+
+  def rows(by, prev=None):
+    return [dict(r, arm="coupling=" + {0.1: "ot_sinkhorn", 0.2: "ot_exact",
+                                       0.3: "random"}[float(r["arm"][3:])])
+            for r in _affine_dt_rows(by, prev)]
+  verdict, reason, stats = G.affine_coupling_verdict(
+      rows({0.1: bad, 0.2: bad, 0.3: good}), couplings, 1400)
+  assert verdict == V.REPRODUCED, reason
+  assert stats["coupling=random"]["cov_rel_err"]["mean"] == pytest.approx(
+      0.025)
+  assert "random vs ot_sinkhorn: reproduced" in reason
+  verdict, _, _ = G.affine_coupling_verdict(
+      rows({0.1: bad, 0.2: good, 0.3: bad}), couplings, 1400)
+  assert verdict == V.REPRODUCED
+  # Only the baseline good: the rule never credits the first coupling.
+  verdict, _, _ = G.affine_coupling_verdict(
+      rows({0.1: good, 0.2: bad, 0.3: bad}), couplings, 1400)
+  assert verdict == V.NOT_REPRODUCED
+  # No coupling good, one curve still moving: not reached.
+  moving = [(0.03, 0.20), (0.02, 0.20), (0.04, 0.20)]
+  verdict, _, _ = G.affine_coupling_verdict(
+      rows({0.1: bad, 0.2: bad, 0.3: bad},
+           {0.1: bad, 0.2: bad, 0.3: moving}), couplings, 1400)
+  assert verdict == V.NOT_REACHED
+  with pytest.raises(SystemExit, match="--couplings="):
+    G.claim_affine_coupling([0, 1], couplings="ot_sinkhorn,sinkhorn")
 
 
 def test_affine_dt_claim_needs_the_smallest_step_below_tol_and_better():
@@ -437,3 +471,37 @@ def test_mnist_quality_claim_with_curves_uses_the_protocol_rule(
 
   assert verdict(0.0) == V.REPRODUCED          # GC < OT < IC, flat
   assert verdict(0.5) == V.NOT_REACHED         # still falling by 0.5
+
+
+def test_quality_toy_ict_s1_sets_every_arm_and_writes_its_own_record(
+    tmp_path, monkeypatch):
+  import argparse  # pylint: disable=g-import-not-at-top
+  C = _consistency_claims()
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  seen = {}
+
+  def fake_curves(arms, seeds, steps, num, keys, tag):
+    del num, keys, tag
+    seen.update(arms)
+    # GC < OT < IC at 1 step on flat curves.
+    val = {"gc": 0.1, "ot": 0.2, "ic": 0.3}
+    return [{"arm": a, "seed": sd, "step": st, "sinkhorn@1": val[a] + 1e-3 * sd,
+             "sinkhorn@2": val[a]}
+            for a in arms for sd in seeds for st in (steps // 2, steps)]
+  monkeypatch.setattr(C, "_toy_sinkhorn_curves", fake_curves)
+  path = C.claim_quality_toy([0, 1, 2], argparse.Namespace(steps=100,
+                                                           ict_s1=160))
+  assert os.path.basename(path) == "claims_001_c_quality_toy_s1_160.json"
+  assert all(o["ict.s1"] == 160 for o in seen.values())
+  claim = json.loads(open(path).read())["claim"]
+  assert "iCT N 10 → 160" in claim["budget"]
+  assert claim["verdict"] == V.REPRODUCED
+  # Without the option: the config's N and the main record.
+  seen.clear()
+  path = C.claim_quality_toy([0, 1, 2], argparse.Namespace(steps=100))
+  assert os.path.basename(path) == "claims_001_c_quality_toy.json"
+  assert all("ict.s1" not in o for o in seen.values())
+  monkeypatch.setattr(sys, "argv", ["consistency.py", "--claim=quality_toy",
+                                    "--ict_s1=5"])
+  with pytest.raises(SystemExit, match="--ict_s1=5"):
+    C.main()

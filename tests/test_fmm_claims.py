@@ -145,6 +145,23 @@ def test_merge_joins_seeds_of_one_budget_and_refuses_the_rest():
       (a, s) for a in ("emd", "lmd") for s in (0, 1, 2)]
   assert set(m["runs"]) == {f"{a}/s{s}" for a in ("lmd", "emd")
                             for s in (0, 1, 2)}
+  # The merged record keeps where/when each part ran and the commands that
+  # ran them (a merge of a merge included), not the merge's own.
+  a, b = _student_record([0]), _student_record([1])
+  a["machine"] = {"date": "2026-12-01T02:00"}
+  b["machine"] = {"date": "2026-12-01T01:00"}
+  b["command"] = "fmm_claims.py students --seeds=1"
+  ab = fmm_claims.merge_student_results([a, b])
+  assert [x["date"] for x in ab["machines"]] == ["2026-12-01T01:00",
+                                                 "2026-12-01T02:00"]
+  assert ab["run_command"] == ("fmm_claims.py students; "
+                               "fmm_claims.py students --seeds=1")
+  c = _student_record([2])
+  c["machine"] = {"date": "2026-12-01T03:00"}
+  abc = fmm_claims.merge_student_results(
+      [dict(ab, command="fmm_claims.py merge"), c])
+  assert len(abc["machines"]) == 3
+  assert "merge" not in abc["run_command"]
   with pytest.raises(SystemExit, match="steps: 3000 vs 600"):
     fmm_claims.merge_student_results(
         [_student_record([0]), _student_record([1], steps=600)])
@@ -166,6 +183,14 @@ def test_student_width_names_its_own_record_and_budget():
       os.path.join("claims002", "lmd_stop_grad_w512_s1"))
   assert fmm_claims._student_workdir("lmd", 1, base).endswith(
       os.path.join("claims002", "lmd_s1"))
+  # --tag names another budget of the same students: its own record and
+  # workdirs, after the width.
+  long = argparse.Namespace(student_width=512, tag="long")
+  assert fmm_claims.students_record(long) == "claims_002_lmd_vs_emd_w512_long"
+  assert fmm_claims._student_workdir("emd", 2, long).endswith(
+      os.path.join("claims002", "emd_w512_long_s2"))
+  assert fmm_claims.students_record(argparse.Namespace(tag="long")) == \
+      "claims_002_lmd_vs_emd_long"
   # A record from before the option (no key) is the configs' width: it
   # merges with width 0 and not with 512.
   old = _student_record([0])
@@ -178,9 +203,29 @@ def test_student_width_names_its_own_record_and_budget():
     fmm_claims.merge_student_results([old, new])
 
 
+def test_reproduce_command_redoes_a_merged_record_in_one_process():
+  rec = fmm_claims.merge_student_results(
+      [_student_record([0, 1]), _student_record([2])])
+  cmd = fmm_claims.reproduce_command(rec["args"], rec["args"]["arms"],
+                                     rec["args"]["seeds"])
+  assert cmd.startswith("benchmarks/claims/fmm_claims.py students ")
+  assert "--arms=emd,lmd --seeds=0,1,2" in cmd
+  assert "--student_width" not in cmd and "--tag" not in cmd
+  wide = dict(rec["args"], student_width=512, tag="20k")
+  cmd = fmm_claims.reproduce_command(wide, ["lmd"], [0])
+  assert cmd.endswith("--student_width=512 --tag=20k")
+  # The command parses back to the record's budget.
+  a = fmm_claims.parse(cmd.split()[1:])
+  assert all(fmm_claims._budget_arg(vars(a), k) ==
+             fmm_claims._budget_arg(wide, k)
+             for k in fmm_claims.STUDENT_BUDGET)
+
+
 def test_bad_arm_is_rejected_naming_the_allowed_ones():
   with pytest.raises(SystemExit, match="'lmd:stop_grad'"):
     fmm_claims.main(["students", "--arms=lmd,eulerian"])
+  with pytest.raises(SystemExit, match="--tag='20K/x'"):
+    fmm_claims.main(["students", "--tag=20K/x"])
 
 
 @pytest.mark.slow

@@ -453,12 +453,17 @@ def claim_quality_toy(seeds, args):
   (2-step re-noising as the sampler does by default) against a fixed
   reference, at step 0 and every 1/10 of the budget. Reproduced if GC is
   better than OT and OT better than IC at 1 step (mean ± std rule) with
-  every arm's 1-step curve flattened."""
+  every arm's 1-step curve flattened. `--ict_s1` (> 0) sets every arm's
+  final number of discretisation intervals (`ict.s1`, the config's 1280
+  otherwise) and writes its own record, c_quality_toy_s1_<n>
+  (PROTOCOL.md change 30)."""
   arms = ("gc", "ot", "ic")
   num = 2000
+  s1 = getattr(args, "ict_s1", 0) or 0
+  extra_over = {"ict.s1": s1} if s1 else {}
   rows = _toy_sinkhorn_curves(
-      {a: {"ict.coupling": a, "ict.gc_mu": 0.5} for a in arms}, seeds,
-      args.steps, num, {1: "sinkhorn@1", 2: "sinkhorn@2"}, "(c) toy")
+      {a: {"ict.coupling": a, "ict.gc_mu": 0.5, **extra_over} for a in arms},
+      seeds, args.steps, num, {1: "sinkhorn@1", 2: "sinkhorn@2"}, "(c) toy")
   final = [r for r in rows if r["step"] == args.steps]
   parts, order = [], {}
   for k in (1, 2):
@@ -475,15 +480,16 @@ def claim_quality_toy(seeds, args):
             f"steps: {order[2]}; 1-step curves (every {args.steps // 10} "
             f"steps) flattened: {flat}. Paper scale: CIFAR-10, 100k steps "
             "× batch 512, FID")
-  cfg = load(TOY_CONFIG)
+  cfg = load(TOY_CONFIG, extra_over)
   return V.write_claim(
-      PAPER, "c_quality_toy", rows,
+      PAPER, "c_quality_toy" + (f"_s1_{s1}" if s1 else ""), rows,
       paper_figure=("Table 1's ordering GC < OT < IC (CIFAR-10 1-step FID "
                     "5.95 / 6.75 / 7.42); no paper number for the toy"),
       metric=f"1- and 2-step Sinkhorn divergence, {num} EMA samples",
       budget=(f"{args.steps} steps × batch {cfg.train.batch_size}, MLP "
               f"{tuple(cfg.model.mlp.hidden)}, 2-D checkerboard "
-              f"(configs/toy_ict.py), GC μ = 0.5, CPU"),
+              f"(configs/toy_ict.py), iCT N {cfg.ict.s0} → {cfg.ict.s1}, "
+              "GC μ = 0.5, CPU"),
       seeds=seeds, verdict=verdict, verdict_reason=reason,
       our_figure="; ".join(parts))
 
@@ -789,12 +795,18 @@ def _add_args(ap):
                   help="transport_digits: the seeds this process trains "
                        "(default: --seeds; '' trains none and only writes "
                        "the record)")
+  ap.add_argument("--ict_s1", type=int, default=0,
+                  help="quality_toy: every arm's final number of iCT "
+                       "intervals ict.s1 (0: the config's); its own record")
   ap.add_argument("--cost_only", action="store_true",
                   help="gc_only: write what the run needs, train nothing")
 
 
 def main():
   args = V.parse_args(CLAIMS, _add_args)
+  if args.ict_s1 and args.ict_s1 < load(TOY_CONFIG).ict.s0:
+    raise SystemExit(f"--ict_s1={args.ict_s1} must be 0 (the config's) or "
+                     f">= ict.s0 = {load(TOY_CONFIG).ict.s0}")
   if args.steps < 5:
     raise SystemExit(f"--steps={args.steps} must be >= 5 (five evaluations)")
   CLAIMS[args.claim](args.seeds, args)

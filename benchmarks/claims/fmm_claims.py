@@ -3,6 +3,7 @@ r"""Paper 002 (flow map matching) claims on the 2-D checkerboard.
 python benchmarks/claims/fmm_claims.py teacher
 python benchmarks/claims/fmm_claims.py students [--arms=lmd,emd,lmd:stop_grad]
     [--seeds=0,1,2] [--steps=1000] [--eval_every=100] [--full_every=500]
+    [--student_width=W] [--tag=NAME]
 python benchmarks/claims/fmm_claims.py speed [--repeats=5]
 python benchmarks/claims/fmm_claims.py verdict   # recompute from the rows
 python benchmarks/claims/fmm_claims.py merge --merge_from=DIR[,DIR]
@@ -53,6 +54,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
 import time
 from typing import Dict, List, Optional, Sequence
@@ -336,17 +338,24 @@ def _width(a) -> int:
   return int(getattr(a, "student_width", 0) or 0)
 
 
-def students_record(a) -> str:
-  """The students' record: claims_002_lmd_vs_emd, with `_w<width>` for
-  students of another width (a separate claim row)."""
+def _suffix(a) -> str:
+  """`_w<width>` for students of another width, then `_<tag>` for a
+  --tag (another budget of the same students): each its own record and
+  workdirs, so one budget never mixes with or overwrites another."""
   w = _width(a)
-  return "claims_002_lmd_vs_emd" + (f"_w{w}" if w else "")
+  tag = getattr(a, "tag", "") or ""
+  return (f"_w{w}" if w else "") + (f"_{tag}" if tag else "")
+
+
+def students_record(a) -> str:
+  """The students' record: claims_002_lmd_vs_emd + `_suffix` (a separate
+  claim row)."""
+  return "claims_002_lmd_vs_emd" + _suffix(a)
 
 
 def _student_workdir(arm: str, seed: int, a=None) -> str:
-  w = _width(a)
   return os.path.join("runs", "claims002", f"{arm.replace(':', '_')}"
-                      + (f"_w{w}" if w else "") + f"_s{seed}")
+                      + _suffix(a) + f"_s{seed}")
 
 
 def student_config(arm: str, seed: int, steps: int, a):
@@ -460,7 +469,33 @@ def write_students(rows, runs, teacher_kl, a, extra=None):
   return write_result(students_record(a), rows, {
       "claim": claim, "summary": table, "detail": summary,
       "ablation_stop_grad": ablation, "teacher_kl": teacher_kl,
-      "runs": runs, "args": vars(a), **(extra or {})})
+      "runs": runs, "args": vars(a),
+      "reproduce_command": reproduce_command(
+          vars(a), sorted({r["arm"] for r in rows}),
+          sorted({r["seed"] for r in rows})),
+      **(extra or {})})
+
+
+def reproduce_command(args: Dict, arms: Sequence[str],
+                      seeds: Sequence[int]) -> str:
+  """The one `students` command that redoes every (arm, seed) of a record
+  in a single process (a record merged from split processes names the
+  merge, not the runs)."""
+  cmd = (f"benchmarks/claims/fmm_claims.py students --arms={','.join(arms)} "
+         f"--seeds={','.join(map(str, seeds))}")
+  for k in ("steps", "eval_every", "full_every"):
+    cmd += f" --{k}={args[k]}"
+  if args.get("num_samples", N) != N:
+    cmd += f" --num_samples={args['num_samples']}"
+  for k, default in (("teacher_config", TEACHER_SPEC),
+                     ("teacher_workdir", TEACHER_DIR)):
+    if args.get(k, default) != default:
+      cmd += f" --{k}={args[k]}"
+  if _width(argparse.Namespace(**args)):
+    cmd += f" --student_width={args['student_width']}"
+  if args.get("tag"):
+    cmd += f" --tag={args['tag']}"
+  return cmd
 
 
 STUDENT_BUDGET = ("steps", "eval_every", "full_every", "num_samples",
@@ -501,8 +536,18 @@ def merge_student_results(results: Sequence[Dict]) -> Dict:
   args = dict(first["args"])
   args["seeds"] = sorted({s for _, s in seen})
   args["arms"] = sorted({a for a, _ in seen})
+  # Where and when the runs were measured (a merged record's own list, or
+  # its machine block), and the commands that ran them, not the merge's.
+  machines = {json.dumps(m, sort_keys=True): m for res in results
+              for m in res.get("machines") or [res.get("machine") or {}]}
+  commands = {c for res in results
+              for c in res.get("run_command", res.get("command", "")).split(
+                  "; ") if c}
   return {"rows": rows, "runs": runs, "args": args,
-          "teacher_kl": first["teacher_kl"]}
+          "teacher_kl": first["teacher_kl"],
+          "machines": sorted(machines.values(),
+                             key=lambda m: str(m.get("date"))),
+          "run_command": "; ".join(sorted(commands))}
 
 
 def stage_merge(a):
@@ -518,8 +563,8 @@ def stage_merge(a):
   m = merge_student_results(results)
   print("wrote", write_students(
       m["rows"], m["runs"], m["teacher_kl"], argparse.Namespace(**m["args"]),
-      {"merged_from": list(a.merge_from),
-       "run_command": "; ".join(sorted({r["command"] for r in results}))}))
+      {"merged_from": list(a.merge_from), "run_command": m["run_command"],
+       "machines": m["machines"], "machine": m["machines"][0]}))
 
 
 def stage_verdict(a):
@@ -529,7 +574,10 @@ def stage_verdict(a):
   ns = argparse.Namespace(**old["args"])
   print("wrote", write_students(
       old["rows"], old["runs"], old["teacher_kl"], ns,
-      {"run_command": old.get("run_command", old["command"])}))
+      {"run_command": old.get("run_command", old["command"]),
+       # The record stays dated by its runs, not by this re-derivation.
+       "machine": old["machine"], "rederived": machine_info()["date"],
+       **{k: old[k] for k in ("merged_from", "machines") if k in old}}))
 
 
 def stage_speed(a):
@@ -631,7 +679,8 @@ def _csv(cast):
   return lambda s: tuple(cast(x) for x in s.split(",") if x)
 
 
-def main(argv=None):
+def parse(argv=None) -> argparse.Namespace:
+  """The command line, validated (bad values exit naming the flag)."""
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument("stage", choices=("teacher", "students", "speed",
                                    "verdict", "merge"))
@@ -661,6 +710,10 @@ def main(argv=None):
                  help="students: the width of every student's three hidden "
                  "layers (0: the configs'); its own record "
                  "claims_002_lmd_vs_emd_w<width> and workdirs")
+  p.add_argument("--tag", default="",
+                 help="students: a name for another budget (lowercase "
+                 "letters and digits); its own record "
+                 "claims_002_lmd_vs_emd[_w<width>]_<tag> and workdirs")
   p.add_argument("--teacher_eval_every", type=int, default=5000,
                  help="teacher: train it (if its workdir has no checkpoint) "
                  "with kl_hist every this many steps; 0 = the main trainer, "
@@ -668,6 +721,8 @@ def main(argv=None):
   a = p.parse_args(argv)
   if a.student_width < 0:
     raise SystemExit(f"--student_width={a.student_width} must be >= 0")
+  if not re.fullmatch(r"[a-z0-9]*", a.tag):
+    raise SystemExit(f"--tag={a.tag!r}: only lowercase letters and digits")
   if a.teacher_eval_every < 0:
     raise SystemExit(f"--teacher_eval_every={a.teacher_eval_every} must be "
                      ">= 0")
@@ -681,6 +736,11 @@ def main(argv=None):
                        "'lmd:stop_grad', 'direct', 'progressive')")
   if TEACHER_STEPS not in a.teacher_ks:
     raise SystemExit(f"--teacher_ks must contain {TEACHER_STEPS}")
+  return a
+
+
+def main(argv=None):
+  a = parse(argv)
   {"teacher": stage_teacher, "students": stage_students,
    "speed": stage_speed, "verdict": stage_verdict,
    "merge": stage_merge}[a.stage](a)

@@ -2,11 +2,12 @@ r"""Paper 000 (distribution matching with generalized consistency models):
 the claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 
 python benchmarks/claims/gcm.py
-    --claim=affine|affine_dt|affine_width|moons|mnist_latent
+    --claim=affine|affine_dt|affine_width|affine_coupling|moons|mnist_latent
     [--seeds=0,1,2] [--steps=N (0: the config's budget)]
     [--variant=V (affine*: configs/gaussian_affine_gcm.py:V)]
     [--dts=0.05,0.025,0.0125 (affine_dt)] [--widths=128,256,512
-    (affine_width)]
+    (affine_width)] [--couplings=ot_sinkhorn,ot_exact,random
+    (affine_coupling)]
 
 Every run trains with the project's trainer step through
 `benchmarks/gcm_moons.train_curve` (the config as committed, only `seed`,
@@ -31,6 +32,14 @@ Every run trains with the project's trainer step through
   budget. Reproduced if at the widest f both errors are < 0.05 for every
   seed and its covariance error beats the narrowest's by the mean ± std
   rule (is the error f's capacity?).
+* affine_coupling — `python benchmarks/claims/gcm.py
+  --claim=affine_coupling --steps=11200 --variant=cosine` (PROTOCOL.md
+  change 29): the affine run with g's samples paired to the data by
+  minibatch OT through a rounded Sinkhorn plan (the config's), exact
+  minibatch OT (host assignment) and random pairing, same seeds and
+  budget. Reproduced if exact OT or random pairing has both errors < 0.05
+  for every seed and a covariance error better than the config's by the
+  mean ± std rule (is the error the coupling's?).
 * moons — `python benchmarks/claims/gcm.py --claim=moons`
   configs/gaussian_to_moons_gcm.py (minibatch OT, 3,500 steps, batch 256):
   the share of 10,000 samples whose nearest moon (distance to the noiseless
@@ -224,6 +233,45 @@ def affine_width_verdict(rows, widths, steps):
                         steps, lambda arm: "f width " + arm.split("=")[1])
 
 
+COUPLING_ARMS = ("ot_sinkhorn", "ot_exact", "random")
+COUPLING_OVERRIDES = {
+    "ot_sinkhorn": {"gcm.coupling": "ot", "gcm.ot_solver": "sinkhorn"},
+    "ot_exact": {"gcm.coupling": "ot", "gcm.ot_solver": "exact"},
+    "random": {"gcm.coupling": "random"}}
+
+
+def _coupling_arm(coupling: str) -> str:
+  return f"coupling={coupling}"
+
+
+def affine_coupling_verdict(rows, couplings, steps):
+  """PROTOCOL.md change 29 on rows {arm: 'coupling=<c>', ...}: the sweep
+  rule of each other coupling against the first (the config's); reproduced
+  if any of them passes it (both errors below AFFINE_TOL for every seed and
+  a covariance error better than the first's), "not reached" if none
+  passes while some curve still moves, "not reproduced" otherwise."""
+  base, others = couplings[0], couplings[1:]
+  if not others:
+    raise ValueError("affine_coupling: give >= 2 couplings")
+  results = {c: _sweep_verdict(rows, [_coupling_arm(base), _coupling_arm(c)],
+                               _coupling_arm(base), _coupling_arm(c), steps,
+                               lambda arm: arm.split("=")[1])
+             for c in others}
+  verdicts = [v for v, _, _ in results.values()]
+  if V.REPRODUCED in verdicts:
+    verdict = V.REPRODUCED
+  elif V.NOT_REACHED in verdicts:
+    verdict = V.NOT_REACHED
+  else:
+    verdict = V.NOT_REPRODUCED
+  stats = {}
+  for _, _, st in results.values():
+    stats.update(st)
+  reason = " | ".join(f"{c} vs {base}: {v} ({r})"
+                      for c, (v, r, _) in results.items())
+  return verdict, reason, stats
+
+
 def _affine_sweep(name, seeds, steps, variant, values, *, arm_of, label_of,
                   overrides_of, verdict_of, setting, paper_figure, metric,
                   extra):
@@ -290,6 +338,31 @@ def claim_affine_width(seeds, steps=0, variant="", widths="128,256,512"):
              "100,000 samples", extra={"widths": w_list})
 
 
+def claim_affine_coupling(seeds, steps=0, variant="",
+                          couplings=",".join(COUPLING_ARMS)):
+  """PROTOCOL.md change 29: the affine claim's run with g's samples paired
+  to the data by each coupling of `couplings` (the first is the config's:
+  minibatch OT, Sinkhorn plan rounded to a permutation), every arm in this
+  process, same seeds and budget."""
+  c_list = [v for v in couplings.split(",") if v]
+  bad = [c for c in c_list if c not in COUPLING_OVERRIDES]
+  if bad or len(c_list) < 2 or len(set(c_list)) != len(c_list):
+    raise SystemExit(f"--couplings={couplings!r}: give >= 2 distinct values "
+                     f"of {COUPLING_ARMS}")
+  return _affine_sweep(
+      "affine_coupling", seeds, steps, variant, c_list, arm_of=_coupling_arm,
+      label_of=lambda c: c, overrides_of=COUPLING_OVERRIDES.get,
+      verdict_of=affine_coupling_verdict,
+      setting=lambda cfg: (f"gcm.dt {cfg.gcm.dt:g}, f MLP "
+                           f"{tuple(cfg.model.mlp.hidden)}, couplings "
+                           f"{', '.join(c_list)}"),
+      paper_figure=("no number; the paper's own caveat: f_0 = id at matched "
+                    "marginals may fail under a poor minibatch-OT coupling "
+                    "(its suggested test: random pairing vs minibatch OT)"),
+      metric="‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against the "
+             "coupling, 100,000 samples", extra={"couplings": c_list})
+
+
 def claim_moons(seeds, steps=0):
   num = 10_000
   rows, cfg = _train_seeds(MOONS_CONFIG, seeds, moon_shares, num, "moons_ot",
@@ -348,6 +421,7 @@ def claim_mnist_latent(seeds, steps=0):
 
 CLAIMS = {"affine": claim_affine, "affine_dt": claim_affine_dt,
           "affine_width": claim_affine_width,
+          "affine_coupling": claim_affine_coupling,
           "moons": claim_moons, "mnist_latent": claim_mnist_latent}
 
 
@@ -362,11 +436,14 @@ def _add_args(ap):
                   help="affine_dt only: the consistency steps gcm.dt")
   ap.add_argument("--widths", default="128,256,512",
                   help="affine_width only: f's hidden width (3 layers)")
+  ap.add_argument("--couplings", default=",".join(COUPLING_ARMS),
+                  help="affine_coupling only: the first is the baseline; "
+                       f"values {COUPLING_ARMS}")
 
 
 def main():
   args = V.parse_args(CLAIMS, _add_args)
-  affine = ("affine", "affine_dt", "affine_width")
+  affine = ("affine", "affine_dt", "affine_width", "affine_coupling")
   if args.variant and args.claim not in affine:
     raise SystemExit(f"--variant={args.variant!r} applies to "
                      f"--claim={'|'.join(affine)} only")
@@ -375,6 +452,8 @@ def main():
     kw["dts"] = args.dts
   if args.claim == "affine_width":
     kw["widths"] = args.widths
+  if args.claim == "affine_coupling":
+    kw["couplings"] = args.couplings
   print("wrote", CLAIMS[args.claim](args.seeds, args.steps, **kw))
 
 
