@@ -25,7 +25,14 @@ teacher, now bounds the quality (results/claims_002_lmd_vs_emd.json). As
 wide as the teacher (MLP 512 × 3, change 27): LMD 0.373 ± 0.025 / 0.286
 ± 0.016 / 0.284 ± 0.017 at 1/4/8 steps, EMD 0.399 ± 0.013 / 0.322 ±
 0.008 / 0.308 ± 0.004, still 5-7× the teacher after 3,000 steps
-(results/claims_002_lmd_vs_emd_w512.json).
+(results/claims_002_lmd_vs_emd_w512.json). The same wide students for
+20,000 steps (change 28, one core each, 2026-12-01): LMD 0.117 ± 0.004 at
+1 step (2.0× the teacher; seed 0 reached 2× at step 16,000, seeds 1 and 2
+ended at 0.118 / 0.120), EMD 0.218 ± 0.001; both curves flat. EMD is
+ahead for the first ~5,000 steps, LMD from ~6,000 on. With more steps
+EMD improves (0.125 ± 0.004 at 8) while LMD gets worse (0.191 ± 0.020
+at 8): its short-interval maps are the weak part
+(results/claims_002_lmd_vs_emd_w512_20k.json).
 Variants: `:smoke` (60 steps, tiny MLP, the smoke teacher), `:stop_grad`
 (ablation: fmm.stop_grad_target=True, the semi-gradient that does not
 backpropagate through the teacher; same zero-residual minimiser, a
