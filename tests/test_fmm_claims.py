@@ -99,8 +99,15 @@ def test_verdict_follows_the_protocol():
   out = fmm_claims.summarise(falling, teacher_kl, 400)
   assert out["verdict"] == "not reached at this budget"
   assert "would read: reproduced" in out["verdict_reason"]
-  assert fmm_claims.summarise(rows, 0.01, 300)["verdict"] == (
-      "not reached at this budget")
+  out = fmm_claims.summarise(rows, 0.01, 300)
+  assert out["verdict"] == "not reached at this budget"
+  # Nobody at the threshold: the final 1-step KLs are reported beside it
+  # (LMD 0.163 ± 0.015 vs EMD 0.193 ± 0.006 at step 300), not as the verdict.
+  assert "LMD better by the mean ± std rule (reported" in out[
+      "verdict_reason"]
+  out = fmm_claims.summarise(swapped, 0.01, 300)
+  assert out["verdict"] == "not reached at this budget"
+  assert "EMD better by the mean ± std rule" in out["verdict_reason"]
   # fewer than 3 seeds
   two = [r for r in rows if r["seed"] < 2]
   assert fmm_claims.summarise(two, teacher_kl, 400)["verdict"] == (

@@ -183,6 +183,12 @@ def verdict(summary: Dict, budget: int):
               f"EMD {_fmt_ms(e_s, 0)}")
     result = ("reproduced" if better(l_s, e_s) else
               "not reproduced" if better(e_s, l_s) else "within noise")
+  # Beside the protocol's rule (not part of it): the final 1-step KLs.
+  fl, fe = lmd["final"]["kl@1"], emd["final"]["kl@1"]
+  detail += (f"; final 1-step KL LMD {_fmt_ms(fl)}, EMD {_fmt_ms(fe)}: "
+             + ("LMD better" if better(fl, fe) else
+                "EMD better" if better(fe, fl) else "within noise")
+             + " by the mean ± std rule (reported, not the verdict)")
   # PROTOCOL.md: a budget counts only if every arm's curve has flattened.
   not_flat = [a for a in ("lmd", "emd") if not arms[a]["flat@1"]["flat"]]
   if not_flat:
