@@ -32,7 +32,12 @@ not the discretisation (over the Δt's tried); the default keeps
 covariance error is 0.091 ± 0.032 / 0.065 ± 0.012 / 0.064 ± 0.005 and the
 mean error 0.046 ± 0.008 / 0.070 ± 0.037 / 0.061 ± 0.017, flat curves,
 above 0.05 at every width (record claims_000_affine_width.json); the
-default keeps 128 (a 512-wide f costs 2.6× the time). The slow test
+default keeps 128 (a 512-wide f costs 2.6× the time). It follows the
+coupling (change 29, `gcm.py --claim=affine_coupling --steps=11200
+--variant=cosine`, one process, 2026-12-01): covariance error 0.091 ±
+0.032 with the config's Sinkhorn-rounded minibatch OT, 0.073 ± 0.023 with
+exact minibatch OT (within noise of it), 0.249 ± 0.014 with random pairing
+(record claims_000_affine_coupling.json). The slow test
 checks `:smoke` (both < 0.15 / 0.2 at N = 2).
 Variants: `:smoke` (N = 2, 700 steps; the slow test of
 tests/methods/test_distribution_matching.py), `:cosine` (cosine lr decay to

@@ -36,6 +36,16 @@ and 0.84 ± 0.08 with independent noise (IC: 0.64 ± 0.14). OT pairs by the exac
 host assignment here: greedy-rounded Sinkhorn costs 10-28% more in 2-D
 (benchmarks/results/ot_cost.json), and the host call makes an OT step
 ~5.6× an IC step on this CPU.
+The final discretisation matters more than the coupling at these budgets
+(benchmarks/claims/consistency.py --claim=quality_toy --steps=6000,
+PROTOCOL.md changes 22 and 30, 3 seeds, 2,000 EMA samples, one core,
+2026-12-01): with the paper's s1 = 1280 every arm's 1-step Sinkhorn rises
+in the last stage (GC 0.204 ± 0.094, OT 0.556 ± 0.093, IC 0.191 ± 0.045 at
+step 6,000); with the curriculum ending at s1 = 160
+(`--config.ict.s1=160`) GC 0.046 ± 0.009, OT 0.228 ± 0.032, IC 0.082 ±
+0.006, GC better than IC and OT by the mean ± std rule, IC's curve still
+falling (results/claims_001_c_quality_toy_s1_160.json). The default keeps
+the paper's 1280, sized for 400k CIFAR steps.
 Variants (comma-separated, e.g. `:smoke,gc`): `smoke` (150 steps, tiny MLP,
 < 1 min), `ic` | `ot` | `gc` (coupling), `two_diracs` | `moons` |
 `8gaussians` (data), `cd` (consistency distillation from the flow-matching

@@ -224,6 +224,27 @@ def test_affine_coupling_claim_passes_if_any_other_coupling_fixes_it():
     G.claim_affine_coupling([0, 1], couplings="ot_sinkhorn,sinkhorn")
 
 
+def test_affine_batch_claim_compares_the_largest_batch_with_the_smallest():
+  G = _gcm_claims()
+  bad = [(0.03, 0.090), (0.02, 0.080), (0.04, 0.085)]
+  good = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
+
+  def rows(by):
+    return [dict(r, arm="batch=" + str(int(float(r["arm"][3:]))))
+            for r in _affine_dt_rows(by)]
+  verdict, reason, stats = G.affine_batch_verdict(
+      rows({256: bad, 1024: good}), [256, 1024], 1400)
+  assert verdict == V.REPRODUCED, reason
+  assert stats["batch=1024"]["cov_rel_err"]["mean"] == pytest.approx(0.025)
+  assert "batch 1024" in reason
+  # The order of --batches does not matter; the smaller batch good fails.
+  verdict, _, _ = G.affine_batch_verdict(
+      rows({256: good, 1024: bad}), [1024, 256], 1400)
+  assert verdict == V.NOT_REPRODUCED
+  with pytest.raises(SystemExit, match="--batches="):
+    G.claim_affine_batch([0, 1], batches="256,256")
+
+
 def test_affine_dt_claim_needs_the_smallest_step_below_tol_and_better():
   G = _gcm_claims()
   big = [(0.03, 0.090), (0.02, 0.080), (0.04, 0.085)]

@@ -2,12 +2,13 @@ r"""Paper 000 (distribution matching with generalized consistency models):
 the claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 
 python benchmarks/claims/gcm.py
-    --claim=affine|affine_dt|affine_width|affine_coupling|moons|mnist_latent
+    --claim=affine|affine_dt|affine_width|affine_coupling|affine_batch|
+            moons|mnist_latent
     [--seeds=0,1,2] [--steps=N (0: the config's budget)]
     [--variant=V (affine*: configs/gaussian_affine_gcm.py:V)]
     [--dts=0.05,0.025,0.0125 (affine_dt)] [--widths=128,256,512
     (affine_width)] [--couplings=ot_sinkhorn,ot_exact,random
-    (affine_coupling)]
+    (affine_coupling)] [--batches=256,1024 (affine_batch)]
 
 Every run trains with the project's trainer step through
 `benchmarks/gcm_moons.train_curve` (the config as committed, only `seed`,
@@ -40,6 +41,12 @@ Every run trains with the project's trainer step through
   budget. Reproduced if exact OT or random pairing has both errors < 0.05
   for every seed and a covariance error better than the config's by the
   mean ± std rule (is the error the coupling's?).
+* affine_batch — `python benchmarks/claims/gcm.py --claim=affine_batch
+  --steps=11200 --variant=cosine --batches=256,1024` (PROTOCOL.md change
+  31): the affine run at each batch size (the minibatch-OT coupling's and
+  the gradients'), same steps, learning rate and seeds. Reproduced if at the
+  largest batch both errors are < 0.05 for every seed and the covariance
+  error beats the smallest batch's by the mean ± std rule.
 * moons — `python benchmarks/claims/gcm.py --claim=moons`
   configs/gaussian_to_moons_gcm.py (minibatch OT, 3,500 steps, batch 256):
   the share of 10,000 samples whose nearest moon (distance to the noiseless
@@ -363,6 +370,42 @@ def claim_affine_coupling(seeds, steps=0, variant="",
              "coupling, 100,000 samples", extra={"couplings": c_list})
 
 
+def _batch_arm(batch: int) -> str:
+  return f"batch={batch}"
+
+
+def affine_batch_verdict(rows, batches, steps):
+  """PROTOCOL.md change 31 on rows {arm: 'batch=<B>', ...}: the sweep rule
+  with the largest batch against the smallest."""
+  return _sweep_verdict(rows, [_batch_arm(b) for b in batches],
+                        _batch_arm(min(batches)), _batch_arm(max(batches)),
+                        steps, lambda arm: "batch " + arm.split("=")[1])
+
+
+def claim_affine_batch(seeds, steps=0, variant="", batches="256,1024"):
+  """PROTOCOL.md change 31: the affine claim's run at several batch sizes
+  (the minibatch-OT coupling's batch and the gradients' with it), the same
+  steps and learning rate, every arm in this process."""
+  b_list = [int(v) for v in batches.split(",") if v]
+  if len(b_list) < 2 or len(set(b_list)) != len(b_list) or min(b_list) < 2:
+    raise SystemExit(f"--batches={batches!r}: give >= 2 distinct values "
+                     ">= 2")
+  return _affine_sweep(
+      "affine_batch", seeds, steps, variant, b_list, arm_of=_batch_arm,
+      label_of=lambda b: f"batch {b}",
+      overrides_of=lambda b: {"train.batch_size": b},
+      verdict_of=affine_batch_verdict,
+      setting=lambda cfg: (f"gcm.dt {cfg.gcm.dt:g}, f MLP "
+                           f"{tuple(cfg.model.mlp.hidden)}, "
+                           f"{cfg.gcm.coupling} ({cfg.gcm.ot_solver}), batch "
+                           f"∈ {{{', '.join(map(str, b_list))}}} (the "
+                           "per-arm batch replaces the one above)"),
+      paper_figure=("no number; the paper's own caveat: f_0 = id at matched "
+                    "marginals may fail under a poor minibatch-OT coupling"),
+      metric="‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against the batch "
+             "size, 100,000 samples", extra={"batches": b_list})
+
+
 def claim_moons(seeds, steps=0):
   num = 10_000
   rows, cfg = _train_seeds(MOONS_CONFIG, seeds, moon_shares, num, "moons_ot",
@@ -422,6 +465,7 @@ def claim_mnist_latent(seeds, steps=0):
 CLAIMS = {"affine": claim_affine, "affine_dt": claim_affine_dt,
           "affine_width": claim_affine_width,
           "affine_coupling": claim_affine_coupling,
+          "affine_batch": claim_affine_batch,
           "moons": claim_moons, "mnist_latent": claim_mnist_latent}
 
 
@@ -436,6 +480,8 @@ def _add_args(ap):
                   help="affine_dt only: the consistency steps gcm.dt")
   ap.add_argument("--widths", default="128,256,512",
                   help="affine_width only: f's hidden width (3 layers)")
+  ap.add_argument("--batches", default="256,1024",
+                  help="affine_batch only: the batch sizes")
   ap.add_argument("--couplings", default=",".join(COUPLING_ARMS),
                   help="affine_coupling only: the first is the baseline; "
                        f"values {COUPLING_ARMS}")
@@ -443,7 +489,8 @@ def _add_args(ap):
 
 def main():
   args = V.parse_args(CLAIMS, _add_args)
-  affine = ("affine", "affine_dt", "affine_width", "affine_coupling")
+  affine = ("affine", "affine_dt", "affine_width", "affine_coupling",
+            "affine_batch")
   if args.variant and args.claim not in affine:
     raise SystemExit(f"--variant={args.variant!r} applies to "
                      f"--claim={'|'.join(affine)} only")
@@ -454,6 +501,8 @@ def main():
     kw["widths"] = args.widths
   if args.claim == "affine_coupling":
     kw["couplings"] = args.couplings
+  if args.claim == "affine_batch":
+    kw["batches"] = args.batches
   print("wrote", CLAIMS[args.claim](args.seeds, args.steps, **kw))
 
 
