@@ -198,6 +198,12 @@ def test_student_width_names_its_own_record_and_budget():
       os.path.join("claims002", "emd_w512_long_s2"))
   assert fmm_claims.students_record(argparse.Namespace(tag="long")) == \
       "claims_002_lmd_vs_emd_long"
+  # The results page's claim row names what sets the record apart.
+  long.steps = 20000
+  assert fmm_claims._claim_qualifier(long) == (
+      " (students 512 wide, 20000 steps)")
+  assert fmm_claims._claim_qualifier(wide) == " (students 512 wide)"
+  assert fmm_claims._claim_qualifier(base) == ""
   # A record from before the option (no key) is the configs' width: it
   # merges with width 0 and not with 512.
   old = _student_record([0])

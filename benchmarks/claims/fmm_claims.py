@@ -353,6 +353,14 @@ def _suffix(a) -> str:
   return (f"_w{w}" if w else "") + (f"_{tag}" if tag else "")
 
 
+def _claim_qualifier(a) -> str:
+  """' (students 512 wide, 20000 steps)': what sets a record's claim row
+  apart from the main one (the width, and the steps of a --tag budget)."""
+  parts = ([f"students {_width(a)} wide"] if _width(a) else []) + (
+      [f"{a.steps} steps"] if getattr(a, "tag", "") else [])
+  return f" ({', '.join(parts)})" if parts else ""
+
+
 def students_record(a) -> str:
   """The students' record: claims_002_lmd_vs_emd + `_suffix` (a separate
   claim row)."""
@@ -445,8 +453,7 @@ def write_students(rows, runs, teacher_kl, a, extra=None):
       "paper": "002",
       "claim": "Lagrangian map distillation (LMD) reaches a fixed quality in "
                "fewer training steps than Eulerian (EMD)"
-               + (f" (students {_width(a)} wide)"
-                  if _width(a) else ""),
+               + _claim_qualifier(a),
       "paper_figure": "Boffi et al. 2024, LMD vs EMD training curves "
                       "(LMD about an order of magnitude faster, on images)",
       "metric": f"steps until the 1-step {METRIC} (50×50, "
