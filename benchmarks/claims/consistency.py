@@ -804,9 +804,11 @@ def _add_args(ap):
 
 def main():
   args = V.parse_args(CLAIMS, _add_args)
-  if args.ict_s1 and args.ict_s1 < load(TOY_CONFIG).ict.s0:
-    raise SystemExit(f"--ict_s1={args.ict_s1} must be 0 (the config's) or "
-                     f">= ict.s0 = {load(TOY_CONFIG).ict.s0}")
+  if args.ict_s1:
+    s0 = load(TOY_CONFIG).ict.s0
+    if args.ict_s1 < s0:
+      raise SystemExit(f"--ict_s1={args.ict_s1} must be 0 (the config's) or "
+                       f">= ict.s0 = {s0}")
   if args.steps < 5:
     raise SystemExit(f"--steps={args.steps} must be >= 5 (five evaluations)")
   CLAIMS[args.claim](args.seeds, args)
