@@ -344,12 +344,16 @@ def _width(a) -> int:
   return int(getattr(a, "student_width", 0) or 0)
 
 
+def _tag(a) -> str:
+  """--tag ('' without one, and for records from before the option)."""
+  return getattr(a, "tag", "") or ""
+
+
 def _suffix(a) -> str:
   """`_w<width>` for students of another width, then `_<tag>` for a
   --tag (another budget of the same students): each its own record and
   workdirs, so one budget never mixes with or overwrites another."""
-  w = _width(a)
-  tag = getattr(a, "tag", "") or ""
+  w, tag = _width(a), _tag(a)
   return (f"_w{w}" if w else "") + (f"_{tag}" if tag else "")
 
 
@@ -357,7 +361,7 @@ def _claim_qualifier(a) -> str:
   """' (students 512 wide, 20000 steps)': what sets a record's claim row
   apart from the main one (the width, and the steps of a --tag budget)."""
   parts = ([f"students {_width(a)} wide"] if _width(a) else []) + (
-      [f"{a.steps} steps"] if getattr(a, "tag", "") else [])
+      [f"{a.steps} steps"] if _tag(a) else [])
   return f" ({', '.join(parts)})" if parts else ""
 
 

@@ -309,12 +309,20 @@ def _affine_sweep(name, seeds, steps, variant, values, *, arm_of, label_of,
       extra={"config": spec, **extra})
 
 
+def _sweep_values(flag, text, cast, valid=lambda v: True, what="values"):
+  """A sweep's comma-separated `--<flag>` values, cast; exits naming the
+  flag unless there are >= 2 distinct ones, each `valid`."""
+  values = [cast(v) for v in text.split(",") if v]
+  if (len(values) < 2 or len(set(values)) != len(values)
+      or not all(valid(v) for v in values)):
+    raise SystemExit(f"--{flag}={text!r}: give >= 2 distinct {what}")
+  return values
+
+
 def claim_affine_dt(seeds, steps=0, variant="", dts="0.05,0.025,0.0125"):
   """PROTOCOL.md change 20: the affine claim's run at several consistency
   steps Δt (`gcm.dt`), every arm in this process, same seeds and budget."""
-  dt_list = [float(v) for v in dts.split(",") if v]
-  if len(dt_list) < 2 or len(set(dt_list)) != len(dt_list):
-    raise SystemExit(f"--dts={dts!r}: give >= 2 distinct values")
+  dt_list = _sweep_values("dts", dts, float)
   return _affine_sweep(
       "affine_dt", seeds, steps, variant, dt_list, arm_of=_dt_arm,
       label_of=lambda dt: f"Δt = {dt:g}",
@@ -330,10 +338,8 @@ def claim_affine_dt(seeds, steps=0, variant="", dts="0.05,0.025,0.0125"):
 def claim_affine_width(seeds, steps=0, variant="", widths="128,256,512"):
   """PROTOCOL.md change 25: the affine claim's run with f's MLP at several
   widths (three hidden layers each), every arm in this process."""
-  w_list = [int(v) for v in widths.split(",") if v]
-  if len(w_list) < 2 or len(set(w_list)) != len(w_list) or min(w_list) < 1:
-    raise SystemExit(f"--widths={widths!r}: give >= 2 distinct positive "
-                     "values")
+  w_list = _sweep_values("widths", widths, int, lambda w: w >= 1,
+                         "positive values")
   return _affine_sweep(
       "affine_width", seeds, steps, variant, w_list, arm_of=_width_arm,
       label_of=lambda w: f"f width {w}",
@@ -353,11 +359,9 @@ def claim_affine_coupling(seeds, steps=0, variant="",
   to the data by each coupling of `couplings` (the first is the config's:
   minibatch OT, Sinkhorn plan rounded to a permutation), every arm in this
   process, same seeds and budget."""
-  c_list = [v for v in couplings.split(",") if v]
-  bad = [c for c in c_list if c not in COUPLING_OVERRIDES]
-  if bad or len(c_list) < 2 or len(set(c_list)) != len(c_list):
-    raise SystemExit(f"--couplings={couplings!r}: give >= 2 distinct values "
-                     f"of {COUPLING_ARMS}")
+  c_list = _sweep_values("couplings", couplings, str,
+                         lambda c: c in COUPLING_OVERRIDES,
+                         f"values of {COUPLING_ARMS}")
   return _affine_sweep(
       "affine_coupling", seeds, steps, variant, c_list, arm_of=_coupling_arm,
       label_of=lambda c: c, overrides_of=COUPLING_OVERRIDES.get,
@@ -388,10 +392,8 @@ def claim_affine_batch(seeds, steps=0, variant="", batches="256,1024"):
   """PROTOCOL.md change 31: the affine claim's run at several batch sizes
   (the minibatch-OT coupling's batch and the gradients' with it), the same
   steps and learning rate, every arm in this process."""
-  b_list = [int(v) for v in batches.split(",") if v]
-  if len(b_list) < 2 or len(set(b_list)) != len(b_list) or min(b_list) < 2:
-    raise SystemExit(f"--batches={batches!r}: give >= 2 distinct values "
-                     ">= 2")
+  b_list = _sweep_values("batches", batches, int, lambda b: b >= 2,
+                         "values >= 2")
   return _affine_sweep(
       "affine_batch", seeds, steps, variant, b_list, arm_of=_batch_arm,
       label_of=lambda b: f"batch {b}",
@@ -470,6 +472,10 @@ CLAIMS = {"affine": claim_affine, "affine_dt": claim_affine_dt,
           "moons": claim_moons, "mnist_latent": claim_mnist_latent}
 
 
+SWEEP_FLAGS = {"affine_dt": "dts", "affine_width": "widths",
+               "affine_coupling": "couplings", "affine_batch": "batches"}
+
+
 def _add_args(ap):
   ap.add_argument("--steps", type=int, default=0,
                   help="training steps (0: the config's); evaluations stay "
@@ -490,20 +496,15 @@ def _add_args(ap):
 
 def main():
   args = V.parse_args(CLAIMS, _add_args)
-  affine = ("affine", "affine_dt", "affine_width", "affine_coupling",
-            "affine_batch")
+  affine = ("affine", *SWEEP_FLAGS)
   if args.variant and args.claim not in affine:
     raise SystemExit(f"--variant={args.variant!r} applies to "
                      f"--claim={'|'.join(affine)} only")
   kw = {"variant": args.variant} if args.variant else {}
-  if args.claim == "affine_dt":
-    kw["dts"] = args.dts
-  if args.claim == "affine_width":
-    kw["widths"] = args.widths
-  if args.claim == "affine_coupling":
-    kw["couplings"] = args.couplings
-  if args.claim == "affine_batch":
-    kw["batches"] = args.batches
+  # The swept setting's flag, passed on under its own name.
+  flag = SWEEP_FLAGS.get(args.claim)
+  if flag:
+    kw[flag] = getattr(args, flag)
   print("wrote", CLAIMS[args.claim](args.seeds, args.steps, **kw))
 
 
