@@ -517,6 +517,10 @@ def test_quality_toy_ict_s1_sets_every_arm_and_writes_its_own_record(
   claim = json.loads(open(path).read())["claim"]
   assert "iCT N 10 → 160" in claim["budget"]
   assert claim["verdict"] == V.REPRODUCED
+  # A --tag (another budget) gets its own record beside it.
+  path = C.claim_quality_toy([0, 1, 2], argparse.Namespace(
+      steps=100, ict_s1=160, tag="18k"))
+  assert os.path.basename(path) == "claims_001_c_quality_toy_s1_160_18k.json"
   # Without the option: the config's N and the main record.
   seen.clear()
   path = C.claim_quality_toy([0, 1, 2], argparse.Namespace(steps=100))
@@ -526,3 +530,8 @@ def test_quality_toy_ict_s1_sets_every_arm_and_writes_its_own_record(
                                     "--ict_s1=5"])
   with pytest.raises(SystemExit, match="--ict_s1=5"):
     C.main()
+  for bad in (["--claim=quality_toy", "--tag=18K"],
+              ["--claim=quality", "--tag=long"]):
+    monkeypatch.setattr(sys, "argv", ["consistency.py", *bad])
+    with pytest.raises(SystemExit, match="--tag="):
+      C.main()

@@ -75,6 +75,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from typing import Callable, Dict, List
@@ -456,10 +457,13 @@ def claim_quality_toy(seeds, args):
   every arm's 1-step curve flattened. `--ict_s1` (> 0) sets every arm's
   final number of discretisation intervals (`ict.s1`, the config's 1280
   otherwise) and writes its own record, c_quality_toy_s1_<n>
-  (PROTOCOL.md change 30)."""
+  (PROTOCOL.md change 30); `--tag` (another budget of the same arms, e.g.
+  `--steps=18000 --tag=18k`) appends `_<tag>` to the record's name, so a
+  longer run never overwrites a shorter one's record."""
   arms = ("gc", "ot", "ic")
   num = 2000
   s1 = getattr(args, "ict_s1", 0) or 0
+  tag = getattr(args, "tag", "") or ""
   extra_over = {"ict.s1": s1} if s1 else {}
   rows = _toy_sinkhorn_curves(
       {a: {"ict.coupling": a, "ict.gc_mu": 0.5, **extra_over} for a in arms},
@@ -482,7 +486,8 @@ def claim_quality_toy(seeds, args):
             "× batch 512, FID")
   cfg = load(TOY_CONFIG, extra_over)
   return V.write_claim(
-      PAPER, "c_quality_toy" + (f"_s1_{s1}" if s1 else ""), rows,
+      PAPER, "c_quality_toy" + (f"_s1_{s1}" if s1 else "")
+      + (f"_{tag}" if tag else ""), rows,
       paper_figure=("Table 1's ordering GC < OT < IC (CIFAR-10 1-step FID "
                     "5.95 / 6.75 / 7.42); no paper number for the toy"),
       metric=f"1- and 2-step Sinkhorn divergence, {num} EMA samples",
@@ -798,6 +803,9 @@ def _add_args(ap):
   ap.add_argument("--ict_s1", type=int, default=0,
                   help="quality_toy: every arm's final number of iCT "
                        "intervals ict.s1 (0: the config's); its own record")
+  ap.add_argument("--tag", default="",
+                  help="quality_toy: lowercase letters and digits appended "
+                       "to the record's name (another budget's record)")
   ap.add_argument("--cost_only", action="store_true",
                   help="gc_only: write what the run needs, train nothing")
 
@@ -811,6 +819,10 @@ def main():
                        f">= ict.s0 = {s0}")
   if args.steps < 5:
     raise SystemExit(f"--steps={args.steps} must be >= 5 (five evaluations)")
+  if args.tag and (args.claim != "quality_toy"
+                   or not re.fullmatch(r"[a-z0-9]+", args.tag)):
+    raise SystemExit(f"--tag={args.tag!r} applies to --claim=quality_toy "
+                     "only and must be lowercase letters and digits")
   CLAIMS[args.claim](args.seeds, args)
 
 
