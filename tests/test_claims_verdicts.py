@@ -245,6 +245,61 @@ def test_affine_batch_claim_compares_the_largest_batch_with_the_smallest():
     G.claim_affine_batch([0, 1], batches="256,256")
 
 
+def test_affine_sweep_writes_every_run_and_resumes_from_its_record(
+    tmp_path, monkeypatch):
+  G = _gcm_claims()
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  trained = []
+  err = {256: 0.09, 1024: 0.02}
+
+  def fake_train(spec, seeds, score, num, arm, steps=0, overrides=None):
+    del score, num
+    (seed,) = seeds
+    cfg = G.load(spec, {**overrides, "train.steps": steps})
+    trained.append((arm, seed))
+    if (arm, seed) == ("batch=1024", 1) and fail_on_second[0]:
+      raise KeyboardInterrupt  # the run stopped partway
+    e = err[cfg.train.batch_size] + 1e-3 * seed
+    return [{"arm": arm, "seed": seed, "step": st, "mean_err": e,
+             "cov_rel_err": e} for st in (steps // 2, steps)], cfg
+  monkeypatch.setattr(G, "_train_seeds", fake_train)
+  fail_on_second = [True]
+  with pytest.raises(KeyboardInterrupt):
+    G.claim_affine_batch([0, 1], steps=40, batches="256,1024")
+  path = os.path.join(str(tmp_path), "claims_000_affine_batch.json")
+  rec = json.loads(open(path).read())
+  # Three runs finished before the stop; each was written as it finished.
+  assert sorted({(r["arm"], r["seed"]) for r in rec["rows"]}) == [
+      ("batch=1024", 0), ("batch=256", 0), ("batch=256", 1)]
+  assert rec["claim"]["verdict"] == V.NOT_TESTABLE
+  assert "batch=1024 seed 1" in rec["claim"]["verdict_reason"]
+  # A run's row written twice (a record assembled from a log) counts once.
+  rec["rows"].append(dict(rec["rows"][0]))
+  with open(path, "w") as f:
+    json.dump(rec, f)
+  # The same command again trains only the missing run, then judges all.
+  trained.clear()
+  fail_on_second[0] = False
+  G.claim_affine_batch([0, 1], steps=40, batches="256,1024")
+  assert trained == [("batch=1024", 1)]
+  rec = json.loads(open(path).read())
+  assert rec["claim"]["verdict"] == V.REPRODUCED
+  assert len(rec["rows"]) == 8
+  assert sorted(map(tuple, rec["reused_from"]["runs"])) == [
+      ("batch=1024", 0), ("batch=256", 0), ("batch=256", 1)]
+  assert rec["reproduce_command"] == (
+      "benchmarks/claims/gcm.py --claim=affine_batch --seeds=0,1 "
+      "--steps=40 --batches=256,1024")
+  # Another budget (steps) or another config reuses nothing.
+  trained.clear()
+  G.claim_affine_batch([0, 1], steps=60, batches="256,1024")
+  assert len(trained) == 4
+  trained.clear()
+  G.claim_affine_batch([0, 1], steps=60, variant="cosine",
+                       batches="256,1024")
+  assert len(trained) == 4
+
+
 def test_affine_dt_claim_needs_the_smallest_step_below_tol_and_better():
   G = _gcm_claims()
   big = [(0.03, 0.090), (0.02, 0.080), (0.04, 0.085)]

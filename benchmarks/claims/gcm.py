@@ -58,7 +58,10 @@ Every run trains with the project's trainer step through
   and what the protocol's run would need.
 
 A claim that fails while its curve still moves is "not reached at this
-budget" (PROTOCOL.md). Writes results/claims_000_<claim>.json.
+budget" (PROTOCOL.md). Writes results/claims_000_<claim>.json. The affine
+sweeps (affine_dt, _width, _coupling, _batch) rewrite their record after
+every finished (arm, seed) run and reuse the finished runs of a record with
+the same config and steps, so the same command resumes a stopped sweep.
 """
 
 from __future__ import annotations
@@ -279,34 +282,98 @@ def affine_coupling_verdict(rows, couplings, steps):
   return verdict, reason, stats
 
 
+def _finished_runs(name, spec, budget_steps):
+  """{(arm, seed): rows} of the runs already in results/claims_000_<name>.json
+  that this sweep would train again: the record's config is `spec` and the
+  run's curve ends at `budget_steps[(arm, seed)]` (the arm's name carries the
+  swept value; the rest is the config). Nothing for another config."""
+  old = read_result(f"claims_{PAPER}_{name}")
+  if not old or old.get("config") != spec:
+    return {}, None
+  by_step = {}  # one row per (arm, seed, step): the record's last
+  for r in old.get("rows", []):
+    if (r["arm"], r["seed"]) in budget_steps:
+      by_step.setdefault((r["arm"], r["seed"]), {})[r["step"]] = r
+  runs = {k: [v[st] for st in sorted(v)] for k, v in by_step.items()
+          if max(v) == budget_steps[k]}
+  # Where the reused runs came from (a record keeps its first origin).
+  origin = old.get("reused_from") or {
+      "machine": old.get("machine"), "command": old.get("command"),
+      **({"how_written": old["how_written"]} if "how_written" in old
+         else {})}
+  return runs, ({**origin, "runs": sorted(map(list, runs))} if runs
+                else None)
+
+
 def _affine_sweep(name, seeds, steps, variant, values, *, arm_of, label_of,
                   overrides_of, verdict_of, setting, paper_figure, metric,
                   extra):
   """The affine claim's run at each of `values` of one setting (every arm
   in this process, same seeds and budget), judged by `verdict_of(rows,
   values, steps)` and written as claims_000_<name>.json. `setting(cfg)`
-  describes the swept setting in the budget."""
+  describes the swept setting in the budget.
+
+  The record is rewritten after every finished (arm, seed) run ("not
+  testable" with the runs still missing, until the last), and a rerun of
+  the same command reuses the record's finished runs of the same config and
+  steps (`_finished_runs`), so a stopped sweep resumes where it stopped."""
   spec, _, _, score = _affine_target(variant)
-  rows, batches = [], []
-  for v in values:
-    r, cfg = _train_seeds(spec, seeds, score, AFFINE_SAMPLES, arm_of(v),
-                          steps, overrides_of(v))
-    rows += r
-    batches.append(cfg.train.batch_size)
-  verdict, reason, stats = verdict_of(rows, values, cfg.train.steps)
-  print(reason, flush=True)
-  batch = " / ".join(map(str, sorted(set(batches))))
+  cfgs = {v: load(spec, {**overrides_of(v),
+                         **({"train.steps": steps} if steps else {})})
+          for v in values}
+  cfg = cfgs[values[-1]]
+  plan = [(arm_of(v), seed) for v in values for seed in seeds]
+  runs, reused = _finished_runs(name, spec, {
+      (arm_of(v), seed): cfgs[v].train.steps for v in values
+      for seed in seeds})
+  batch = " / ".join(map(str, sorted({c.train.batch_size
+                                      for c in cfgs.values()})))
   budget = (f"{cfg.train.steps} steps × batch {batch} per "
             f"arm, lr {cfg.optim.lr:g} {cfg.optim.schedule}, "
             f"{setting(cfg)}, N = {cfg.data.dim}, CPU")
-  return V.write_claim(
-      PAPER, name, rows, paper_figure=paper_figure, metric=metric,
-      budget=budget, seeds=seeds, verdict=verdict, verdict_reason=reason,
-      our_figure="; ".join(
+  reproduce = (f"benchmarks/claims/gcm.py --claim={name} --seeds="
+               f"{','.join(map(str, seeds))}"
+               + (f" --steps={steps}" if steps else "")
+               + (f" --variant={variant}" if variant else "")
+               + f" --{SWEEP_FLAGS[name]}={','.join(map(str, values))}")
+
+  def write():
+    rows = [r for key in plan for r in runs.get(key, [])]
+    missing = [f"{arm} seed {seed}" for arm, seed in plan
+               if (arm, seed) not in runs]
+    if missing:
+      verdict, figure = V.NOT_TESTABLE, "partial: " + "; ".join(
+          f"{arm} seed {seed}: cov err {rr[-1]['cov_rel_err']:.3g}"
+          for (arm, seed), rr in runs.items())
+      reason = ("runs still missing: " + ", ".join(missing) + " (the "
+                "record is rewritten after every run; rerun the command "
+                "to resume)")
+    else:
+      verdict, reason, stats = verdict_of(rows, values, cfg.train.steps)
+      figure = "; ".join(
           f"{label_of(v)}: cov err "
           f"{V.format_summary(stats[arm_of(v)]['cov_rel_err'])}"
-          for v in values),
-      extra={"config": spec, **extra})
+          for v in values)
+    print(reason, flush=True)
+    return V.write_claim(
+        PAPER, name, rows, paper_figure=paper_figure, metric=metric,
+        budget=budget, seeds=seeds, verdict=verdict, verdict_reason=reason,
+        our_figure=figure,
+        extra={"config": spec, "reproduce_command": reproduce, **extra,
+               **({"reused_from": reused} if reused else {})})
+
+  path = None
+  for v in values:
+    for seed in seeds:
+      key = (arm_of(v), seed)
+      if key in runs:
+        print(f"== {key[0]} seed={seed}: finished in the record, reused",
+              flush=True)
+        continue
+      runs[key], _ = _train_seeds(spec, [seed], score, AFFINE_SAMPLES,
+                                  key[0], steps, overrides_of(v))
+      path = write()
+  return path or write()
 
 
 def _sweep_values(flag, text, cast, valid=lambda v: True, what="values"):
