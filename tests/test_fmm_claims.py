@@ -241,6 +241,59 @@ def test_bad_arm_is_rejected_naming_the_allowed_ones():
     fmm_claims.main(["students", "--tag=20K/x"])
 
 
+def test_interval_rows_against_the_exact_gaussian_flow_map():
+  """x0 ~ N(0, I) -> x1 ~ N(m, diag(σ²)) on the linear interpolant: the
+  exact map X_{s,t}(x) = μ_t + sqrt(v_t/v_s)(x − μ_s) against the ODE of
+  its own velocity has map_err ≈ 0, a map shifted by δ has map_err = |δ|²,
+  and ode_move = E|Φ(x_s) − x_s|² = Σ_d (μ_t − μ_s)² + (r − 1)² v_s."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from gcflow_jax.math import flow_map as fm  # pylint: disable=g-import-not-at-top
+  from gcflow_jax.math import interpolants  # pylint: disable=g-import-not-at-top
+  interp = interpolants.get("linear")
+  velocity, exact = fm.gaussian_flow_map(interp)
+  m, sd = jnp.array([1.5, -0.5]), jnp.array([0.5, 2.0])
+  params = {"mean": m, "std": sd}
+  n = 200_000
+  k0, k1 = jax.random.split(jax.random.key(0))
+  x0 = jax.random.normal(k0, (n, 2))
+  x1 = m + sd * jax.random.normal(k1, (n, 2))
+  x_at = lambda s: interp.x_t(x0, x1, jnp.full((n,), s), None)  # noqa: E731
+  vel = lambda x, t: velocity(params, x, t)  # noqa: E731
+  delta = jnp.array([0.03, -0.04])           # |δ|² = 0.0025
+  shifted = lambda p, x, s, t, key=None: exact(p, x, s, t) + delta  # noqa
+  score = lambda y: float(np.mean(y[:, 0]))  # noqa: E731
+  grid, starts = [0.0, 0.5, 1.0], (0.0, 0.75)
+  cache = {}
+  good = fmm_claims.interval_rows(exact, params, vel, x_at, grid, starts,
+                                  score, cache)
+  bad = fmm_claims.interval_rows(shifted, params, vel, x_at, grid, starts,
+                                 score, cache)
+  assert [(r["kind"], r["s"], r["t"]) for r in good] == [
+      ("interval", 0.0, 0.5), ("interval", 0.5, 1.0), ("jump", 0.0, 1.0),
+      ("jump", 0.75, 1.0)]
+
+  def var(t):
+    return (1 - t) ** 2 + t ** 2 * sd ** 2
+  for g, b in zip(good, bad):
+    s, t = g["s"], g["t"]
+    assert g["map_err"] < 1e-6
+    assert b["map_err"] == pytest.approx(0.0025, rel=1e-3)
+    r = jnp.sqrt(var(t) / var(s))
+    move = float(jnp.sum((t - s) ** 2 * m ** 2 + (r - 1) ** 2 * var(s)))
+    assert g["ode_move"] == pytest.approx(move, rel=0.02)
+    assert b["ode_move"] == g["ode_move"]    # the same cached reference
+  for g, b in zip(good[2:], bad[2:]):       # the jumps: mean of ρ_1's x
+    assert g["score_ode"] == pytest.approx(1.5, abs=0.01)
+    assert g["score_map"] == pytest.approx(g["score_ode"], abs=1e-4)
+    assert b["score_map"] == pytest.approx(g["score_map"] + 0.03, abs=1e-4)
+  assert fmm_claims.ode_steps_for(0.0, 1.0) == 64
+  assert fmm_claims.ode_steps_for(0.875, 1.0) == 8
+  assert fmm_claims.ode_steps_for(0.99, 1.0) == 2
+  with pytest.raises(SystemExit, match="--jump_starts"):
+    fmm_claims.main(["intervals", "--jump_starts=0,1"])
+
+
 @pytest.mark.slow
 def test_smoke_stages_write_rows_and_claim_blocks(tmp_path, monkeypatch):
   monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
@@ -267,6 +320,18 @@ def test_smoke_stages_write_rows_and_claim_blocks(tmp_path, monkeypatch):
   fmm_claims.main(["speed", "--ode_ks=1,2", "--repeats=1",
                    "--timing_samples=200", *common])
   fmm_claims.main(["verdict", *common])          # recomputed from the rows
+  fmm_claims.main(["intervals", "--interval_k=2", "--jump_starts=0,0.5",
+                   *common])
+  iv = json.loads((tmp_path / "claims_002_intervals.json").read_text())
+  assert sorted({(r["arm"], r["kind"], r["s"]) for r in iv["rows"]}) == [
+      (arm, kind, s) for arm in ("emd", "lmd")
+      for kind, s in (("interval", 0.0), ("interval", 0.5), ("jump", 0.0),
+                      ("jump", 0.5))]
+  # One teacher reference for both students: the same ODE move.
+  moves = {(r["kind"], r["s"]): r["ode_move"] for r in iv["rows"]
+           if r["arm"] == "emd"}
+  assert all(r["ode_move"] == moves[(r["kind"], r["s"])]
+             for r in iv["rows"] if r["arm"] == "lmd")
   out = json.loads((tmp_path / "claims_002_lmd_vs_emd.json").read_text())
   assert [r["arm"] for r in out["summary"]] == ["emd", "lmd"]
   assert "run_command" in out

@@ -7,6 +7,8 @@ python benchmarks/claims/fmm_claims.py students [--arms=lmd,emd,lmd:stop_grad]
 python benchmarks/claims/fmm_claims.py speed [--repeats=5]
 python benchmarks/claims/fmm_claims.py verdict   # recompute from the rows
 python benchmarks/claims/fmm_claims.py merge --merge_from=DIR[,DIR]
+python benchmarks/claims/fmm_claims.py intervals [--interval_k=8]
+    [--jump_starts=0,0.5,0.75,0.875] [--student_width=W] [--tag=NAME]
 
 The protocol is benchmarks/claims/PROTOCOL.md, section "Paper 002".
 
@@ -39,6 +41,13 @@ The protocol is benchmarks/claims/PROTOCOL.md, section "Paper 002".
   samples/s, student and teacher calls interleaved. Run it pinned
   (`taskset -c 1`); the load average is recorded with each row.
   Writes results/claims_002_speed.json.
+* `intervals`: a diagnostic of the students of a record (same
+  --student_width/--tag): each final EMA map against the teacher's ODE
+  map (Heun, 64 steps per unit time) on exact samples x_s of ρ_s, per
+  interval of the K-step grid (mean squared distance, next to how far the
+  interval moves points) and for the jumps X_{s,1} from --jump_starts
+  (kl_hist of the jump's samples beside the ODE's from the same points).
+  Writes results/claims_002_intervals<suffix>.json.
 
 Rows: one per (arm, seed, evaluation step, sample_steps) with keys arm,
 seed, step, metric, value, sample_steps; each file has a `claim` block
@@ -692,6 +701,138 @@ def stage_speed(a):
       "affinity": sorted(os.sched_getaffinity(0)), "args": vars(a)}))
 
 
+# ------------------------------------------------------------- intervals --
+ODE_PER_UNIT = 64      # Heun steps per unit time of the reference ODE maps
+X1_STEP = 2 ** 30      # the toy sampler's step for x1: never a training step
+
+
+def ode_steps_for(s: float, t: float) -> int:
+  """Heun steps of the reference map over [s, t] (ODE_PER_UNIT per unit
+  time, at least 2)."""
+  return max(2, int(np.ceil(ODE_PER_UNIT * (t - s) - 1e-9)))
+
+
+def interval_rows(flow_map, params, velocity, x_at, grid, jump_starts,
+                  score, cache) -> List[Dict]:
+  """Where a flow map X departs from the ODE map Φ of `velocity` (b(x, t),
+  t [B]), with exact samples x_s = x_at(s) of ρ_s as inputs:
+
+  * per interval [s, t] of `grid` (the K-step sampler's): `map_err` = mean
+    |X_{s,t}(x_s) − Φ_{s,t}(x_s)|², next to `ode_move` = mean
+    |Φ_{s,t}(x_s) − x_s|² (how far the interval moves points);
+  * per s of `jump_starts`, the jump to t = 1: the same two numbers and
+    `score_map` = score(X_{s,1}(x_s)) beside `score_ode` =
+    score(Φ_{s,1}(x_s)) (the sample quality of the map's last jump from an
+    exact ρ_s, against the ODE's from the same points).
+
+  Φ is Heun with `ode_steps_for(s, t)` steps; its outputs are kept in
+  `cache` by (s, t), so every map is compared with the same reference."""
+  # pylint: disable=g-import-not-at-top
+  import jax
+  from gcflow_jax.math import flow_map as fm_lib
+  ode = jax.jit(fm_lib.ode_map, static_argnums=(0, 4))
+  apply = jax.jit(flow_map)
+
+  def sq(u, v):
+    return float(np.mean(np.sum((np.asarray(u, np.float64)
+                                 - np.asarray(v, np.float64)) ** 2, -1)))
+
+  def one(s, t):
+    xs = x_at(s)
+    if (s, t) not in cache:
+      cache[(s, t)] = np.asarray(ode(velocity, xs, s, t,
+                                     ode_steps_for(s, t)))
+    y = np.asarray(apply(params, xs, s, t))
+    return y, cache[(s, t)], {"s": s, "t": t, "map_err": sq(y, cache[(s, t)]),
+                              "ode_move": sq(cache[(s, t)], xs)}
+
+  rows = [{"kind": "interval", **one(s, t)[2]}
+          for s, t in zip(grid[:-1], grid[1:])]
+  for s in jump_starts:
+    y, ref, row = one(s, 1.0)
+    rows.append({"kind": "jump", **row, "score_map": score(y),
+                 "score_ode": score(ref)})
+  return rows
+
+
+def intervals_record(a) -> str:
+  return "claims_002_intervals" + _suffix(a)
+
+
+def stage_intervals(a):
+  """Per student of the students record (final EMA parameters) and seed:
+  `interval_rows` on the K = --interval_k grid and the jumps from
+  --jump_starts to 1, against the teacher's ODE map, x_s = I_s(x0, x1) of
+  the teacher's interpolant with x1 an independent data draw (not the
+  kl_hist reference), `--num_samples` points. Writes
+  results/claims_002_intervals<suffix>.json (a diagnostic, not a claim)."""
+  jax, fc, _, _, train, flow_maps = _jax_imports()
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  from gcflow_jax.math import interpolants  # pylint: disable=g-import-not-at-top
+  old = read_result(students_record(a))
+  if not old:
+    raise SystemExit(f"no results/{students_record(a)}.json: run the "
+                     "`students` stage of this budget first")
+  steps = old["args"]["steps"]
+  done = sorted({(r["arm"], r["seed"]) for r in old["rows"]
+                 if r["step"] == steps and r["arm"] in a.arms
+                 and r["seed"] in a.seeds})
+  if not done:
+    raise SystemExit(f"results/{students_record(a)}.json has no finished "
+                     f"run of --arms={','.join(a.arms)} --seeds="
+                     f"{','.join(map(str, a.seeds))}")
+  n = a.num_samples
+  grid = [float(v) for v in np.linspace(0.0, 1.0, a.interval_k + 1)]
+  cache, rows, x_fixed, t0 = {}, [], {}, time.perf_counter()
+  for arm, seed in done:
+    config = student_config(arm, seed, steps, a)
+    run = train.build(config)
+    state = train.restore_state(config, _student_workdir(arm, seed, a), run)
+    if not x_fixed:   # one x0, x1, teacher and reference for every student
+      data = fc.data.make_dataset(config.data, 0)
+      x_fixed.update(
+          x1=jnp.asarray(data.global_batch(X1_STEP, n)),
+          x0=jax.random.normal(jax.random.key(11), (n, 2)),
+          interp=interpolants.get(run.teacher.interp),
+          score=fc.quality_fn(METRIC, data.reference(n)),
+          velocity=lambda x, t, p=run.teacher.params, v=run.teacher.velocity:
+          v(p, x, t))
+
+    def x_at(s):
+      return x_fixed["interp"].x_t(x_fixed["x0"], x_fixed["x1"],
+                                   jnp.full((n,), s), None)
+    print(f"== {arm} seed {seed}", flush=True)
+    for r in interval_rows(flow_maps.flow_map_of(config, (2,)),
+                           state.ema_params, x_fixed["velocity"], x_at, grid,
+                           a.jump_starts, x_fixed["score"], cache):
+      rows.append({"arm": arm, "seed": seed, "step": steps, **r})
+      print("  " + " ".join(f"{k}={v:.4g}" if isinstance(v, float)
+                            else f"{k}={v}" for k, v in rows[-1].items()
+                            if k not in ("arm", "seed", "step")), flush=True)
+  summary = []
+  for arm in sorted({r["arm"] for r in rows}):
+    for kind, s, t in sorted({(r["kind"], r["s"], r["t"]) for r in rows}):
+      sel = [r for r in rows if (r["arm"], r["kind"], r["s"], r["t"])
+             == (arm, kind, s, t)]
+      out = {"arm": arm, "kind": kind, "s": s, "t": t}
+      for key in ("map_err", "ode_move", "score_map", "score_ode"):
+        if key in sel[0]:
+          st = mean_std([r[key] for r in sel])
+          out[key] = st["mean"]
+          out[key + "_std"] = st["std"]
+      summary.append(out)
+  print_table(summary, ["arm", "kind", "s", "t", "map_err", "map_err_std",
+                        "ode_move", "score_map", "score_map_std",
+                        "score_ode"])
+  print("wrote", write_result(intervals_record(a), rows, {
+      "summary": summary, "students_record": students_record(a),
+      "metric": f"map_err, ode_move: mean squared distance on {n:,} exact "
+                f"x_s; score: {METRIC} on {n:,} samples",
+      "reference_ode": f"teacher {a.teacher_config}, Heun "
+                       f"{ODE_PER_UNIT} steps per unit time",
+      "wall_sec": time.perf_counter() - t0, "args": vars(a)}))
+
+
 def _csv(cast):
   return lambda s: tuple(cast(x) for x in s.split(",") if x)
 
@@ -700,7 +841,7 @@ def parse(argv=None) -> argparse.Namespace:
   """The command line, validated (bad values exit naming the flag)."""
   p = argparse.ArgumentParser(description=__doc__)
   p.add_argument("stage", choices=("teacher", "students", "speed",
-                                   "verdict", "merge"))
+                                   "verdict", "merge", "intervals"))
   p.add_argument("--merge_from", type=_csv(str), default=(),
                  help="merge: directories holding claims_002_lmd_vs_emd.json"
                  " of the same budget (e.g. seeds run elsewhere with "
@@ -731,6 +872,12 @@ def parse(argv=None) -> argparse.Namespace:
                  help="students: a name for another budget (lowercase "
                  "letters and digits); its own record "
                  "claims_002_lmd_vs_emd[_w<width>]_<tag> and workdirs")
+  p.add_argument("--interval_k", type=int, default=8,
+                 help="intervals: the K-step sampler's grid whose intervals "
+                 "are compared with the teacher's ODE map")
+  p.add_argument("--jump_starts", type=_csv(float),
+                 default=(0.0, 0.5, 0.75, 0.875),
+                 help="intervals: the times s of the jumps X_{s,1} scored")
   p.add_argument("--teacher_eval_every", type=int, default=5000,
                  help="teacher: train it (if its workdir has no checkpoint) "
                  "with kl_hist every this many steps; 0 = the main trainer, "
@@ -743,8 +890,10 @@ def parse(argv=None) -> argparse.Namespace:
   if a.teacher_eval_every < 0:
     raise SystemExit(f"--teacher_eval_every={a.teacher_eval_every} must be "
                      ">= 0")
+  if not all(0.0 <= s < 1.0 for s in a.jump_starts):
+    raise SystemExit(f"--jump_starts={a.jump_starts}: each in [0, 1)")
   for name in ("num_samples", "timing_samples", "steps", "eval_every",
-               "full_every", "repeats"):
+               "full_every", "repeats", "interval_k"):
     if getattr(a, name) < 1:
       raise SystemExit(f"--{name}={getattr(a, name)} must be >= 1")
   for arm in a.arms:
@@ -760,7 +909,7 @@ def main(argv=None):
   a = parse(argv)
   {"teacher": stage_teacher, "students": stage_students,
    "speed": stage_speed, "verdict": stage_verdict,
-   "merge": stage_merge}[a.stage](a)
+   "merge": stage_merge, "intervals": stage_intervals}[a.stage](a)
 
 
 if __name__ == "__main__":

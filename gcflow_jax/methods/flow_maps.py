@@ -62,7 +62,7 @@ __all__ = [
     "LOSSES", "PROGRESSIVE_INITS", "PROGRESSIVE_COPIES", "make_lmd_loss",
     "make_emd_loss", "make_direct_loss", "make_progressive_loss",
     "make_progressive_update", "progressive_schedule", "progressive_stage",
-    "make_sample_fn", "make_teacher_ode_sampler", "from_config",
+    "flow_map_of", "make_sample_fn", "make_teacher_ode_sampler", "from_config",
     "validate_config", "needs_teacher",
 ]
 
@@ -529,6 +529,19 @@ def validate_config(config) -> None:
                      "one of them to 'st'")
 
 
+def _network_and_map(config, data_shape):
+  _, apply_fn, init_fn = make_network(config.model, tuple(data_shape), 2)
+  return init_fn, fm.make_flow_map(apply_fn, config.fmm.time_embedding,
+                                   config.fmm.time_scale)
+
+
+def flow_map_of(config, data_shape) -> fm.FlowMap:
+  """The trained map X(params, x, s, t, key=None) of `config` (the network
+  of config.model wrapped as in training), for analyses that evaluate
+  X_{s,t} at chosen (s, t) rather than through `sample_fn`."""
+  return _network_and_map(config, data_shape)[1]
+
+
 def from_config(config, data_shape, teacher=None) -> Method:
   """Builds the flow-map Method of `config.fmm` (see configs/base.py)."""
   validate_config(config)
@@ -537,8 +550,7 @@ def from_config(config, data_shape, teacher=None) -> Method:
   if needs_teacher(config) and teacher is None:
     raise ValueError(f"fmm.loss={f.loss!r} (progressive_init="
                      f"{f.progressive_init!r}) needs a teacher")
-  _, apply_fn, init_fn = make_network(config.model, data_shape, 2)
-  flow_map = fm.make_flow_map(apply_fn, f.time_embedding, f.time_scale)
+  init_fn, flow_map = _network_and_map(config, data_shape)
   if teacher is not None and needs_teacher(config):
     # x_s ~ ρ_s must be the teacher's marginal: use its interpolant.
     interp = interp_lib.get(teacher.interp)
