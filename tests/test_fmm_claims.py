@@ -198,6 +198,10 @@ def test_student_width_names_its_own_record_and_budget():
       os.path.join("claims002", "emd_w512_long_s2"))
   assert fmm_claims.students_record(argparse.Namespace(tag="long")) == \
       "claims_002_lmd_vs_emd_long"
+  # The speed claim and the intervals diagnostic of those students too.
+  assert fmm_claims.speed_record(base) == "claims_002_speed"
+  assert fmm_claims.speed_record(long) == "claims_002_speed_w512_long"
+  assert fmm_claims.intervals_record(long) == "claims_002_intervals_w512_long"
   # The results page's claim row names what sets the record apart.
   long.steps = 20000
   assert fmm_claims._claim_qualifier(long) == (

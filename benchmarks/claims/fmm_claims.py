@@ -40,7 +40,8 @@ The protocol is benchmarks/claims/PROTOCOL.md, section "Paper 002".
   quality (the cheapest Heun step count whose KL is at most the student's),
   samples/s, student and teacher calls interleaved. Run it pinned
   (`taskset -c 1`); the load average is recorded with each row.
-  Writes results/claims_002_speed.json.
+  Writes results/claims_002_speed.json (+ the students' --student_width /
+  --tag suffix, its own record and claim row, for those students).
 * `intervals`: a diagnostic of the students of a record (same
   --student_width/--tag): each final EMA map against the teacher's ODE
   map (Heun, 64 steps per unit time) on exact samples x_s of ρ_s, per
@@ -380,6 +381,11 @@ def students_record(a) -> str:
   return "claims_002_lmd_vs_emd" + _suffix(a)
 
 
+def speed_record(a) -> str:
+  """The speed claim of the students `a` names (its own claim row)."""
+  return "claims_002_speed" + _suffix(a)
+
+
 def _student_workdir(arm: str, seed: int, a=None) -> str:
   return os.path.join("runs", "claims002", f"{arm.replace(':', '_')}"
                       + _suffix(a) + f"_s{seed}")
@@ -687,7 +693,7 @@ def stage_speed(a):
   print(reason, flush=True)
   claim = {"paper": "002",
            "claim": "a one-step flow map samples much faster than the "
-                    "teacher ODE at matched quality",
+                    "teacher ODE at matched quality" + _claim_qualifier(a),
            "paper_figure": "Boffi et al. 2024, sampling cost vs quality",
            "metric": f"samples/s drawing {n:,} samples (median of "
                      f"{a.repeats} interleaved rounds); quality {METRIC} "
@@ -695,7 +701,7 @@ def stage_speed(a):
            "budget": f"LMD seed 0 of {students_record(a)} ({steps} steps)",
            "seeds": [0], "verdict": verdict, "verdict_reason": reason,
            "our_figure": f"{speedup:.1f}× vs {match}" if match else "n/a"}
-  print("wrote", write_result("claims_002_speed", rows, {
+  print("wrote", write_result(speed_record(a), rows, {
       "claim": claim, "speedup": speedup, "teacher_params": teacher_params,
       "student_params": student_params, "load1_per_round": loads,
       "affinity": sorted(os.sched_getaffinity(0)), "args": vars(a)}))
