@@ -201,7 +201,7 @@ def test_student_width_names_its_own_record_and_budget():
   # The speed claim and the intervals diagnostic of those students too.
   assert fmm_claims.speed_record(base) == "claims_002_speed"
   assert fmm_claims.speed_record(long) == "claims_002_speed_w512_long"
-  assert fmm_claims.intervals_record(long) == "claims_002_intervals_w512_long"
+  assert fmm_claims.intervals_record(long) == "fmm_intervals_w512_long"
   # The results page's claim row names what sets the record apart.
   long.steps = 20000
   assert fmm_claims._claim_qualifier(long) == (
@@ -326,7 +326,7 @@ def test_smoke_stages_write_rows_and_claim_blocks(tmp_path, monkeypatch):
   fmm_claims.main(["verdict", *common])          # recomputed from the rows
   fmm_claims.main(["intervals", "--interval_k=2", "--jump_starts=0,0.5",
                    *common])
-  iv = json.loads((tmp_path / "claims_002_intervals.json").read_text())
+  iv = json.loads((tmp_path / "fmm_intervals.json").read_text())
   assert sorted({(r["arm"], r["kind"], r["s"]) for r in iv["rows"]}) == [
       (arm, kind, s) for arm in ("emd", "lmd")
       for kind, s in (("interval", 0.0), ("interval", 0.5), ("jump", 0.0),

@@ -48,7 +48,7 @@ The protocol is benchmarks/claims/PROTOCOL.md, section "Paper 002".
   interval of the K-step grid (mean squared distance, next to how far the
   interval moves points) and for the jumps X_{s,1} from --jump_starts
   (kl_hist of the jump's samples beside the ODE's from the same points).
-  Writes results/claims_002_intervals<suffix>.json.
+  Writes results/fmm_intervals<suffix>.json.
 
 Rows: one per (arm, seed, evaluation step, sample_steps) with keys arm,
 seed, step, metric, value, sample_steps; each file has a `claim` block
@@ -762,7 +762,7 @@ def interval_rows(flow_map, params, velocity, x_at, grid, jump_starts,
 
 
 def intervals_record(a) -> str:
-  return "claims_002_intervals" + _suffix(a)
+  return "fmm_intervals" + _suffix(a)
 
 
 def stage_intervals(a):
@@ -771,7 +771,7 @@ def stage_intervals(a):
   --jump_starts to 1, against the teacher's ODE map, x_s = I_s(x0, x1) of
   the teacher's interpolant with x1 an independent data draw (not the
   kl_hist reference), `--num_samples` points. Writes
-  results/claims_002_intervals<suffix>.json (a diagnostic, not a claim)."""
+  results/fmm_intervals<suffix>.json (a diagnostic, not a claim)."""
   jax, fc, _, _, train, flow_maps = _jax_imports()
   import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
   from gcflow_jax.math import interpolants  # pylint: disable=g-import-not-at-top
