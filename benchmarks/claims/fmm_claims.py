@@ -729,7 +729,11 @@ def interval_rows(flow_map, params, velocity, x_at, grid, jump_starts,
   * per s of `jump_starts`, the jump to t = 1: the same two numbers and
     `score_map` = score(X_{s,1}(x_s)) beside `score_ode` =
     score(Φ_{s,1}(x_s)) (the sample quality of the map's last jump from an
-    exact ρ_s, against the ODE's from the same points).
+    exact ρ_s, against the ODE's from the same points);
+  * per s of `jump_starts`, the chain to t = 1 on the grid's times after
+    s (`steps` maps, as the K-step sampler takes them from there): the
+    same numbers, so a chain worse than the jump from the same exact start
+    shows errors compounding through the map's own outputs.
 
   Φ is Heun with `ode_steps_for(s, t)` steps; its outputs are kept in
   `cache` by (s, t), so every map is compared with the same reference."""
@@ -756,8 +760,16 @@ def interval_rows(flow_map, params, velocity, x_at, grid, jump_starts,
           for s, t in zip(grid[:-1], grid[1:])]
   for s in jump_starts:
     y, ref, row = one(s, 1.0)
-    rows.append({"kind": "jump", **row, "score_map": score(y),
+    rows.append({"kind": "jump", **row, "steps": 1, "score_map": score(y),
                  "score_ode": score(ref)})
+    times = [s] + [g for g in grid if g > s + 1e-9]
+    y = x_at(s)
+    for u, v in zip(times[:-1], times[1:]):
+      y = apply(params, y, u, v)
+    rows.append({"kind": "chain", "s": s, "t": 1.0, "map_err": sq(y, ref),
+                 "ode_move": row["ode_move"], "steps": len(times) - 1,
+                 "score_map": score(np.asarray(y)),
+                 "score_ode": rows[-1]["score_ode"]})
   return rows
 
 
@@ -820,14 +832,16 @@ def stage_intervals(a):
     for kind, s, t in sorted({(r["kind"], r["s"], r["t"]) for r in rows}):
       sel = [r for r in rows if (r["arm"], r["kind"], r["s"], r["t"])
              == (arm, kind, s, t)]
-      out = {"arm": arm, "kind": kind, "s": s, "t": t}
+      out = {"arm": arm, "kind": kind, "s": s, "t": t,
+             **({"steps": sel[0]["steps"]} if "steps" in sel[0] else {})}
       for key in ("map_err", "ode_move", "score_map", "score_ode"):
         if key in sel[0]:
           st = mean_std([r[key] for r in sel])
           out[key] = st["mean"]
           out[key + "_std"] = st["std"]
       summary.append(out)
-  print_table(summary, ["arm", "kind", "s", "t", "map_err", "map_err_std",
+  print_table(summary, ["arm", "kind", "s", "t", "steps", "map_err",
+                        "map_err_std",
                         "ode_move", "score_map", "score_map_std",
                         "score_ode"])
   print("wrote", write_result(intervals_record(a), rows, {
