@@ -48,8 +48,8 @@ falling (results/claims_001_c_quality_toy_s1_160.json). Three times longer
 (18,000 steps, change 32, `--tag=18k`): GC 0.036 ± 0.004, OT 0.087 ±
 0.003, IC 0.049 ± 0.004; GC's curve stays flat while OT's and IC's rise
 in the last stage (IC 0.031 at its start, step 14,400), as every arm's
-did with s1 = 1280 at 6,000 steps. The default keeps the paper's 1280, sized for 400k CIFAR
-steps.
+did with s1 = 1280 at 6,000 steps. The default keeps the paper's 1280,
+sized for 400k CIFAR steps.
 Variants (comma-separated, e.g. `:smoke,gc`): `smoke` (150 steps, tiny MLP,
 < 1 min), `ic` | `ot` | `gc` (coupling), `two_diracs` | `moons` |
 `8gaussians` (data), `cd` (consistency distillation from the flow-matching
