@@ -31,8 +31,14 @@ wide as the teacher (MLP 512 × 3, change 27): LMD 0.373 ± 0.025 / 0.286
 ended at 0.118 / 0.120), EMD 0.218 ± 0.001; both curves flat. EMD is
 ahead for the first ~5,000 steps, LMD from ~6,000 on. With more steps
 EMD improves (0.125 ± 0.004 at 8) while LMD gets worse (0.191 ± 0.020
-at 8): its short-interval maps are the weak part
-(results/claims_002_lmd_vs_emd_w512_20k.json).
+at 8) (results/claims_002_lmd_vs_emd_w512_20k.json). Where
+(`fmm_claims.py intervals`, PROTOCOL change 33,
+results/fmm_intervals_w512_20k.json): from exact samples of ρ_s every
+LMD jump X_{s,1} is better than EMD's (KL 0.119 vs 0.218 from s = 0,
+0.053 vs 0.091 from 0.875), and from exact ρ_0.5 LMD's 4-step chain
+scores 0.117; its loss at 8 steps comes from the first half, where its
+per-interval error against the teacher ODE is 10-30× EMD's (mean squared
+distance 1-3e-5 vs ~1e-6) and compounds through the later maps.
 Variants: `:smoke` (60 steps, tiny MLP, the smoke teacher), `:stop_grad`
 (ablation: fmm.stop_grad_target=True, the semi-gradient that does not
 backpropagate through the teacher; same zero-residual minimiser, a
