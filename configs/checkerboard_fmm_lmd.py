@@ -37,7 +37,7 @@ results/fmm_intervals_w512_20k.json): from exact samples of ρ_s every
 LMD jump X_{s,1} is better than EMD's (KL 0.119 vs 0.218 from s = 0,
 0.053 vs 0.091 from 0.875), and from exact ρ_0.5 LMD's 4-step chain
 scores 0.117; its loss at 8 steps comes from the first half, where its
-per-interval error against the teacher ODE is 10-30× EMD's (mean squared
+per-interval error against the teacher ODE is 14-20× EMD's (mean squared
 distance 1-3e-5 vs ~1e-6) and compounds through the later maps.
 Variants: `:smoke` (60 steps, tiny MLP, the smoke teacher), `:stop_grad`
 (ablation: fmm.stop_grad_target=True, the semi-gradient that does not
