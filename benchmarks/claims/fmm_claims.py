@@ -46,8 +46,9 @@ The protocol is benchmarks/claims/PROTOCOL.md, section "Paper 002".
   --student_width/--tag): each final EMA map against the teacher's ODE
   map (Heun, 64 steps per unit time) on exact samples x_s of ρ_s, per
   interval of the K-step grid (mean squared distance, next to how far the
-  interval moves points) and for the jumps X_{s,1} from --jump_starts
-  (kl_hist of the jump's samples beside the ODE's from the same points).
+  interval moves points), and from each of --jump_starts to 1 both the one
+  jump X_{s,1} and the K-step sampler's chain (kl_hist of their samples
+  beside the ODE's from the same points).
   Writes results/fmm_intervals<suffix>.json.
 
 Rows: one per (arm, seed, evaluation step, sample_steps) with keys arm,
