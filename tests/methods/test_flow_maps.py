@@ -757,6 +757,33 @@ def test_method_from_config_compiled_steps_smoke(loss, extra):
     assert out.shape == (10, 2) and bool(jnp.all(jnp.isfinite(out)))
 
 
+@pytest.mark.parametrize("embedding", ["st", "s_dt"])
+def test_flow_map_of_is_the_map_the_method_samples_with(embedding):
+  """`flow_map_of(config)` is the trained map: X_{0,1} and the chain
+  X_{2/3,1} ∘ X_{1/3,2/3} ∘ X_{0,1/3} from the sampler's noise equal the
+  method's 1- and 3-step samples (a map built with another time embedding
+  or scale would differ)."""
+  c = _small_config("lmd", time_embedding=embedding)
+  method = flow_maps.from_config(c, (2,), _fake_teacher(c))
+  params, _ = method.init(jax.random.key(3), None)
+  # The last layer starts at zero (X = id): perturb every weight.
+  leaves, tree = jax.tree_util.tree_flatten(params)
+  params = jax.tree_util.tree_unflatten(tree, [
+      p + 0.3 * jax.random.normal(jax.random.key(i), p.shape, p.dtype)
+      for i, p in enumerate(leaves)])
+  X = flow_maps.flow_map_of(c, (2,))
+  key, n = jax.random.key(5), 10
+  x0 = jax.random.normal(key, (n, 2))
+  np.testing.assert_allclose(method.sample_fn(params, key, n, 1),
+                             X(params, x0, 0.0, 1.0), rtol=1e-6, atol=1e-6)
+  y = X(params, X(params, X(params, x0, 0.0, 1 / 3), 1 / 3, 2 / 3), 2 / 3,
+        1.0)
+  np.testing.assert_allclose(method.sample_fn(params, key, n, 3), y,
+                             rtol=1e-5, atol=1e-5)
+  # Not the identity: the sampled points moved.
+  assert float(jnp.max(jnp.abs(y - x0))) > 1e-3
+
+
 def test_validate_config_rejects_bad_values():
   for field, value in (("loss", "cm"), ("time_order", "backward"),
                        ("weighting", "exp"), ("progressive_k0", 6),
