@@ -338,8 +338,8 @@ def test_smoke_stages_write_rows_and_claim_blocks(tmp_path, monkeypatch):
   iv = json.loads((tmp_path / "fmm_intervals.json").read_text())
   assert sorted({(r["arm"], r["kind"], r["s"]) for r in iv["rows"]}) == [
       (arm, kind, s) for arm in ("emd", "lmd")
-      for kind, s in (("interval", 0.0), ("interval", 0.5), ("jump", 0.0),
-                      ("jump", 0.5))]
+      for kind, s in (("chain", 0.0), ("chain", 0.5), ("interval", 0.0),
+                      ("interval", 0.5), ("jump", 0.0), ("jump", 0.5))]
   # One teacher reference for both students: the same ODE move.
   moves = {(r["kind"], r["s"]): r["ode_move"] for r in iv["rows"]
            if r["arm"] == "emd"}
