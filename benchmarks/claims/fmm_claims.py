@@ -761,16 +761,16 @@ def interval_rows(flow_map, params, velocity, x_at, grid, jump_starts,
           for s, t in zip(grid[:-1], grid[1:])]
   for s in jump_starts:
     y, ref, row = one(s, 1.0)
+    score_ode = score(ref)   # the jump's and the chain's reference
     rows.append({"kind": "jump", **row, "steps": 1, "score_map": score(y),
-                 "score_ode": score(ref)})
+                 "score_ode": score_ode})
     times = [s] + [g for g in grid if g > s + 1e-9]
     y = x_at(s)
     for u, v in zip(times[:-1], times[1:]):
       y = apply(params, y, u, v)
     rows.append({"kind": "chain", "s": s, "t": 1.0, "map_err": sq(y, ref),
                  "ode_move": row["ode_move"], "steps": len(times) - 1,
-                 "score_map": score(np.asarray(y)),
-                 "score_ode": rows[-1]["score_ode"]})
+                 "score_map": score(np.asarray(y)), "score_ode": score_ode})
   return rows
 
 
