@@ -2,6 +2,7 @@
 statistics and verdict rules against hand-computed answers, and a smoke run
 of the three stages on the smoke teacher."""
 
+import dataclasses
 import json
 import os
 import sys
@@ -245,6 +246,66 @@ def test_bad_arm_is_rejected_naming_the_allowed_ones():
     fmm_claims.main(["students", "--tag=20K/x"])
 
 
+def test_digits_setup_has_its_own_defaults_record_and_rule():
+  """--setup=digits (PROTOCOL.md change 35): the digits teacher and
+  metric as defaults, its own record and workdirs, fd@K summaries with the
+  same rule, and nothing that only fits the checkerboard."""
+  import argparse
+  a = fmm_claims.parse(["students", "--setup=digits"])
+  assert (a.teacher_config, a.num_samples, a.arms, a.teacher_ks) == (
+      "configs/digits_fm.py", 1000, ("lmd", "emd"), (4, 8, 20))
+  assert fmm_claims.parse(["students"]).num_samples == 100_000
+  assert fmm_claims.students_record(a) == "claims_002_digits_lmd_vs_emd"
+  assert fmm_claims._student_workdir("emd", 1, a).endswith(
+      os.path.join("claims002", "digits_emd_s1"))
+  digits = fmm_claims.SETUPS["digits"]
+  assert digits.student_spec("emd") == "configs/digits_fmm_lmd.py:emd"
+  assert digits.student_spec("lmd") == "configs/digits_fmm_lmd.py"
+  assert fmm_claims.SETUPS["checkerboard"].student_spec("lmd:stop_grad") == (
+      "configs/checkerboard_fmm_lmd.py:stop_grad")
+  # An old record (no `setup` key) is the checkerboard's.
+  assert fmm_claims.setup_of({"steps": 1}).name == "checkerboard"
+  assert fmm_claims.students_record(argparse.Namespace()) == (
+      "claims_002_lmd_vs_emd")
+  for argv, match in (
+      (["speed", "--setup=digits"], "checkerboard only"),
+      (["intervals", "--setup=digits"], "checkerboard only"),
+      (["students", "--setup=digits", "--student_width=64"], "UNet"),
+      (["students", "--setup=digits", "--arms=lmd:stop_grad"],
+       r"\('lmd', 'emd'\)"),
+      (["students", "--setup=mnist"], "'checkerboard', 'digits'"),
+      (["teacher", "--setup=digits", "--teacher_ks=4,8"], "contain 20")):
+    with pytest.raises(SystemExit, match=match):
+      fmm_claims.parse(argv)
+  # The same rule on fd@K rows: LMD at the threshold (2 × 1.0) first.
+  ks = digits.ks
+  rows = [r for s in range(3) for r in _rows(
+      "lmd", s, [9.0, 1.9, 1.5 + 0.01 * s, 1.5 + 0.01 * s], ks)]
+  rows += [r for s in range(3) for r in _rows(
+      "emd", s, [9.0, 4.0, 1.9 + 0.01 * s, 1.9 + 0.01 * s], ks)]
+  out = fmm_claims.summarise(rows, 1.0, 300, digits)
+  assert set(out["arms"]["lmd"]["final"]) == {"fd@1", "fd@2", "fd@4"}
+  assert out["arms"]["emd"]["steps_to_threshold"] == {0: 200, 1: 200, 2: 200}
+  assert out["arms"]["lmd"]["steps_to_threshold"] == {0: 100, 1: 100, 2: 100}
+  assert out["verdict"] == "reproduced", out["verdict_reason"]
+  assert "final 1-step FD LMD" in out["verdict_reason"]
+  # Records of the two setups never merge; a digits record's command
+  # parses back to its budget.
+  rec = _student_record([0])
+  other = dict(_student_record([1]))
+  other["args"] = dict(other["args"], setup="digits")
+  with pytest.raises(SystemExit, match="setup: checkerboard vs digits"):
+    fmm_claims.merge_student_results([rec, other])
+  args = vars(fmm_claims.parse(["students", "--setup=digits",
+                                "--steps=4000"]))
+  cmd = fmm_claims.reproduce_command(args, ["emd", "lmd"], [0, 1, 2])
+  assert "--setup=digits" in cmd and "--num_samples" not in cmd
+  assert "--teacher_config" not in cmd
+  back = vars(fmm_claims.parse(cmd.split()[1:]))
+  assert all(fmm_claims._budget_arg(back, k) == fmm_claims._budget_arg(
+      args, k) for k in fmm_claims.STUDENT_BUDGET)
+
+
 def test_interval_rows_against_the_exact_gaussian_flow_map():
   """x0 ~ N(0, I) -> x1 ~ N(m, diag(σ²)) on the linear interpolant: the
   exact map X_{s,t}(x) = μ_t + sqrt(v_t/v_s)(x − μ_s) against the ODE of
@@ -311,7 +372,8 @@ def test_interval_rows_against_the_exact_gaussian_flow_map():
 def test_smoke_stages_write_rows_and_claim_blocks(tmp_path, monkeypatch):
   monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
   monkeypatch.chdir(tmp_path)
-  monkeypatch.setattr(fmm_claims, "TEACHER_STEPS", 2)
+  monkeypatch.setitem(fmm_claims.SETUPS, "checkerboard", dataclasses.replace(
+      fmm_claims.SETUPS["checkerboard"], teacher_steps=2))
   root_cfg = os.path.join(ROOT, "configs")
   os.symlink(root_cfg, tmp_path / "configs")
   common = ["--num_samples=500", "--teacher_config=configs/toy_fm.py:smoke",
@@ -364,3 +426,34 @@ def test_smoke_stages_write_rows_and_claim_blocks(tmp_path, monkeypatch):
     assert set(claim) == {"paper", "claim", "paper_figure", "metric",
                           "budget", "seeds", "verdict", "verdict_reason",
                           "our_figure"}
+
+
+@pytest.mark.slow
+def test_digits_smoke_stages_score_fd_digits(tmp_path, monkeypatch):
+  """--setup=digits end to end on the smoke teacher: the teacher record's
+  rows and floor are fd_digits, the students' rows fd@1/2/4 (steps 0 and 2
+  at every K), and their threshold is 2× the teacher's Heun-20 score."""
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  monkeypatch.chdir(tmp_path)
+  os.symlink(os.path.join(ROOT, "configs"), tmp_path / "configs")
+  common = ["--setup=digits", "--num_samples=200",
+            "--teacher_config=configs/digits_fm.py:smoke",
+            f"--teacher_workdir={tmp_path / 'teacher'}", "--teacher_ks=20",
+            "--steps=2", "--eval_every=2", "--full_every=2"]
+  fmm_claims.main(["teacher", "--teacher_eval_every=30", *common])
+  teacher = json.loads(
+      (tmp_path / "claims_002_digits_teacher.json").read_text())
+  assert [r["step"] for r in teacher["curve"]] == [0, 30, 60]
+  assert [(r["metric"], r["sample_steps"]) for r in teacher["rows"]] == [
+      ("fd_digits", 20)]
+  assert teacher["claim"]["verdict"] == "measured"
+  assert 0 < teacher["floor"]["mean"] < teacher["rows"][0]["value"]
+  fmm_claims.main(["students", "--arms=lmd", "--seeds=0", *common])
+  out = json.loads(
+      (tmp_path / "claims_002_digits_lmd_vs_emd.json").read_text())
+  assert sorted((r["step"], r["sample_steps"]) for r in out["rows"]) == [
+      (0, 1), (0, 2), (0, 4), (2, 1), (2, 2), (2, 4)]
+  assert {r["metric"] for r in out["rows"]} == {"fd_digits"}
+  assert out["teacher_kl"] == teacher["rows"][0]["value"]
+  assert out["detail"]["threshold"] == pytest.approx(2 * out["teacher_kl"])
+  assert "digits" in out["claim"]["claim"]

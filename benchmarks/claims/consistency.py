@@ -75,7 +75,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from typing import Callable, Dict, List
@@ -819,10 +818,9 @@ def main():
                        f">= ict.s0 = {s0}")
   if args.steps < 5:
     raise SystemExit(f"--steps={args.steps} must be >= 5 (five evaluations)")
-  if args.tag and (args.claim != "quality_toy"
-                   or not re.fullmatch(r"[a-z0-9]+", args.tag)):
+  if V.check_tag(args.tag) and args.claim != "quality_toy":
     raise SystemExit(f"--tag={args.tag!r} applies to --claim=quality_toy "
-                     "only and must be lowercase letters and digits")
+                     "only")
   CLAIMS[args.claim](args.seeds, args)
 
 

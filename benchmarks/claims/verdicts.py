@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from typing import Dict, List, Optional, Sequence
 
@@ -118,6 +119,14 @@ def parse_args(claims, add_args=None) -> argparse.Namespace:
     raise SystemExit(f"--claim={args.claim!r} is not one of {tuple(claims)}")
   args.seeds = [int(v) for v in args.seeds.split(",")]
   return args
+
+
+def check_tag(tag: str) -> str:
+  """A `--tag` (a record-name suffix for another budget): '' or lowercase
+  letters and digits; exits naming the flag otherwise."""
+  if not re.fullmatch(r"[a-z0-9]*", tag):
+    raise SystemExit(f"--tag={tag!r}: only lowercase letters and digits")
+  return tag
 
 
 def curve_of(rows: List[dict], arm: str, metric: str,
