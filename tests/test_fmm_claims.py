@@ -306,6 +306,38 @@ def test_digits_setup_has_its_own_defaults_record_and_rule():
       args, k) for k in fmm_claims.STUDENT_BUDGET)
 
 
+def test_fingerprint_names_exactly_these_parameters():
+  """Equal trees (built in any key order) give one fingerprint; one ulp in
+  one value, a dtype, a shape or a leaf's name gives another."""
+  w = np.linspace(-1, 1, 12, dtype=np.float32).reshape(3, 4)
+  a = {"dense": {"kernel": w, "bias": np.zeros(4, np.float32)}}
+  b = {"dense": {"bias": np.zeros(4, np.float32), "kernel": w.copy()}}
+  fp = fmm_claims.fingerprint(a)
+  assert len(fp) == 16 and fp == fmm_claims.fingerprint(b)
+  ulp = w.copy()
+  ulp[1, 2] = np.nextafter(ulp[1, 2], np.float32(2))
+  for other in ({"dense": {"kernel": ulp, "bias": a["dense"]["bias"]}},
+                {"dense": {"kernel": w.astype(np.float64),
+                           "bias": a["dense"]["bias"]}},
+                {"dense": {"kernel": w.reshape(4, 3),
+                           "bias": a["dense"]["bias"]}},
+                {"dense": {"kernel": w, "bias2": a["dense"]["bias"]}}):
+    assert fmm_claims.fingerprint(other) != fp
+
+
+def test_teacher_note_says_which_runs_used_which_teacher():
+  same = {"lmd/s0": {"teacher_fingerprint": "aa"},
+          "emd/s0": {"teacher_fingerprint": "aa"}}
+  assert fmm_claims.teacher_note(same, "aa") == ""
+  # Runs from before fingerprints: nothing to say.
+  assert fmm_claims.teacher_note({"lmd/s0": {}}, None) == ""
+  mixed = {**same, "lmd/s1": {"teacher_fingerprint": "bb"},
+           "emd/s1": {}}
+  note = fmm_claims.teacher_note(mixed, "aa")
+  assert "aa (the teacher record): emd/s0, lmd/s0" in note
+  assert "bb: lmd/s1" in note and "not recorded: emd/s1" in note
+
+
 def test_interval_rows_against_the_exact_gaussian_flow_map():
   """x0 ~ N(0, I) -> x1 ~ N(m, diag(σ²)) on the linear interpolant: the
   exact map X_{s,t}(x) = μ_t + sqrt(v_t/v_s)(x − μ_s) against the ODE of
@@ -451,6 +483,10 @@ def test_digits_smoke_stages_score_fd_digits(tmp_path, monkeypatch):
   fmm_claims.main(["students", "--arms=lmd", "--seeds=0", *common])
   out = json.loads(
       (tmp_path / "claims_002_digits_lmd_vs_emd.json").read_text())
+  # The run names the teacher it was distilled from: the recorded one.
+  fp = teacher["teacher"]["fingerprint"]
+  assert out["runs"]["lmd/s0"]["teacher_fingerprint"] == fp
+  assert out["teacher_fingerprint"] == fp
   assert sorted((r["step"], r["sample_steps"]) for r in out["rows"]) == [
       (0, 1), (0, 2), (0, 4), (2, 1), (2, 2), (2, 4)]
   assert {r["metric"] for r in out["rows"]} == {"fd_digits"}

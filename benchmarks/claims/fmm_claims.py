@@ -309,6 +309,41 @@ def _jax_imports():
   return jax, fmm_convergence, ckpt_lib, evaluation, train, flow_maps
 
 
+def fingerprint(params) -> str:
+  """16 hex digits of the SHA-256 of a parameter tree's leaves (path, dtype,
+  shape and bytes, in the tree's order): equal for the same parameters on
+  any machine, different after any change of a value, so a students run can
+  say which teacher it was distilled from (a teacher retrained on another
+  machine or session may differ in the last bits)."""
+  import hashlib  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(params)[0]:
+    x = np.ascontiguousarray(np.asarray(leaf))
+    h.update(f"{jax.tree_util.keystr(path)}|{x.dtype}|{x.shape}|".encode())
+    h.update(x.tobytes())
+  return h.hexdigest()[:16]
+
+
+def teacher_note(runs: Dict, recorded: Optional[str]) -> str:
+  """What the runs' teacher fingerprints say, for a record's verdict
+  reason: '' when every run names the recorded teacher; otherwise which
+  runs came from which teacher (or from an unrecorded one)."""
+  if not any(r.get("teacher_fingerprint") for r in runs.values()):
+    return ""     # runs from before fingerprints: nothing is known
+  by_fp = {}
+  for name, r in sorted(runs.items()):
+    by_fp.setdefault(r.get("teacher_fingerprint"), []).append(name)
+  if recorded and set(by_fp) == {recorded}:
+    return ""
+  parts = [f"{fp if fp else 'not recorded'}"
+           f"{' (the teacher record)' if fp and fp == recorded else ''}: "
+           f"{', '.join(names)}" for fp, names in by_fp.items()]
+  return ("; students distilled from teacher parameters " + "; ".join(parts)
+          + " (same teacher config and seed; a retrained teacher may differ "
+          "in the last bits)")
+
+
 def teacher_overrides(a) -> Dict[str, object]:
   return {"teacher.config": a.teacher_config,
           "teacher.workdir": a.teacher_workdir}
@@ -458,6 +493,7 @@ def stage_teacher(a):
       "curve": curve, "curve_flat": flat,
       "teacher": {"config": a.teacher_config, "workdir": a.teacher_workdir,
                   "num_params": num_params,
+                  "fingerprint": fingerprint(teacher.params),
                   "wall_sec_this_command": time.perf_counter() - t0},
       "args": vars(a)}))
 
@@ -536,6 +572,7 @@ def stage_students(a):
                      "score sets the threshold)")
   teacher_kl = next(r["value"] for r in teacher["rows"]
                     if r["sample_steps"] == setup.teacher_steps)
+  teacher_fp = teacher.get("teacher", {}).get("fingerprint")
   old = read_result(students_record(a))
   if old and any(_budget_arg(old["args"], k) != _budget_arg(vars(a), k)
                  for k in STUDENT_BUDGET):
@@ -555,7 +592,7 @@ def stage_students(a):
       ds_ref = fc.data.make_dataset(config.data, 0).reference(a.num_samples)
       print(f"== {arm} seed {seed}: {a.steps} steps", flush=True)
       t0 = time.perf_counter()
-      curve, _, state = fc.train_curve(
+      curve, run, state = fc.train_curve(
           config, a.eval_every, fc.quality_fn(setup.metric, ds_ref),
           a.num_samples, eval_steps=setup.ks,
           log=lambda s: print("  " + s, flush=True),
@@ -570,15 +607,23 @@ def stage_students(a):
       ck = ckpt_lib.Checkpointer(workdir)
       ck.save(a.steps, state, force=True)
       ck.close()
+      fp = fingerprint(run.teacher.params)
+      if fp != teacher_fp:
+        print(f"[teacher] fingerprint {fp} is not the teacher record's "
+              f"({teacher_fp}): a "
+              "retrained teacher; the run records which it used", flush=True)
       runs[f"{arm}/s{seed}"] = {"wall_sec": time.perf_counter() - t0,
+                                "teacher_fingerprint": fp,
                                 "workdir": workdir,
                                 "date": machine_info()["date"],
                                 "loadavg_at_end": os.getloadavg()}
-      write_students(rows, runs, teacher_kl, a)
-  write_students(rows, runs, teacher_kl, a)
+      write_students(rows, runs, teacher_kl, a, teacher_fp=teacher_fp)
+  write_students(rows, runs, teacher_kl, a, teacher_fp=teacher_fp)
 
 
-def write_students(rows, runs, teacher_kl, a, extra=None):
+def write_students(rows, runs, teacher_kl, a, extra=None, teacher_fp=None):
+  """Summarises `rows` and writes the students' record; `teacher_fp`: the
+  teacher record's parameter fingerprint (each run names its own)."""
   setup = setup_of(a)
   ks, short = setup.ks, setup.short
   cfg = student_config("lmd", 0, a.steps, a)
@@ -618,7 +663,9 @@ def write_students(rows, runs, teacher_kl, a, extra=None):
                  f"{a.teacher_config}"),
       "seeds": sorted({r["seed"] for r in rows}),
       "verdict": summary["verdict"],
-      "verdict_reason": summary["verdict_reason"], "our_figure": fig}
+      "verdict_reason": summary["verdict_reason"]
+                        + teacher_note(runs, teacher_fp),
+      "our_figure": fig}
   ablation = None
   if "lmd" in arms and "lmd:stop_grad" in arms:
     fa = arms["lmd"]["final"][f"{short}@1"]
@@ -633,6 +680,7 @@ def write_students(rows, runs, teacher_kl, a, extra=None):
   return write_result(students_record(a), rows, {
       "claim": claim, "summary": table, "detail": summary,
       "ablation_stop_grad": ablation, "teacher_kl": teacher_kl,
+      "teacher_fingerprint": teacher_fp,
       "runs": runs, "args": vars(a),
       "reproduce_command": reproduce_command(
           vars(a), sorted({r["arm"] for r in rows}),
@@ -716,6 +764,9 @@ def merge_student_results(results: Sequence[Dict]) -> Dict:
                   "; ") if c}
   return {"rows": rows, "runs": runs, "args": args,
           "teacher_kl": first["teacher_kl"],
+          "teacher_fingerprint": next(
+              (res["teacher_fingerprint"] for res in results
+               if res.get("teacher_fingerprint")), None),
           "machines": sorted(machines.values(),
                              key=lambda m: str(m.get("date"))),
           "run_command": "; ".join(sorted(commands))}
@@ -735,7 +786,8 @@ def stage_merge(a):
   print("wrote", write_students(
       m["rows"], m["runs"], m["teacher_kl"], argparse.Namespace(**m["args"]),
       {"merged_from": list(a.merge_from), "run_command": m["run_command"],
-       "machines": m["machines"], "machine": m["machines"][0]}))
+       "machines": m["machines"], "machine": m["machines"][0]},
+      teacher_fp=m["teacher_fingerprint"]))
 
 
 def stage_verdict(a):
@@ -748,7 +800,8 @@ def stage_verdict(a):
       {"run_command": old.get("run_command", old["command"]),
        # The record stays dated by its runs, not by this re-derivation.
        "machine": old["machine"], "rederived": machine_info()["date"],
-       **{k: old[k] for k in ("merged_from", "machines") if k in old}}))
+       **{k: old[k] for k in ("merged_from", "machines") if k in old}},
+      teacher_fp=old.get("teacher_fingerprint")))
 
 
 def stage_speed(a):
