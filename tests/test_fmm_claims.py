@@ -338,6 +338,30 @@ def test_teacher_note_says_which_runs_used_which_teacher():
   assert "bb: lmd/s1" in note and "not recorded: emd/s1" in note
 
 
+def test_split_plan_is_one_single_run_command_per_missing_pair():
+  a = fmm_claims.parse(["students", "--setup=digits", "--steps=3000",
+                        "--eval_every=250", "--full_every=1000",
+                        "--seeds=0,1", "--cores=0,1"])
+  jobs = fmm_claims.split_jobs(a, {("lmd", 0)})
+  assert [(j["arm"], j["seed"]) for j in jobs] == [
+      ("emd", 0), ("lmd", 1), ("emd", 1)]
+  assert len({j["dir"] for j in jobs}) == 3
+  assert all(j["dir"].startswith(os.path.join(
+      "runs", "claims002", "split", "claims_002_digits_lmd_vs_emd"))
+             for j in jobs)
+  for j in jobs:
+    child = fmm_claims.parse(j["argv"])
+    assert (child.arms, child.seeds, child.cores) == ((j["arm"],),
+                                                      (j["seed"],), ())
+    assert all(fmm_claims._budget_arg(vars(child), k)
+               == fmm_claims._budget_arg(vars(a), k)
+               for k in fmm_claims.STUDENT_BUDGET)
+  with pytest.raises(SystemExit, match="students stage only"):
+    fmm_claims.parse(["teacher", "--cores=0"])
+  with pytest.raises(SystemExit, match="not among this machine's cores"):
+    fmm_claims.parse(["students", "--cores=0,100000"])
+
+
 def test_interval_rows_against_the_exact_gaussian_flow_map():
   """x0 ~ N(0, I) -> x1 ~ N(m, diag(σ²)) on the linear interpolant: the
   exact map X_{s,t}(x) = μ_t + sqrt(v_t/v_s)(x − μ_s) against the ODE of
@@ -493,3 +517,34 @@ def test_digits_smoke_stages_score_fd_digits(tmp_path, monkeypatch):
   assert out["teacher_kl"] == teacher["rows"][0]["value"]
   assert out["detail"]["threshold"] == pytest.approx(2 * out["teacher_kl"])
   assert "digits" in out["claim"]["claim"]
+
+
+@pytest.mark.slow
+def test_students_split_over_cores_merges_every_run(tmp_path, monkeypatch):
+  """`students --cores=0,0`: two single-run processes at once, their
+  records merged into the results; a rerun trains nothing."""
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path / "results"))
+  monkeypatch.chdir(tmp_path)
+  os.symlink(os.path.join(ROOT, "configs"), tmp_path / "configs")
+  common = ["--num_samples=500", "--teacher_config=configs/toy_fm.py:smoke",
+            "--teacher_workdir=teacher", "--teacher_ks=16", "--steps=4",
+            "--eval_every=2", "--full_every=4"]
+  with pytest.raises(SystemExit, match="teacher"):   # not trained yet
+    fmm_claims.main(["students", "--cores=0,0", *common])
+  fmm_claims.main(["teacher", "--teacher_eval_every=0", *common])
+  rec = json.loads(
+      (tmp_path / "results" / "claims_002_teacher.json").read_text())
+  fmm_claims.main(["students", "--arms=lmd,emd", "--seeds=0",
+                   "--cores=0,0", *common])
+  out = json.loads(
+      (tmp_path / "results" / "claims_002_lmd_vs_emd.json").read_text())
+  assert sorted({(r["arm"], r["seed"]) for r in out["rows"]}) == [
+      ("emd", 0), ("lmd", 0)]
+  assert sorted(out["runs"]) == ["emd/s0", "lmd/s0"]
+  assert len(out["merged_from"]) == 2
+  assert out["teacher_kl"] == rec["rows"][0]["value"]
+  fmm_claims.main(["students", "--arms=lmd,emd", "--seeds=0",
+                   "--cores=0,0", *common])          # nothing left to run
+  again = json.loads(
+      (tmp_path / "results" / "claims_002_lmd_vs_emd.json").read_text())
+  assert again["rows"] == out["rows"]

@@ -3,7 +3,7 @@ r"""Paper 002 (flow map matching) claims on the 2-D checkerboard and digits.
 python benchmarks/claims/fmm_claims.py teacher [--setup=digits]
 python benchmarks/claims/fmm_claims.py students [--arms=lmd,emd,lmd:stop_grad]
     [--seeds=0,1,2] [--steps=1000] [--eval_every=100] [--full_every=500]
-    [--student_width=W] [--tag=NAME] [--setup=digits]
+    [--student_width=W] [--tag=NAME] [--setup=digits] [--cores=0,1]
 python benchmarks/claims/fmm_claims.py speed [--repeats=5]
 python benchmarks/claims/fmm_claims.py verdict   # recompute from the rows
 python benchmarks/claims/fmm_claims.py merge --merge_from=DIR[,DIR]
@@ -36,6 +36,12 @@ The protocol is benchmarks/claims/PROTOCOL.md, section "Paper 002".
   processes, each with its own GCFLOW_BENCH_DIR holding a copy of
   claims_002_teacher.json; `merge --merge_from=DIR,...` then joins their
   records (same budget and teacher, no (arm, seed) twice) into results/.
+  `--cores=0,1` does that split in one command: each (arm, seed) its own
+  process, at most one per listed core at a time (pinned, one XLA
+  thread), in runs/claims002/split/<record>/<arm>_s<seed>, then the merge;
+  the teacher stage runs first, alone, and a rerun resumes (finished runs
+  are skipped). Each run records the fingerprint of its teacher's
+  parameters.
 * `speed`: the one-step LMD student (seed 0) vs the teacher ODE at matched
   quality (the cheapest Heun step count whose KL is at most the student's),
   samples/s, student and teacher calls interleaved. Run it pinned
@@ -88,7 +94,7 @@ import numpy as np
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
-from common import machine_info, print_table, read_result, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
+from common import machine_info, print_table, read_result, result_path, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 import verdicts  # noqa: E402  pylint: disable=g-import-not-at-top
 
 TEACHER_SPEC = "configs/toy_fm.py:xl"
@@ -563,6 +569,8 @@ def student_config(arm: str, seed: int, steps: int, a):
 
 
 def stage_students(a):
+  if a.cores:
+    return stage_students_split(a)
   jax, fc, ckpt_lib, *_ = _jax_imports()
   setup = setup_of(a)
   teacher = read_result(setup.teacher_record)
@@ -619,6 +627,107 @@ def stage_students(a):
                                 "loadavg_at_end": os.getloadavg()}
       write_students(rows, runs, teacher_kl, a, teacher_fp=teacher_fp)
   write_students(rows, runs, teacher_kl, a, teacher_fp=teacher_fp)
+
+
+SPLIT_XLA_FLAGS = ("--xla_cpu_multi_thread_eigen=false "
+                   "intra_op_parallelism_threads=1")
+# The core a `--cores` child pins itself to, first thing in `main` (before
+# JAX starts any thread; no pre-exec hook in the forking parent).
+PIN_ENV = "GCFLOW_SPLIT_CORE"
+
+
+def split_jobs(a, done: Sequence) -> List[Dict]:
+  """The `students --cores=...` plan: one job per (arm, seed) of --arms ×
+  --seeds not in `done` (the record's finished pairs), each with its own
+  GCFLOW_BENCH_DIR under runs/claims002/split/<record>/ and the one-run
+  `students` command line (the record's budget, that arm and seed)."""
+  root = os.path.join("runs", "claims002", "split", students_record(a))
+  jobs = []
+  for seed in a.seeds:
+    for arm in a.arms:
+      if (arm, seed) in set(map(tuple, done)):
+        continue
+      argv = reproduce_command(vars(a), [arm], [seed]).split()[1:]
+      jobs.append({"arm": arm, "seed": seed, "argv": argv,
+                   "dir": os.path.join(root, f"{arm.replace(':', '_')}"
+                                       f"_s{seed}")})
+  return jobs
+
+
+def _job_finished(job, a) -> bool:
+  path = os.path.join(job["dir"], students_record(a) + ".json")
+  if not os.path.exists(path):
+    return False
+  with open(path) as f:
+    rows = json.load(f)["rows"]
+  return any(r["arm"] == job["arm"] and r["seed"] == job["seed"]
+             and r["step"] == a.steps for r in rows)
+
+
+def stage_students_split(a):
+  """`students --cores=C1,C2,...`: the runs of --arms × --seeds as separate
+  `students` processes, at most one per listed core at a time, each pinned
+  to its core with one XLA thread and writing its own directory; then
+  `merge` of every finished one into the results. The teacher must be
+  trained and recorded first (the processes must not train one teacher
+  workdir at once). Rerunning the command skips runs already in the
+  results or finished in their directory, so a killed split resumes."""
+  import shutil  # pylint: disable=g-import-not-at-top
+  import subprocess  # pylint: disable=g-import-not-at-top
+  _, fc, _, _, train, _ = _jax_imports()
+  setup = setup_of(a)
+  teacher_path = result_path(setup.teacher_record)
+  if not os.path.exists(teacher_path):
+    raise SystemExit(f"--cores: no {teacher_path}: run the `teacher` stage "
+                     f"(--setup={setup.name}) first, alone")
+  want = fc.load(a.teacher_config).train.steps
+  if train.latest_step(a.teacher_workdir) != want:
+    raise SystemExit(
+        f"--cores: the teacher in {a.teacher_workdir} is not trained to "
+        f"step {want}; run the `teacher` stage first, alone (parallel "
+        "students would each start training it)")
+  old = read_result(students_record(a))
+  done = {(r["arm"], r["seed"]) for r in old.get("rows", [])}
+  jobs = split_jobs(a, done)
+  free, running, failed = list(a.cores), [], []
+  pending = [j for j in jobs if not _job_finished(j, a)]
+  print(f"[split] {len(jobs)} runs to merge, {len(pending)} to train on "
+        f"cores {list(a.cores)}", flush=True)
+  script = os.path.abspath(__file__)
+  while pending or running:
+    while pending and free:
+      job, core = pending.pop(0), free.pop(0)
+      os.makedirs(job["dir"], exist_ok=True)
+      shutil.copy(teacher_path, job["dir"])
+      env = dict(os.environ, GCFLOW_BENCH_DIR=job["dir"],
+                 XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " "
+                            + SPLIT_XLA_FLAGS).strip(),
+                 **{PIN_ENV: str(core)})
+      log = open(os.path.join(job["dir"], "log.txt"), "w")
+      proc = subprocess.Popen(
+          [sys.executable, script, *job["argv"]], env=env, stdout=log,
+          stderr=subprocess.STDOUT)
+      running.append((proc, job, core, log))
+      print(f"[split] {job['arm']} seed {job['seed']} on core {core}: "
+            f"{job['dir']}/log.txt", flush=True)
+    time.sleep(2)
+    for item in [r for r in running if r[0].poll() is not None]:
+      proc, job, core, log = item
+      running.remove(item)
+      log.close()
+      free.append(core)
+      ok = proc.returncode == 0 and _job_finished(job, a)
+      print(f"[split] {job['arm']} seed {job['seed']}: "
+            f"{'finished' if ok else f'FAILED (exit {proc.returncode})'}",
+            flush=True)
+      if not ok:
+        failed.append(job)
+  merge = [j["dir"] for j in jobs if _job_finished(j, a)]
+  if merge:
+    stage_merge(argparse.Namespace(**{**vars(a), "merge_from": merge}))
+  if failed:
+    raise SystemExit("[split] failed runs (their logs): " + ", ".join(
+        os.path.join(j["dir"], "log.txt") for j in failed))
 
 
 def write_students(rows, runs, teacher_kl, a, extra=None, teacher_fp=None):
@@ -1096,6 +1205,11 @@ def parse(argv=None) -> argparse.Namespace:
                  help="students: a name for another budget (lowercase "
                  "letters and digits); its own record "
                  "claims_002_lmd_vs_emd[_w<width>]_<tag> and workdirs")
+  p.add_argument("--cores", type=_csv(int), default=(),
+                 help="students: run each (arm, seed) as its own process, "
+                 "at most one per listed core at a time (pinned, one XLA "
+                 "thread; a core may be listed twice), then merge them; "
+                 "the teacher stage must have run first")
   p.add_argument("--interval_k", type=int, default=8,
                  help="intervals: the K-step sampler's grid whose intervals "
                  "are compared with the teacher's ODE map")
@@ -1124,6 +1238,13 @@ def parse(argv=None) -> argparse.Namespace:
   if a.student_width < 0:
     raise SystemExit(f"--student_width={a.student_width} must be >= 0")
   verdicts.check_tag(a.tag)
+  if a.cores and a.stage != "students":
+    raise SystemExit(f"--cores applies to the students stage only (not "
+                     f"{a.stage!r})")
+  bad = [c for c in a.cores if not 0 <= c < (os.cpu_count() or 1)]
+  if bad:
+    raise SystemExit(f"--cores={','.join(map(str, a.cores))}: {bad} not "
+                     f"among this machine's cores 0..{(os.cpu_count() or 1) - 1}")
   if a.teacher_eval_every < 0:
     raise SystemExit(f"--teacher_eval_every={a.teacher_eval_every} must be "
                      ">= 0")
@@ -1144,6 +1265,8 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None):
+  if os.environ.get(PIN_ENV):
+    os.sched_setaffinity(0, {int(os.environ[PIN_ENV])})
   a = parse(argv)
   {"teacher": stage_teacher, "students": stage_students,
    "speed": stage_speed, "verdict": stage_verdict,
