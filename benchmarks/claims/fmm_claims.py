@@ -217,10 +217,11 @@ def flattened(curves: Sequence[Sequence[Dict]]) -> Dict:
 
 
 def _fmt_ms(s: Dict, digits: int = 3) -> str:
+  """`verdicts.format_summary` ('m ± s (95% [lo, hi], n = k)', the results
+  page's form, `digits` significant digits), 'n/a' without values."""
   if s["mean"] is None:
     return "n/a"
-  return (f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f} "
-          f"[{s['min']:.{digits}f}, {s['max']:.{digits}f}]")
+  return verdicts.format_summary(s, digits)
 
 
 def summarise(rows: List[Dict], teacher_kl: float, budget: int,
@@ -273,16 +274,16 @@ def verdict(summary: Dict, budget: int, short: str = "kl"):
   elif e_s is None:
     result, detail = "reproduced", (
         f"LMD reached the threshold {thr:.4f} on every seed (steps "
-        f"{_fmt_ms(l_s, 0)}); EMD not on every seed within {budget} steps "
+        f"{_fmt_ms(l_s, 5)}); EMD not on every seed within {budget} steps "
         f"({emd['steps_to_threshold']})")
   elif l_s is None:
     result, detail = "not reproduced", (
         f"EMD reached the threshold {thr:.4f} on every seed (steps "
-        f"{_fmt_ms(e_s, 0)}); LMD not on every seed within {budget} steps "
+        f"{_fmt_ms(e_s, 5)}); LMD not on every seed within {budget} steps "
         f"({lmd['steps_to_threshold']})")
   else:
-    detail = (f"steps to 1-step {name} <= {thr:.4f}: LMD {_fmt_ms(l_s, 0)}, "
-              f"EMD {_fmt_ms(e_s, 0)}")
+    detail = (f"steps to 1-step {name} <= {thr:.4f}: LMD {_fmt_ms(l_s, 5)}, "
+              f"EMD {_fmt_ms(e_s, 5)}")
     result = ("reproduced" if better(l_s, e_s) else
               "not reproduced" if better(e_s, l_s) else "within noise")
   # Beside the protocol's rule (not part of it): the final 1-step scores.
