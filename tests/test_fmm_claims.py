@@ -521,30 +521,40 @@ def test_digits_smoke_stages_score_fd_digits(tmp_path, monkeypatch):
 
 @pytest.mark.slow
 def test_students_split_over_cores_merges_every_run(tmp_path, monkeypatch):
-  """`students --cores=0,0`: two single-run processes at once, their
-  records merged into the results; a rerun trains nothing."""
+  """`students --cores=0,0`: the teacher readied first (recorded by the
+  teacher stage when there is no record; retrained by the main trainer,
+  record kept, when only its workdir is missing), then two single-run
+  processes at once, their records merged into the results; a rerun
+  trains nothing."""
   monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path / "results"))
   monkeypatch.chdir(tmp_path)
   os.symlink(os.path.join(ROOT, "configs"), tmp_path / "configs")
   common = ["--num_samples=500", "--teacher_config=configs/toy_fm.py:smoke",
-            "--teacher_workdir=teacher", "--teacher_ks=16", "--steps=4",
-            "--eval_every=2", "--full_every=4"]
-  with pytest.raises(SystemExit, match="teacher"):   # not trained yet
-    fmm_claims.main(["students", "--cores=0,0", *common])
-  fmm_claims.main(["teacher", "--teacher_eval_every=0", *common])
-  rec = json.loads(
-      (tmp_path / "results" / "claims_002_teacher.json").read_text())
-  fmm_claims.main(["students", "--arms=lmd,emd", "--seeds=0",
-                   "--cores=0,0", *common])
-  out = json.loads(
-      (tmp_path / "results" / "claims_002_lmd_vs_emd.json").read_text())
+            "--teacher_workdir=teacher", "--teacher_ks=16",
+            "--teacher_eval_every=0", "--steps=4", "--eval_every=2",
+            "--full_every=4", "--cores=0,0"]
+  fmm_claims.main(["students", "--arms=lmd,emd", "--seeds=0", *common])
+  results = tmp_path / "results"
+  rec = json.loads((results / "claims_002_teacher.json").read_text())
+  out = json.loads((results / "claims_002_lmd_vs_emd.json").read_text())
   assert sorted({(r["arm"], r["seed"]) for r in out["rows"]}) == [
       ("emd", 0), ("lmd", 0)]
   assert sorted(out["runs"]) == ["emd/s0", "lmd/s0"]
   assert len(out["merged_from"]) == 2
   assert out["teacher_kl"] == rec["rows"][0]["value"]
+  fp = rec["teacher"]["fingerprint"]
+  assert {r["teacher_fingerprint"] for r in out["runs"].values()} == {fp}
   fmm_claims.main(["students", "--arms=lmd,emd", "--seeds=0",
-                   "--cores=0,0", *common])          # nothing left to run
-  again = json.loads(
-      (tmp_path / "results" / "claims_002_lmd_vs_emd.json").read_text())
+                   *common])                       # nothing left to run
+  again = json.loads((results / "claims_002_lmd_vs_emd.json").read_text())
   assert again["rows"] == out["rows"]
+  # A new machine: the record but no teacher workdir. The teacher is
+  # retrained (the main trainer), the record and threshold stay.
+  import shutil  # pylint: disable=g-import-not-at-top
+  shutil.rmtree(tmp_path / "teacher")
+  fmm_claims.main(["students", "--arms=lmd", "--seeds=1", *common])
+  assert json.loads((results / "claims_002_teacher.json").read_text()) == rec
+  out = json.loads((results / "claims_002_lmd_vs_emd.json").read_text())
+  assert out["teacher_kl"] == rec["rows"][0]["value"]
+  assert sorted(out["runs"]) == ["emd/s0", "lmd/s0", "lmd/s1"]
+  assert out["runs"]["lmd/s1"]["teacher_fingerprint"]

@@ -39,9 +39,11 @@ The protocol is benchmarks/claims/PROTOCOL.md, section "Paper 002".
   `--cores=0,1` does that split in one command: each (arm, seed) its own
   process, at most one per listed core at a time (pinned, one XLA
   thread), in runs/claims002/split/<record>/<arm>_s<seed>, then the merge;
-  the teacher stage runs first, alone, and a rerun resumes (finished runs
-  are skipped). Each run records the fingerprint of its teacher's
-  parameters.
+  one process readies the teacher first (the teacher stage without a
+  teacher record; with one, e.g. on a new machine, the main trainer into
+  the teacher workdir, keeping the record and its threshold), and a rerun
+  resumes (finished runs are skipped). Each run records the fingerprint
+  of its teacher's parameters.
 * `speed`: the one-step LMD student (seed 0) vs the teacher ODE at matched
   quality (the cheapest Heun step count whose KL is at most the student's),
   samples/s, student and teacher calls interleaved. Run it pinned
@@ -665,28 +667,68 @@ def _job_finished(job, a) -> bool:
              and r["step"] == a.steps for r in rows)
 
 
+def _split_env(core: int, **extra) -> Dict[str, str]:
+  """A split child's environment: pinned to `core` (PIN_ENV), one XLA
+  thread, plus `extra`."""
+  return dict(os.environ, **extra, **{PIN_ENV: str(core)},
+              XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " "
+                         + SPLIT_XLA_FLAGS).strip())
+
+
+def split_teacher_command(a, recorded: bool) -> List[str]:
+  """The one process that readies the teacher before a split: without a
+  teacher record, the `teacher` stage (trains and records it); with one
+  (e.g. a new machine without runs/), the main trainer on the teacher
+  config into the teacher workdir, as a single `students` process would:
+  the record, hence the students' threshold, stays, and each run records
+  the fingerprint of the parameters it was distilled from."""
+  if not recorded:
+    return [sys.executable, os.path.abspath(__file__), "teacher",
+            f"--setup={setup_of(a).name}",
+            f"--teacher_config={a.teacher_config}",
+            f"--teacher_workdir={a.teacher_workdir}",
+            f"--teacher_ks={','.join(map(str, a.teacher_ks))}",
+            f"--teacher_eval_every={a.teacher_eval_every}",
+            f"--num_samples={a.num_samples}"]
+  return [sys.executable, "-m", "gcflow_jax.main",
+          f"--config={a.teacher_config}", f"--workdir={a.teacher_workdir}"]
+
+
 def stage_students_split(a):
   """`students --cores=C1,C2,...`: the runs of --arms × --seeds as separate
   `students` processes, at most one per listed core at a time, each pinned
   to its core with one XLA thread and writing its own directory; then
-  `merge` of every finished one into the results. The teacher must be
-  trained and recorded first (the processes must not train one teacher
-  workdir at once). Rerunning the command skips runs already in the
-  results or finished in their directory, so a killed split resumes."""
+  `merge` of every finished one into the results. The teacher is readied
+  first by one process on the first core (`split_teacher_command`), since
+  the students processes must not each train it. Rerunning the command
+  skips runs already in the results or finished in their directory, so a
+  killed split resumes."""
   import shutil  # pylint: disable=g-import-not-at-top
   import subprocess  # pylint: disable=g-import-not-at-top
   _, fc, _, _, train, _ = _jax_imports()
-  setup = setup_of(a)
-  teacher_path = result_path(setup.teacher_record)
-  if not os.path.exists(teacher_path):
-    raise SystemExit(f"--cores: no {teacher_path}: run the `teacher` stage "
-                     f"(--setup={setup.name}) first, alone")
+  teacher_path = result_path(setup_of(a).teacher_record)
   want = fc.load(a.teacher_config).train.steps
-  if train.latest_step(a.teacher_workdir) != want:
-    raise SystemExit(
-        f"--cores: the teacher in {a.teacher_workdir} is not trained to "
-        f"step {want}; run the `teacher` stage first, alone (parallel "
-        "students would each start training it)")
+  if (not os.path.exists(teacher_path)
+      or train.latest_step(a.teacher_workdir) != want):
+    cmd = split_teacher_command(a, os.path.exists(teacher_path))
+    log_path = os.path.join("runs", "claims002", "split",
+                            students_record(a), "teacher_log.txt")
+    os.makedirs(os.path.dirname(log_path), exist_ok=True)
+    print(f"[split] readying the teacher on core {a.cores[0]}: "
+          f"{' '.join(cmd[1:])} (log {log_path})", flush=True)
+    with open(log_path, "w") as log:
+      proc = subprocess.Popen(
+          cmd, stdout=log, stderr=subprocess.STDOUT,
+          env=_split_env(a.cores[0]))
+      try:    # gcflow_jax.main does not read PIN_ENV
+        os.sched_setaffinity(proc.pid, {a.cores[0]})
+      except ProcessLookupError:
+        pass  # already gone: its exit status says why
+      proc.wait()
+    if (proc.returncode != 0 or not os.path.exists(teacher_path)
+        or train.latest_step(a.teacher_workdir) != want):
+      raise SystemExit(f"[split] the teacher is not ready (exit "
+                       f"{proc.returncode}); see {log_path}")
   old = read_result(students_record(a))
   done = {(r["arm"], r["seed"]) for r in old.get("rows", [])}
   jobs = split_jobs(a, done)
@@ -700,10 +742,7 @@ def stage_students_split(a):
       job, core = pending.pop(0), free.pop(0)
       os.makedirs(job["dir"], exist_ok=True)
       shutil.copy(teacher_path, job["dir"])
-      env = dict(os.environ, GCFLOW_BENCH_DIR=job["dir"],
-                 XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " "
-                            + SPLIT_XLA_FLAGS).strip(),
-                 **{PIN_ENV: str(core)})
+      env = _split_env(core, GCFLOW_BENCH_DIR=job["dir"])
       log = open(os.path.join(job["dir"], "log.txt"), "w")
       proc = subprocess.Popen(
           [sys.executable, script, *job["argv"]], env=env, stdout=log,
