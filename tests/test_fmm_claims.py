@@ -341,7 +341,7 @@ def test_teacher_note_says_which_runs_used_which_teacher():
 def test_split_plan_is_one_single_run_command_per_missing_pair():
   a = fmm_claims.parse(["students", "--setup=digits", "--steps=3000",
                         "--eval_every=250", "--full_every=1000",
-                        "--seeds=0,1", "--cores=0,1"])
+                        "--seeds=0,1", "--cores=0,0"])
   jobs = fmm_claims.split_jobs(a, {("lmd", 0)})
   assert [(j["arm"], j["seed"]) for j in jobs] == [
       ("emd", 0), ("lmd", 1), ("emd", 1)]
