@@ -9,7 +9,11 @@ Expected: the FMM paper reports LMD converging about an order of magnitude
 faster than EMD (on images); our LMD-vs-EMD curves on this board are in
 benchmarks/results/fmm_convergence.json (measured: EMD needs 1.0–2.4× the
 LMD steps to reach the same one-step KL; best 0.453 vs LMD 0.397 at 3000
-steps).
+steps). With 512-wide students and 40,000 steps from the configs/toy_fm.py:xl
+teacher (benchmarks/claims/PROTOCOL.md change 34, 3 seeds) EMD never
+reaches 2× the teacher's one-step KL (final 0.176 ± 0.004) while LMD does
+on every seed by step 20,000 ± 2,000 (final 0.092 ± 0.002); EMD's 8-step
+samples are the better (0.097 vs LMD's 0.156).
 Variants: `:smoke`.
 """
 
