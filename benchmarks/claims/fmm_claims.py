@@ -555,7 +555,7 @@ def speed_record(a) -> str:
 
 
 def _student_workdir(arm: str, seed: int, a=None) -> str:
-  setup = setup_of(a) if a is not None else SETUPS["checkerboard"]
+  setup = setup_of(a)     # None (no args): the checkerboard's
   prefix = "" if setup.name == "checkerboard" else setup.name + "_"
   return os.path.join("runs", "claims002", prefix + arm.replace(":", "_")
                       + _suffix(a) + f"_s{seed}")
@@ -645,10 +645,11 @@ def split_jobs(a, done: Sequence) -> List[Dict]:
   GCFLOW_BENCH_DIR under runs/claims002/split/<record>/ and the one-run
   `students` command line (the record's budget, that arm and seed)."""
   root = os.path.join("runs", "claims002", "split", students_record(a))
+  done = set(map(tuple, done))
   jobs = []
   for seed in a.seeds:
     for arm in a.arms:
-      if (arm, seed) in set(map(tuple, done)):
+      if (arm, seed) in done:
         continue
       argv = reproduce_command(vars(a), [arm], [seed]).split()[1:]
       jobs.append({"arm": arm, "seed": seed, "argv": argv,
@@ -708,8 +709,12 @@ def stage_students_split(a):
   _, fc, _, _, train, _ = _jax_imports()
   teacher_path = result_path(setup_of(a).teacher_record)
   want = fc.load(a.teacher_config).train.steps
-  if (not os.path.exists(teacher_path)
-      or train.latest_step(a.teacher_workdir) != want):
+
+  def teacher_ready():
+    return (os.path.exists(teacher_path)
+            and train.latest_step(a.teacher_workdir) == want)
+
+  if not teacher_ready():
     cmd = split_teacher_command(a, os.path.exists(teacher_path))
     log_path = os.path.join("runs", "claims002", "split",
                             students_record(a), "teacher_log.txt")
@@ -725,8 +730,7 @@ def stage_students_split(a):
       except ProcessLookupError:
         pass  # already gone: its exit status says why
       proc.wait()
-    if (proc.returncode != 0 or not os.path.exists(teacher_path)
-        or train.latest_step(a.teacher_workdir) != want):
+    if proc.returncode != 0 or not teacher_ready():
       raise SystemExit(f"[split] the teacher is not ready (exit "
                        f"{proc.returncode}); see {log_path}")
   old = read_result(students_record(a))
@@ -1249,7 +1253,7 @@ def parse(argv=None) -> argparse.Namespace:
                  help="students: run each (arm, seed) as its own process, "
                  "at most one per listed core at a time (pinned, one XLA "
                  "thread; a core may be listed twice), then merge them; "
-                 "the teacher stage must have run first")
+                 "one process on the first core readies the teacher first")
   p.add_argument("--interval_k", type=int, default=8,
                  help="intervals: the K-step sampler's grid whose intervals "
                  "are compared with the teacher's ODE map")
@@ -1281,10 +1285,11 @@ def parse(argv=None) -> argparse.Namespace:
   if a.cores and a.stage != "students":
     raise SystemExit(f"--cores applies to the students stage only (not "
                      f"{a.stage!r})")
-  bad = [c for c in a.cores if not 0 <= c < (os.cpu_count() or 1)]
+  n_cores = os.cpu_count() or 1
+  bad = [c for c in a.cores if not 0 <= c < n_cores]
   if bad:
     raise SystemExit(f"--cores={','.join(map(str, a.cores))}: {bad} not "
-                     f"among this machine's cores 0..{(os.cpu_count() or 1) - 1}")
+                     f"among this machine's cores 0..{n_cores - 1}")
   if a.teacher_eval_every < 0:
     raise SystemExit(f"--teacher_eval_every={a.teacher_eval_every} must be "
                      ">= 0")
