@@ -556,8 +556,8 @@ def test_quality_toy_ict_s1_sets_every_arm_and_writes_its_own_record(
   monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
   seen = {}
 
-  def fake_curves(arms, seeds, steps, num, keys, tag):
-    del num, keys, tag
+  def fake_curves(arms, seeds, steps, num, keys, tag, cache):
+    del num, keys, tag, cache
     seen.update(arms)
     # GC < OT < IC at 1 step on flat curves.
     val = {"gc": 0.1, "ot": 0.2, "ic": 0.3}
@@ -565,8 +565,9 @@ def test_quality_toy_ict_s1_sets_every_arm_and_writes_its_own_record(
              "sinkhorn@2": val[a]}
             for a in arms for sd in seeds for st in (steps // 2, steps)]
   monkeypatch.setattr(C, "_toy_sinkhorn_curves", fake_curves)
-  path = C.claim_quality_toy([0, 1, 2], argparse.Namespace(steps=100,
-                                                           ict_s1=160))
+  cache_dir = str(tmp_path / "cache")
+  path = C.claim_quality_toy([0, 1, 2], argparse.Namespace(
+      steps=100, ict_s1=160, cache_dir=cache_dir))
   assert os.path.basename(path) == "claims_001_c_quality_toy_s1_160.json"
   assert all(o["ict.s1"] == 160 for o in seen.values())
   claim = json.loads(open(path).read())["claim"]
@@ -574,11 +575,12 @@ def test_quality_toy_ict_s1_sets_every_arm_and_writes_its_own_record(
   assert claim["verdict"] == V.REPRODUCED
   # A --tag (another budget) gets its own record beside it.
   path = C.claim_quality_toy([0, 1, 2], argparse.Namespace(
-      steps=100, ict_s1=160, tag="18k"))
+      steps=100, ict_s1=160, tag="18k", cache_dir=cache_dir))
   assert os.path.basename(path) == "claims_001_c_quality_toy_s1_160_18k.json"
   # Without the option: the config's N and the main record.
   seen.clear()
-  path = C.claim_quality_toy([0, 1, 2], argparse.Namespace(steps=100))
+  path = C.claim_quality_toy([0, 1, 2], argparse.Namespace(
+      steps=100, cache_dir=cache_dir))
   assert os.path.basename(path) == "claims_001_c_quality_toy.json"
   assert all("ict.s1" not in o for o in seen.values())
   monkeypatch.setattr(sys, "argv", ["consistency.py", "--claim=quality_toy",

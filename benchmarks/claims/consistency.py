@@ -33,19 +33,29 @@ python benchmarks/claims/consistency.py
   verdict by the protocol's rule.
 * quality_digits — (c) with curves, on sklearn digits:
   `python benchmarks/claims/consistency.py --claim=quality_digits
-  --steps=2000 [--arms=gc,ot,ic] [--cache_dir=runs/claims_001_c_digits]`
+  --steps=2000 [--arms=gc,ot,ic] [--cores=0,1]`
   IC / batch-OT / GC (μ = 0.5) of configs/digits_gc.py (its own 2,000
   steps × batch 128), 3 seeds each, 1-step fd_digits and kid_digits of
-  1,000 EMA samples every 1/10 of the budget; per-run rows are cached so
-  two processes (`--arms=gc,ot` and `--arms=ic`) can share the work and a
-  killed run resumes. Reproduced if GC < OT < IC on fd_digits (mean ± std
-  rule) with every arm's curve flattened.
+  1,000 EMA samples every 1/10 of the budget. Reproduced if GC < OT < IC
+  on fd_digits (mean ± std rule) with every arm's curve flattened.
 * quality_toy — (c) with curves, on the checkerboard:
-  `python benchmarks/claims/consistency.py --claim=quality_toy --steps=3000`
+  `python benchmarks/claims/consistency.py --claim=quality_toy --steps=3000
+  [--ict_s1=160] [--curriculum_steps=K] [--tag=NAME] [--cores=0,1]`
   IC / batch-OT / GC (μ = 0.5) iCT of configs/toy_ict.py, 3 seeds each,
   1- and 2-step Sinkhorn of 2,000 EMA samples every 1/10 of the budget.
   Reproduced if GC < OT < IC at 1 step (mean ± std rule) with every arm's
   1-step curve flattened.
+
+Runs are cached (quality_toy, quality_digits, transport_digits, gc_only):
+each (arm, seed)'s rows in <--cache_dir>/<record>_<steps>/<arm>_s<seed>.json
+(benchmarks/claims/split.py's RunCache, with the run's config, overrides
+and the resolved config's digest), so a killed command resumes and a
+changed one refuses a cached run of another identity. `--arms` (a subset)
+only trains and caches those arms; `--arms=` only reads the cache and
+writes the record. `--cores=0,1` (quality_toy, quality_digits) trains every
+missing run as its own process, at most one per listed core at a time,
+pinned with one XLA thread (logs beside the cache), then writes the
+record.
 * transport_digits — (a) in 64 dimensions, on sklearn digits:
   `python benchmarks/claims/consistency.py --claim=transport_digits
   --steps=2000 --cache_dir=runs/claims_001_a_digits [--train_seeds=0,1]`
@@ -73,24 +83,27 @@ Writes results/claims_001_<claim>.json.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import time
 from typing import Callable, Dict, List
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(_HERE))
 sys.path.insert(0, _HERE)
+import split  # noqa: E402  pylint: disable=g-import-not-at-top
+# A `--cores` child pins itself before JAX starts any thread.
+split.pin_from_env()
+
+import jax  # noqa: E402  pylint: disable=g-import-not-at-top
+import jax.numpy as jnp
+import numpy as np
+
 from common import read_result  # noqa: E402  pylint: disable=g-import-not-at-top
 from gcm_moons import load  # noqa: E402  pylint: disable=g-import-not-at-top
 import verdicts as V  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from gcflow_jax import evaluation, run_record, train  # noqa: E402
+from gcflow_jax import evaluation, train  # noqa: E402
 from gcflow_jax.data import toy  # noqa: E402
 from gcflow_jax.evaluation import diagnostics as D  # noqa: E402
 from gcflow_jax.models import make_network  # noqa: E402
@@ -417,33 +430,116 @@ def _quality_curves_record(acc: dict, q: dict, arms: List[str]) -> str:
           f"{a.upper()} {V.format_summary(V.summarize(final[a]))}"
           for a in arms))
 
+def _run_identity(spec: str, cfg, over: dict, eval_every: int,
+                  **scoring) -> dict:
+  """What makes two cached runs the same run (split.RunCache): the config
+  file, its overrides and the resolved config's digest (an edited default
+  is another run), the evaluation cadence and how it is scored."""
+  return {"config": spec, "overrides": over,
+          "config_digest": split.config_digest(cfg),
+          "eval_every": eval_every, **scoring}
+
+
+def _cache(args, record: str) -> split.RunCache:
+  """The run cache of one record and budget: <--cache_dir>/<record>_<steps>
+  (another --steps is another directory, not a clash)."""
+  return split.RunCache(os.path.join(args.cache_dir,
+                                     f"{record}_{args.steps}"))
+
+
 def _toy_sinkhorn_curves(arms: Dict[str, dict], seeds, steps: int, num: int,
-                         keys: Dict[int, str], tag: str) -> List[dict]:
+                         keys: Dict[int, str], tag: str,
+                         cache: split.RunCache) -> List[dict]:
   """Trains configs/toy_ict.py with each arm's overrides for every seed
   (`train_with_evals`, evaluations every steps/10) and records, per
   evaluation, the Sinkhorn divergence of `num` EMA samples drawn with k
-  steps (key `keys[k]`) against a fixed reference of `num` points."""
+  steps (key `keys[k]`) against a fixed reference of `num` points. Each
+  (arm, seed)'s rows are taken from `cache` if it holds them, else trained
+  and cached."""
   rows = []
+  eval_every = max(1, steps // 10)
   for arm, over in arms.items():
     for seed in seeds:
       cfg = load(TOY_CONFIG, {**over, "seed": seed, "train.steps": steps})
-      ref = np.asarray(toy.sample(cfg.data.name, jax.random.key(20_000),
-                                  num, cfg.data.toy_param))
-      print(f"== {tag} {arm} seed={seed}", flush=True)
+      ident = _run_identity(TOY_CONFIG, cfg, over, eval_every, num=num,
+                            keys={str(k): v for k, v in keys.items()})
 
-      def on_eval(step, state, run, ref=ref):
-        del step
-        out = {}
-        for k, key in keys.items():
-          x = train.generate(run, state.ema_params, state.extras, num, k,
-                             jax.random.key(30_000))
-          out[key] = (float(evaluation.sinkhorn_divergence(x, ref))
-                      if np.isfinite(x).all() else float("nan"))
-        return out
+      def run(cfg=cfg, arm=arm, seed=seed):
+        ref = np.asarray(toy.sample(cfg.data.name, jax.random.key(20_000),
+                                    num, cfg.data.toy_param))
+        print(f"== {tag} {arm} seed={seed}", flush=True)
 
-      curve, _, _ = train_with_evals(cfg, max(1, steps // 10), on_eval)
-      rows += [{"arm": arm, "seed": seed, **r} for r in curve]
+        def on_eval(step, state, run, ref=ref):
+          del step
+          out = {}
+          for k, key in keys.items():
+            x = train.generate(run, state.ema_params, state.extras, num, k,
+                               jax.random.key(30_000))
+            out[key] = (float(evaluation.sinkhorn_divergence(x, ref))
+                        if np.isfinite(x).all() else float("nan"))
+          return out
+
+        curve, _, _ = train_with_evals(cfg, eval_every, on_eval)
+        return [{"arm": arm, "seed": seed, **r} for r in curve]
+
+      rows += cache.get_or_run(arm, seed, ident, run,
+                               machine=_machine_line())
   return rows
+
+
+def _machine_line() -> dict:
+  from common import machine_info  # pylint: disable=g-import-not-at-top
+  return machine_info()
+
+
+def _arms_arg(args, all_arms) -> List[str]:
+  """--arms as a list: the arms this process trains ('' = none: only read
+  the cache and write the record)."""
+  todo = [a for a in getattr(args, "arms", ",".join(all_arms)).split(",")
+          if a]
+  bad = [a for a in todo if a not in all_arms]
+  if bad:
+    raise SystemExit(f"--arms: {bad} not in {tuple(all_arms)}")
+  return todo
+
+
+# Flags a `--cores` child gets from its parent (besides its arm and seed).
+_CHILD_FLAGS = ("steps", "cache_dir", "ict_s1", "curriculum_steps", "tag")
+
+
+def _split_runs(args, runs, cache: split.RunCache) -> None:
+  """`--cores`: each (arm, seed) of `runs` not yet in `cache` as its own
+  process of this script (`--arms=<arm> --seeds=<seed>`: it trains and
+  caches that run only), at most one per listed core at a time, pinned,
+  one XLA thread; logs beside the cache. Exits naming the failed runs'
+  logs."""
+  jobs = []
+  for arm, seed in runs:
+    argv = [os.path.abspath(__file__), f"--claim={args.claim}",
+            f"--arms={arm}", f"--seeds={seed}"] + [
+                f"--{k}={getattr(args, k)}" for k in _CHILD_FLAGS
+                if getattr(args, k, None) not in (None, "", 0)]
+    jobs.append(split.Job(f"{arm} seed {seed}", argv,
+                          cache.path(arm, seed)[:-len(".json")] + ".log"))
+  jobs = [j for j in jobs if not os.path.exists(cache.path(*_job_run(j)))]
+  failed = split.run_on_cores(
+      jobs, args.cores,
+      lambda job: os.path.exists(cache.path(*_job_run(job))))
+  if failed:
+    raise SystemExit("[split] failed runs (their logs): "
+                     + ", ".join(j.log for j in failed))
+
+
+def _job_run(job: split.Job):
+  arm, _, seed = job.name.partition(" seed ")
+  return arm, int(seed)
+
+
+def _quality_toy_record(args) -> str:
+  s1 = getattr(args, "ict_s1", 0) or 0
+  tag = getattr(args, "tag", "") or ""
+  return ("c_quality_toy" + (f"_s1_{s1}" if s1 else "")
+          + (f"_{tag}" if tag else ""))
 
 
 def claim_quality_toy(seeds, args):
@@ -456,17 +552,44 @@ def claim_quality_toy(seeds, args):
   every arm's 1-step curve flattened. `--ict_s1` (> 0) sets every arm's
   final number of discretisation intervals (`ict.s1`, the config's 1280
   otherwise) and writes its own record, c_quality_toy_s1_<n>
-  (PROTOCOL.md change 30); `--tag` (another budget of the same arms, e.g.
-  `--steps=18000 --tag=18k`) appends `_<tag>` to the record's name, so a
-  longer run never overwrites a shorter one's record."""
-  arms = ("gc", "ot", "ic")
+  (PROTOCOL.md change 30); `--curriculum_steps` (> 0) the curriculum's
+  length K (`ict.curriculum_steps`; the run's steps otherwise), so a run
+  longer than K stays at N = s1 after it; `--tag` (another budget of the
+  same arms, e.g. `--steps=18000 --tag=18k`) appends `_<tag>` to the
+  record's name, so a longer run never overwrites a shorter one's record.
+  Each run's rows are cached (`--cache_dir`), so a rerun resumes;
+  `--arms` (a subset) only trains and caches those arms, `--arms=` only
+  reads the cache; `--cores=0,1` trains every missing run as its own
+  pinned process, then writes the record."""
+  all_arms = ("gc", "ot", "ic")
+  todo = _arms_arg(args, all_arms)
   num = 2000
   s1 = getattr(args, "ict_s1", 0) or 0
-  tag = getattr(args, "tag", "") or ""
-  extra_over = {"ict.s1": s1} if s1 else {}
-  rows = _toy_sinkhorn_curves(
-      {a: {"ict.coupling": a, "ict.gc_mu": 0.5, **extra_over} for a in arms},
-      seeds, args.steps, num, {1: "sinkhorn@1", 2: "sinkhorn@2"}, "(c) toy")
+  k_curr = getattr(args, "curriculum_steps", 0) or 0
+  extra_over = {**({"ict.s1": s1} if s1 else {}),
+                **({"ict.curriculum_steps": k_curr} if k_curr else {})}
+  over = {a: {"ict.coupling": a, "ict.gc_mu": 0.5, **extra_over}
+          for a in all_arms}
+  keys = {1: "sinkhorn@1", 2: "sinkhorn@2"}
+  record = _quality_toy_record(args)
+  cache = _cache(args, record)
+  if getattr(args, "cores", ()):
+    _split_runs(args, [(a, sd) for sd in seeds for a in todo], cache)
+  rows = _toy_sinkhorn_curves({a: over[a] for a in todo}, seeds, args.steps,
+                              num, keys, "(c) toy", cache)
+  if todo and set(todo) != set(all_arms):
+    print(f"trained {todo} × {seeds}; the record is written by a run over "
+          "every arm or --arms=", flush=True)
+    return None
+  if not todo:
+    missing = [(a, sd) for a in all_arms for sd in seeds
+               if not os.path.exists(cache.path(a, sd))]
+    if missing:
+      print(f"runs still missing {missing}: no record written", flush=True)
+      return None
+    rows = _toy_sinkhorn_curves(over, seeds, args.steps, num, keys,
+                                "(c) toy", cache)
+  arms = all_arms
   final = [r for r in rows if r["step"] == args.steps]
   parts, order = [], {}
   for k in (1, 2):
@@ -483,19 +606,52 @@ def claim_quality_toy(seeds, args):
             f"steps: {order[2]}; 1-step curves (every {args.steps // 10} "
             f"steps) flattened: {flat}. Paper scale: CIFAR-10, 100k steps "
             "× batch 512, FID")
+  extra = {}
+  repeat_of = getattr(args, "repeat_of", "") or ""
+  if repeat_of:
+    extra["repeat_of"] = _repeat_check(rows, repeat_of, "sinkhorn@1")
+    reason += (f". Beside the verdict, the steps this run repeats: "
+               f"{extra['repeat_of']['text']}")
   cfg = load(TOY_CONFIG, extra_over)
+  curriculum = (f", curriculum over the first {k_curr} steps (N = "
+                f"{cfg.ict.s1} after)" if k_curr else "")
   return V.write_claim(
-      PAPER, "c_quality_toy" + (f"_s1_{s1}" if s1 else "")
-      + (f"_{tag}" if tag else ""), rows,
+      PAPER, record, rows,
       paper_figure=("Table 1's ordering GC < OT < IC (CIFAR-10 1-step FID "
                     "5.95 / 6.75 / 7.42); no paper number for the toy"),
       metric=f"1- and 2-step Sinkhorn divergence, {num} EMA samples",
       budget=(f"{args.steps} steps × batch {cfg.train.batch_size}, MLP "
               f"{tuple(cfg.model.mlp.hidden)}, 2-D checkerboard "
-              f"(configs/toy_ict.py), iCT N {cfg.ict.s0} → {cfg.ict.s1}, "
-              "GC μ = 0.5, CPU"),
+              f"(configs/toy_ict.py), iCT N {cfg.ict.s0} → {cfg.ict.s1}"
+              f"{curriculum}, GC μ = 0.5, CPU"),
       seeds=seeds, verdict=verdict, verdict_reason=reason,
-      our_figure="; ".join(parts))
+      our_figure="; ".join(parts), extra=extra)
+
+
+def _repeat_check(rows: List[dict], record: str, key: str) -> dict:
+  """A longer run that repeats a shorter one's first steps (same seeds,
+  curriculum, constant learning rate): the largest |difference| of `key`
+  between `rows` and results/claims_001_<record>.json at their common
+  (arm, seed, step)."""
+  old = read_result(f"claims_{PAPER}_{record}")
+  if not old.get("rows"):
+    raise SystemExit(f"--repeat_of={record}: no results/claims_{PAPER}_"
+                     f"{record}.json with rows")
+  theirs = {(r["arm"], r["seed"], r["step"]): r[key] for r in old["rows"]}
+  diffs = {k: abs(r[key] - theirs[k]) for r in rows
+           for k in [(r["arm"], r["seed"], r["step"])] if k in theirs}
+  if not diffs:
+    return {"record": record, "common": 0, "max_abs_diff": None,
+            "text": f"no (arm, seed, step) in common with {record}"}
+  worst = max(diffs, key=diffs.get)
+  steps = sorted({k[2] for k in diffs})
+  return {"record": record, "common": len(diffs),
+          "steps": steps, "max_abs_diff": diffs[worst],
+          "worst": list(worst),
+          "text": (f"largest |Δ {key}| against {record} over {len(diffs)} "
+                   f"common (arm, seed, step), steps {steps[0]}-{steps[-1]}:"
+                   f" {diffs[worst]:.3g} ({worst[0]} seed {worst[1]} step "
+                   f"{worst[2]})")}
 
 
 def claim_quality_digits(seeds, args):
@@ -507,47 +663,56 @@ def claim_quality_digits(seeds, args):
   budget. Each (arm, seed) run's rows are kept in `--cache_dir`, so
   processes given different `--arms` can share the work (they only train);
   a run over every arm, or `--arms=` (read the cache only), writes the
-  record once every arm × seed is there. Reproduced if GC is better than
-  OT and OT better than IC (mean ± std rule on fd_digits) with every arm's
-  curve flattened."""
+  record once every arm × seed is there (`--cores=0,1`: every missing run
+  as its own pinned process first). Reproduced if GC is better than OT and
+  OT better than IC (mean ± std rule on fd_digits) with every arm's curve
+  flattened."""
   all_arms = ("gc", "ot", "ic")
-  todo = [a for a in args.arms.split(",") if a]
-  bad = [a for a in todo if a not in all_arms]
-  if bad:
-    raise SystemExit(f"--arms: {bad} not in {all_arms}")
-  os.makedirs(args.cache_dir, exist_ok=True)
+  todo = _arms_arg(args, all_arms)
   steps = args.steps
+  eval_every = max(1, steps // 10)
+  cache = _cache(args, "c_quality_digits")
 
-  def cache_path(arm, seed):
-    return os.path.join(args.cache_dir, f"{arm}_seed{seed}_{steps}.json")
+  def overrides(arm):
+    return {"ict.coupling": arm, "ict.gc_mu": 0.5}
 
+  def identity(arm, seed=0):
+    cfg = load(DIGITS_CONFIG, {**overrides(arm), "seed": seed,
+                               "train.steps": steps})
+    return _run_identity(DIGITS_CONFIG, cfg, overrides(arm), eval_every,
+                         metrics=["fd_digits", "kid_digits"],
+                         sample_key=30_000)
+
+  if getattr(args, "cores", ()):
+    _split_runs(args, [(a, sd) for sd in seeds for a in todo], cache)
   for arm in todo:
     for seed in seeds:
-      if os.path.exists(cache_path(arm, seed)):
-        continue
-      cfg = load(DIGITS_CONFIG, {"ict.coupling": arm, "ict.gc_mu": 0.5,
-                                 "seed": seed, "train.steps": steps})
-      ref = None
-      print(f"== (c) digits {arm} seed={seed}", flush=True)
+      cfg = load(DIGITS_CONFIG, {**overrides(arm), "seed": seed,
+                                 "train.steps": steps})
 
-      def on_eval(step, state, run, cfg=cfg):
-        nonlocal ref
-        del step
-        if ref is None:
-          ref = run.dataset.reference(cfg.eval.num_samples)
-        x = train.generate(run, state.ema_params, state.extras,
-                           cfg.eval.num_samples, 1, jax.random.key(30_000))
-        if not np.isfinite(x).all():
-          return {"fd_digits": float("nan"), "kid_digits": float("nan")}
-        out = evaluation.evaluate(np.clip(x, -1.0, 1.0), ref,
-                                  metrics=["fd_digits", "kid_digits"],
-                                  batch_size=cfg.eval.batch_size)
-        return {k: float(out[k]) for k in ("fd_digits", "kid_digits")}
+      def run(cfg=cfg, arm=arm, seed=seed):
+        ref = None
+        print(f"== (c) digits {arm} seed={seed}", flush=True)
 
-      curve, _, _ = train_with_evals(cfg, max(1, steps // 10), on_eval)
-      run_record.write_json_atomic(
-          cache_path(arm, seed), [{"arm": arm, "seed": seed, **r}
-                                  for r in curve])
+        def on_eval(step, state, run):
+          nonlocal ref
+          del step
+          if ref is None:
+            ref = run.dataset.reference(cfg.eval.num_samples)
+          x = train.generate(run, state.ema_params, state.extras,
+                             cfg.eval.num_samples, 1, jax.random.key(30_000))
+          if not np.isfinite(x).all():
+            return {"fd_digits": float("nan"), "kid_digits": float("nan")}
+          out = evaluation.evaluate(np.clip(x, -1.0, 1.0), ref,
+                                    metrics=["fd_digits", "kid_digits"],
+                                    batch_size=cfg.eval.batch_size)
+          return {k: float(out[k]) for k in ("fd_digits", "kid_digits")}
+
+        curve, _, _ = train_with_evals(cfg, eval_every, on_eval)
+        return [{"arm": arm, "seed": seed, **r} for r in curve]
+
+      cache.get_or_run(arm, seed, identity(arm, seed), run,
+                       machine=_machine_line())
   if todo and set(todo) != set(all_arms):
     # A process given a subset of the arms only trains (and caches) them;
     # the record is written by a run over every arm, or `--arms=` (none:
@@ -555,16 +720,13 @@ def claim_quality_digits(seeds, args):
     print(f"trained {todo} × {seeds}; the record is written by "
           "--arms=gc,ot,ic or --arms=", flush=True)
     return None
-  missing = [(a, s) for a in all_arms for s in seeds
-             if not os.path.exists(cache_path(a, s))]
+  missing = [(a, sd) for a in all_arms for sd in seeds
+             if cache.get(a, sd, identity(a, sd)) is None]
   if missing:
     print(f"runs still missing {missing}: no record written", flush=True)
     return None
-  rows = []
-  for a in all_arms:
-    for sd in seeds:
-      with open(cache_path(a, sd)) as f:
-        rows += json.load(f)
+  rows = [r for a in all_arms for sd in seeds
+          for r in cache.get(a, sd, identity(a, sd))]
   final = [r for r in rows if r["step"] == steps]
   vals = {a: [r["fd_digits"] for r in final if r["arm"] == a]
           for a in all_arms}
@@ -626,10 +788,14 @@ def claim_transport_digits(seeds, args):
   cfg0 = load(DIGITS_CONFIG, {"ict.coupling": "gc", "ict.gc_mu": 0.5})
   steps, bs = args.steps, cfg0.train.batch_size
   sigmas = _sigmas(cfg0)
-  cache_dir = args.cache_dir
-  os.makedirs(cache_dir, exist_ok=True)
-  cache_path = lambda sd: os.path.join(  # noqa: E731
-      cache_dir, f"transport_gc_seed{sd}_{steps}.json")
+  cache = _cache(args, "a_transport_cost_digits")
+  over = {"ict.coupling": "gc", "ict.gc_mu": 0.5}
+
+  def identity(seed):
+    cfg = load(DIGITS_CONFIG, {**over, "seed": seed, "train.steps": steps})
+    return _run_identity(DIGITS_CONFIG, cfg, over, max(1, steps // 5),
+                         sigmas=[float(v) for v in sigmas],
+                         noise_key=10_001, points=HELD_OUT)
   train_seeds = (seeds if args.train_seeds is None else
                  [int(v) for v in args.train_seeds.split(",") if v])
   from gcflow_jax import data as gcdata  # pylint: disable=g-import-not-at-top
@@ -638,10 +804,9 @@ def claim_transport_digits(seeds, args):
   x = jnp.asarray(dataset.reference(HELD_OUT))
   z = jax.random.normal(jax.random.key(10_001), x.shape)
   for seed in train_seeds:
-    if os.path.exists(cache_path(seed)):
+    if cache.get("gc", seed, identity(seed)) is not None:
       continue
-    cfg = load(DIGITS_CONFIG, {"ict.coupling": "gc", "ict.gc_mu": 0.5,
-                               "seed": seed, "train.steps": steps})
+    cfg = load(DIGITS_CONFIG, {**over, "seed": seed, "train.steps": steps})
     print(f"== (a) digits gc seed={seed}", flush=True)
 
     apply = make_network(cfg.model, data_shape, 1)[1]
@@ -660,8 +825,8 @@ def claim_transport_digits(seeds, args):
               "m2_f": [float(m) for _, m in out]}
 
     curve, _, _ = train_with_evals(cfg, max(1, steps // 5), on_eval)
-    run_record.write_json_atomic(cache_path(seed), curve)
-  missing = [sd for sd in seeds if not os.path.exists(cache_path(sd))]
+    cache.put("gc", seed, identity(seed), curve, machine=_machine_line())
+  missing = [sd for sd in seeds if cache.get("gc", sd, identity(sd)) is None]
   if missing:
     print(f"seeds {missing} not cached yet: no record written", flush=True)
     return None
@@ -671,13 +836,12 @@ def claim_transport_digits(seeds, args):
   m2_x = float(_mean_sq_norm(x))
   rows = []
   for seed in seeds:
-    with open(cache_path(seed)) as fh:
-      for r in json.load(fh):
-        for sg, c, m2 in zip(sigmas, r["c_gc"], r["m2_f"]):
-          rows.append({"arm": "gc", "seed": seed, "step": r["step"],
-                       "sigma": float(sg), "c": c, "c_ic": c_ic,
-                       "c_ot": c_ot, "c_ot_full": c_full, "m2_f": m2,
-                       "m2_x": m2_x, "train_sec": r["train_sec"]})
+    for r in cache.get("gc", seed, identity(seed)):
+      for sg, c, m2 in zip(sigmas, r["c_gc"], r["m2_f"]):
+        rows.append({"arm": "gc", "seed": seed, "step": r["step"],
+                     "sigma": float(sg), "c": c, "c_ic": c_ic,
+                     "c_ot": c_ot, "c_ot_full": c_full, "m2_f": m2,
+                     "m2_x": m2_x, "train_sec": r["train_sec"]})
   n = int(x.shape[0])
   budget = (f"GC (μ = 0.5) iCT of configs/digits_gc.py, {steps} steps × "
             f"batch {bs}, UNet {cfg0.model.unet.model_channels} channels, "
@@ -695,7 +859,7 @@ def claim_transport_digits(seeds, args):
              # record (`command` may be a cache-only run, --train_seeds=).
              "reproduce_command": (
                  "benchmarks/claims/consistency.py --claim=transport_digits "
-                 f"--steps={steps} --cache_dir={cache_dir}")},
+                 f"--steps={steps} --cache_dir={args.cache_dir}")},
       marginal_tol=MARGINAL_TOL)
 
 
@@ -712,7 +876,7 @@ def claim_gc_only(seeds, args):
   rows = _toy_sinkhorn_curves(
       {a: {"ict.coupling": "gc", "ict.gc_mu": 1.0, **o}
        for a, o in arms.items()}, seeds, args.steps, num, {1: "sinkhorn"},
-      "(d)")
+      "(d)", _cache(args, "d_gc_only_divergence"))
   diverged = {}
   for arm in arms:
     diverged[arm] = []
@@ -791,10 +955,26 @@ def _add_args(ap):
   ap.add_argument("--steps", type=int, default=3000)
   ap.add_argument("--denoiser_steps", type=int, default=2000)
   ap.add_argument("--arms", default="gc,ot,ic",
-                  help="quality_digits: the couplings this process trains")
-  ap.add_argument("--cache_dir", default="runs/claims_001_c_digits",
-                  help="quality_digits, transport_digits: per-run rows "
-                       "(resume, split)")
+                  help="quality_toy, quality_digits: the couplings this "
+                       "process trains ('': none, only write the record "
+                       "from the cache)")
+  ap.add_argument("--cache_dir", default="runs/claims001",
+                  help="quality_toy, quality_digits, transport_digits, "
+                       "gc_only: each run's rows, in <dir>/<record>_<steps>/"
+                       " (a rerun resumes; processes can share the work)")
+  ap.add_argument("--cores", default="",
+                  help="quality_toy, quality_digits: e.g. 0,1: every "
+                       "missing (arm, seed) run as its own process, at "
+                       "most one per listed core at a time (pinned, one "
+                       "XLA thread), then the record")
+  ap.add_argument("--repeat_of", default="",
+                  help="quality_toy: a shorter record whose first steps "
+                       "this run repeats (e.g. c_quality_toy_s1_160_18k); "
+                       "the largest difference at common steps is recorded "
+                       "beside the verdict")
+  ap.add_argument("--curriculum_steps", type=int, default=0,
+                  help="quality_toy: the iCT curriculum's length K "
+                       "(ict.curriculum_steps; 0: the run's steps)")
   ap.add_argument("--train_seeds", default=None,
                   help="transport_digits: the seeds this process trains "
                        "(default: --seeds; '' trains none and only writes "
@@ -818,6 +998,26 @@ def main():
                        f">= ict.s0 = {s0}")
   if args.steps < 5:
     raise SystemExit(f"--steps={args.steps} must be >= 5 (five evaluations)")
+  try:
+    args.cores = split.check_cores(
+        [int(v) for v in args.cores.split(",") if v])
+  except ValueError:
+    raise SystemExit(f"--cores={args.cores!r}: comma-separated core "
+                     "numbers, e.g. 0,1") from None
+  if args.cores and args.claim not in ("quality_toy", "quality_digits"):
+    raise SystemExit(f"--cores applies to --claim=quality_toy or "
+                     f"quality_digits (not {args.claim!r})")
+  if args.curriculum_steps < 0:
+    raise SystemExit(f"--curriculum_steps={args.curriculum_steps} must be "
+                     ">= 0 (0: the run's steps)")
+  if args.repeat_of and args.claim != "quality_toy":
+    raise SystemExit("--repeat_of applies to --claim=quality_toy only")
+  if args.repeat_of and not read_result(f"claims_{PAPER}_{args.repeat_of}"):
+    raise SystemExit(f"--repeat_of={args.repeat_of}: no results/claims_"
+                     f"{PAPER}_{args.repeat_of}.json")
+  if args.curriculum_steps and args.claim != "quality_toy":
+    raise SystemExit("--curriculum_steps applies to --claim=quality_toy "
+                     "only")
   if V.check_tag(args.tag) and args.claim != "quality_toy":
     raise SystemExit(f"--tag={args.tag!r} applies to --claim=quality_toy "
                      "only")

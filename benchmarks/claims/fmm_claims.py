@@ -97,6 +97,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 from common import machine_info, print_table, read_result, result_path, write_result  # noqa: E402  pylint: disable=g-import-not-at-top
+import split  # noqa: E402  pylint: disable=g-import-not-at-top
 import verdicts  # noqa: E402  pylint: disable=g-import-not-at-top
 
 TEACHER_SPEC = "configs/toy_fm.py:xl"
@@ -632,13 +633,6 @@ def stage_students(a):
   write_students(rows, runs, teacher_kl, a, teacher_fp=teacher_fp)
 
 
-SPLIT_XLA_FLAGS = ("--xla_cpu_multi_thread_eigen=false "
-                   "intra_op_parallelism_threads=1")
-# The core a `--cores` child pins itself to, first thing in `main` (before
-# JAX starts any thread; no pre-exec hook in the forking parent).
-PIN_ENV = "GCFLOW_SPLIT_CORE"
-
-
 def split_jobs(a, done: Sequence) -> List[Dict]:
   """The `students --cores=...` plan: one job per (arm, seed) of --arms ×
   --seeds not in `done` (the record's finished pairs), each with its own
@@ -666,14 +660,6 @@ def _job_finished(job, a) -> bool:
     rows = json.load(f)["rows"]
   return any(r["arm"] == job["arm"] and r["seed"] == job["seed"]
              and r["step"] == a.steps for r in rows)
-
-
-def _split_env(core: int, **extra) -> Dict[str, str]:
-  """A split child's environment: pinned to `core` (PIN_ENV), one XLA
-  thread, plus `extra`."""
-  return dict(os.environ, **extra, **{PIN_ENV: str(core)},
-              XLA_FLAGS=(os.environ.get("XLA_FLAGS", "") + " "
-                         + SPLIT_XLA_FLAGS).strip())
 
 
 def split_teacher_command(a, recorded: bool) -> List[str]:
@@ -705,7 +691,6 @@ def stage_students_split(a):
   skips runs already in the results or finished in their directory, so a
   killed split resumes."""
   import shutil  # pylint: disable=g-import-not-at-top
-  import subprocess  # pylint: disable=g-import-not-at-top
   _, fc, _, _, train, _ = _jax_imports()
   teacher_path = result_path(setup_of(a).teacher_record)
   want = fc.load(a.teacher_config).train.steps
@@ -718,60 +703,34 @@ def stage_students_split(a):
     cmd = split_teacher_command(a, os.path.exists(teacher_path))
     log_path = os.path.join("runs", "claims002", "split",
                             students_record(a), "teacher_log.txt")
-    os.makedirs(os.path.dirname(log_path), exist_ok=True)
-    print(f"[split] readying the teacher on core {a.cores[0]}: "
-          f"{' '.join(cmd[1:])} (log {log_path})", flush=True)
-    with open(log_path, "w") as log:
-      proc = subprocess.Popen(
-          cmd, stdout=log, stderr=subprocess.STDOUT,
-          env=_split_env(a.cores[0]))
-      try:    # gcflow_jax.main does not read PIN_ENV
-        os.sched_setaffinity(proc.pid, {a.cores[0]})
-      except ProcessLookupError:
-        pass  # already gone: its exit status says why
-      proc.wait()
-    if proc.returncode != 0 or not teacher_ready():
-      raise SystemExit(f"[split] the teacher is not ready (exit "
-                       f"{proc.returncode}); see {log_path}")
+    print(f"[split] readying the teacher: {' '.join(cmd[1:])}", flush=True)
+    # gcflow_jax.main does not read split.PIN_ENV: run_on_cores also pins
+    # the child by PID.
+    if split.run_on_cores([split.Job("teacher", cmd[1:], log_path)],
+                          a.cores[:1]) or not teacher_ready():
+      raise SystemExit(f"[split] the teacher is not ready; see {log_path}")
   old = read_result(students_record(a))
   done = {(r["arm"], r["seed"]) for r in old.get("rows", [])}
   jobs = split_jobs(a, done)
-  free, running, failed = list(a.cores), [], []
   pending = [j for j in jobs if not _job_finished(j, a)]
   print(f"[split] {len(jobs)} runs to merge, {len(pending)} to train on "
         f"cores {list(a.cores)}", flush=True)
-  script = os.path.abspath(__file__)
-  while pending or running:
-    while pending and free:
-      job, core = pending.pop(0), free.pop(0)
-      os.makedirs(job["dir"], exist_ok=True)
-      shutil.copy(teacher_path, job["dir"])
-      env = _split_env(core, GCFLOW_BENCH_DIR=job["dir"])
-      log = open(os.path.join(job["dir"], "log.txt"), "w")
-      proc = subprocess.Popen(
-          [sys.executable, script, *job["argv"]], env=env, stdout=log,
-          stderr=subprocess.STDOUT)
-      running.append((proc, job, core, log))
-      print(f"[split] {job['arm']} seed {job['seed']} on core {core}: "
-            f"{job['dir']}/log.txt", flush=True)
-    time.sleep(2)
-    for item in [r for r in running if r[0].poll() is not None]:
-      proc, job, core, log = item
-      running.remove(item)
-      log.close()
-      free.append(core)
-      ok = proc.returncode == 0 and _job_finished(job, a)
-      print(f"[split] {job['arm']} seed {job['seed']}: "
-            f"{'finished' if ok else f'FAILED (exit {proc.returncode})'}",
-            flush=True)
-      if not ok:
-        failed.append(job)
+  for job in pending:
+    os.makedirs(job["dir"], exist_ok=True)
+    shutil.copy(teacher_path, job["dir"])
+  by_name = {f"{j['arm']} seed {j['seed']}": j for j in pending}
+  failed = split.run_on_cores(
+      [split.Job(name, [os.path.abspath(__file__), *j["argv"]],
+                 os.path.join(j["dir"], "log.txt"),
+                 {"GCFLOW_BENCH_DIR": j["dir"]})
+       for name, j in by_name.items()],
+      a.cores, lambda job: _job_finished(by_name[job.name], a))
   merge = [j["dir"] for j in jobs if _job_finished(j, a)]
   if merge:
     stage_merge(argparse.Namespace(**{**vars(a), "merge_from": merge}))
   if failed:
     raise SystemExit("[split] failed runs (their logs): " + ", ".join(
-        os.path.join(j["dir"], "log.txt") for j in failed))
+        job.log for job in failed))
 
 
 def write_students(rows, runs, teacher_kl, a, extra=None, teacher_fp=None):
@@ -1285,11 +1244,7 @@ def parse(argv=None) -> argparse.Namespace:
   if a.cores and a.stage != "students":
     raise SystemExit(f"--cores applies to the students stage only (not "
                      f"{a.stage!r})")
-  n_cores = os.cpu_count() or 1
-  bad = [c for c in a.cores if not 0 <= c < n_cores]
-  if bad:
-    raise SystemExit(f"--cores={','.join(map(str, a.cores))}: {bad} not "
-                     f"among this machine's cores 0..{n_cores - 1}")
+  split.check_cores(a.cores)
   if a.teacher_eval_every < 0:
     raise SystemExit(f"--teacher_eval_every={a.teacher_eval_every} must be "
                      ">= 0")
@@ -1310,8 +1265,7 @@ def parse(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None):
-  if os.environ.get(PIN_ENV):
-    os.sched_setaffinity(0, {int(os.environ[PIN_ENV])})
+  split.pin_from_env()
   a = parse(argv)
   {"teacher": stage_teacher, "students": stage_students,
    "speed": stage_speed, "verdict": stage_verdict,

@@ -1,0 +1,195 @@
+"""Per-run caches and the split of runs over pinned cores, shared by the
+claims scripts.
+
+A claim trains one run per (arm, seed). Two things let its runs be spread
+over processes, cores and sessions:
+
+* `RunCache`: each finished run's rows in its own JSON file (written
+  atomically), beside the identity of the run (config, overrides, budget,
+  evaluation settings). A rerun skips the runs already there; a file whose
+  identity differs from what the command would train stops the command
+  (naming the file and the fields) instead of being reused or overwritten.
+* `run_on_cores`: the runs as separate child processes, at most one per
+  listed core at a time, each pinned to its core (`PIN_ENV`, read by the
+  child's `pin_from_env` before JAX starts a thread, and by PID once it is
+  started) with one XLA thread, each with its own log.
+
+fmm_claims keeps its per-directory records (joined with `merge`), since a
+students run also saves its final state; the consistency claims keep their
+rows in a `RunCache` and write the record from it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import time
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
+    os.path.abspath(__file__)))))
+from gcflow_jax import run_record  # noqa: E402  pylint: disable=g-import-not-at-top
+
+__all__ = ["PIN_ENV", "ONE_THREAD_XLA_FLAGS", "pin_from_env", "child_env",
+           "check_cores", "Job", "run_on_cores", "RunCache", "config_digest"]
+
+# The core a split child pins itself to, first thing (before JAX starts any
+# thread; there is no pre-exec hook in a forking JAX parent).
+PIN_ENV = "GCFLOW_SPLIT_CORE"
+ONE_THREAD_XLA_FLAGS = ("--xla_cpu_multi_thread_eigen=false "
+                        "intra_op_parallelism_threads=1")
+
+
+def pin_from_env() -> Optional[int]:
+  """Pins this process to the core in PIN_ENV, if set; returns it."""
+  core = os.environ.get(PIN_ENV)
+  if not core:
+    return None
+  os.sched_setaffinity(0, {int(core)})
+  return int(core)
+
+
+def child_env(core: int, **extra: str) -> Dict[str, str]:
+  """A split child's environment: this one plus `extra`, pinned to `core`
+  (PIN_ENV) with one XLA thread and one CPU device: an inherited
+  --xla_force_host_platform_device_count is dropped (several host devices
+  on one XLA thread can stall in a cross-device all-reduce)."""
+  inherited = [f for f in os.environ.get("XLA_FLAGS", "").split()
+               if not f.startswith("--xla_force_host_platform_device_count")]
+  return dict(os.environ, **extra, **{PIN_ENV: str(core)},
+              XLA_FLAGS=" ".join(inherited + [ONE_THREAD_XLA_FLAGS]))
+
+
+def check_cores(cores: Sequence[int], flag: str = "--cores") -> Tuple[int,
+                                                                       ...]:
+  """`cores` if each is one of this machine's; exits naming `flag` and the
+  allowed range otherwise. A core listed twice runs two children at once."""
+  n = os.cpu_count() or 1
+  bad = [c for c in cores if not 0 <= c < n]
+  if bad:
+    raise SystemExit(f"{flag}={','.join(map(str, cores))}: {bad} not among "
+                     f"this machine's cores 0..{n - 1}")
+  return tuple(cores)
+
+
+@dataclasses.dataclass
+class Job:
+  """One child process: `argv` (without the interpreter: a script and its
+  flags, or ['-m', module, ...]), its log file, extra environment."""
+  name: str
+  argv: List[str]
+  log: str
+  env: Dict[str, str] = dataclasses.field(default_factory=dict)
+
+
+def run_on_cores(jobs: Sequence[Job], cores: Sequence[int],
+                 finished: Callable[[Job], bool] = lambda job: True, *,
+                 poll_s: float = 2.0, say: Callable[[str], None] = None
+                 ) -> List[Job]:
+  """Runs `jobs` in order as child processes of this interpreter, at most
+  one per core of `cores` at a time (each pinned, one XLA thread, stdout
+  and stderr to its log). A job succeeded if it exited 0 and
+  `finished(job)` holds. Returns the jobs that did not."""
+  say = say or (lambda text: print(text, flush=True))
+  pending, free = list(jobs), list(cores)
+  running, failed = [], []
+  while pending or running:
+    while pending and free:
+      job, core = pending.pop(0), free.pop(0)
+      os.makedirs(os.path.dirname(os.path.abspath(job.log)), exist_ok=True)
+      log = open(job.log, "w")
+      proc = subprocess.Popen([sys.executable, *job.argv], stdout=log,
+                              stderr=subprocess.STDOUT,
+                              env=child_env(core, **job.env))
+      try:  # also by PID: a child that does not call pin_from_env
+        os.sched_setaffinity(proc.pid, {core})
+      except ProcessLookupError:
+        pass  # already gone: its exit status says why
+      running.append((proc, job, core, log))
+      say(f"[split] {job.name} on core {core}: {job.log}")
+    time.sleep(poll_s)
+    for item in [r for r in running if r[0].poll() is not None]:
+      proc, job, core, log = item
+      running.remove(item)
+      log.close()
+      free.append(core)
+      ok = proc.returncode == 0 and finished(job)
+      say(f"[split] {job.name}: "
+          f"{'finished' if ok else f'FAILED (exit {proc.returncode})'}")
+      if not ok:
+        failed.append(job)
+  return failed
+
+
+class RunCache:
+  """One JSON file per (arm, seed) under `root`: {'identity', 'arm',
+  'seed', 'rows', 'meta'}. `identity` is everything that makes two runs the
+  same run (config, overrides, steps, evaluation settings); `get` returns
+  the cached rows only for the same identity and stops on a different one,
+  so a changed command never reuses, nor overwrites, another run's rows."""
+
+  def __init__(self, root: str):
+    self.root = root
+
+  def path(self, arm: str, seed: int) -> str:
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in arm)
+    return os.path.join(self.root, f"{safe}_s{seed}.json")
+
+  def get(self, arm: str, seed: int, identity: dict) -> Optional[List[dict]]:
+    """The rows of (arm, seed) if cached with `identity`; None if not
+    cached; SystemExit if cached with another identity."""
+    path = self.path(arm, seed)
+    if not os.path.exists(path):
+      return None
+    entry = run_record.read_json(path)
+    if not isinstance(entry, dict) or "identity" not in entry:
+      raise SystemExit(f"{path}: not a run-cache file (move it away to "
+                       "retrain this run)")
+    want = json.loads(json.dumps(identity))  # tuples -> lists, as stored
+    got = entry["identity"]
+    if got != want:
+      diff = sorted(k for k in set(want) | set(got)
+                    if want.get(k) != got.get(k))
+      raise SystemExit(
+          f"{path} holds another run of {arm} seed {seed}: "
+          + "; ".join(f"{k}: cached {got.get(k)!r}, asked {want.get(k)!r}"
+                      for k in diff)
+          + " (use another --cache_dir, or move the file away to retrain)")
+    return entry["rows"]
+
+  def put(self, arm: str, seed: int, identity: dict, rows: List[dict],
+          **meta) -> str:
+    """Writes (arm, seed)'s rows atomically; returns the path."""
+    path = self.path(arm, seed)
+    os.makedirs(self.root, exist_ok=True)
+    run_record.write_json_atomic(path, {
+        "identity": identity, "arm": arm, "seed": seed, "rows": rows,
+        "meta": meta})
+    return path
+
+  def get_or_run(self, arm: str, seed: int, identity: dict,
+                 run: Callable[[], List[dict]], **meta) -> List[dict]:
+    """The cached rows of (arm, seed), or `run()`'s, cached first."""
+    rows = self.get(arm, seed, identity)
+    if rows is None:
+      rows = run()
+      self.put(arm, seed, identity, rows, **meta)
+    return rows
+
+  def missing(self, runs: Iterable[Tuple[str, int]],
+              identity_of: Callable[[str], dict]) -> List[Tuple[str, int]]:
+    """The (arm, seed) of `runs` not cached yet (a cached one of another
+    identity stops, as in `get`)."""
+    return [(a, s) for a, s in runs if self.get(a, s, identity_of(a)) is None]
+
+
+def config_digest(config) -> str:
+  """16 hex digits of the SHA-256 of a resolved config's sorted JSON (an
+  ml_collections ConfigDict): part of a run's identity, so an edited config
+  file or default is a different run."""
+  text = config.to_json_best_effort(sort_keys=True)
+  return hashlib.sha256(text.encode()).hexdigest()[:16]
