@@ -67,9 +67,15 @@ def test_run_cache_get_or_run_trains_once_and_lists_the_missing(tmp_path):
 
   ident = lambda arm: {"arm_over": arm}  # noqa: E731
   assert cache.missing([("a", 0), ("b", 0)], ident) == [("a", 0), ("b", 0)]
-  assert cache.get_or_run("a", 0, ident("a"), run) == [{"step": 1, "v": 1}]
-  assert cache.get_or_run("a", 0, ident("a"), run) == [{"step": 1, "v": 1}]
+  meta = lambda: {"when": len(calls)}  # noqa: E731  called after the run
+  assert cache.get_or_run("a", 0, ident("a"), run, meta) == [
+      {"step": 1, "v": 1}]
+  assert cache.get_or_run("a", 0, ident("a"), run, meta) == [
+      {"step": 1, "v": 1}]
   assert len(calls) == 1
+  with open(cache.path("a", 0)) as f:
+    stored = json.load(f)["meta"]
+  assert stored["when"] == 1 and stored["wall_sec"] >= 0
   assert cache.missing([("a", 0), ("b", 0)], ident) == [("b", 0)]
 
 

@@ -99,7 +99,7 @@ import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 import jax.numpy as jnp
 import numpy as np
 
-from common import read_result  # noqa: E402  pylint: disable=g-import-not-at-top
+from common import machine_info, read_result  # noqa: E402  pylint: disable=g-import-not-at-top
 from gcm_moons import load  # noqa: E402  pylint: disable=g-import-not-at-top
 import verdicts as V  # noqa: E402  pylint: disable=g-import-not-at-top
 
@@ -482,14 +482,12 @@ def _toy_sinkhorn_curves(arms: Dict[str, dict], seeds, steps: int, num: int,
         curve, _, _ = train_with_evals(cfg, eval_every, on_eval)
         return [{"arm": arm, "seed": seed, **r} for r in curve]
 
-      rows += cache.get_or_run(arm, seed, ident, run,
-                               machine=_machine_line())
+      rows += cache.get_or_run(arm, seed, ident, run, _machine_meta)
   return rows
 
 
-def _machine_line() -> dict:
-  from common import machine_info  # pylint: disable=g-import-not-at-top
-  return machine_info()
+def _machine_meta() -> dict:
+  return {"machine": machine_info()}
 
 
 def _arms_arg(args, all_arms) -> List[str]:
@@ -676,7 +674,7 @@ def claim_quality_digits(seeds, args):
   def overrides(arm):
     return {"ict.coupling": arm, "ict.gc_mu": 0.5}
 
-  def identity(arm, seed=0):
+  def identity(arm, seed):
     cfg = load(DIGITS_CONFIG, {**overrides(arm), "seed": seed,
                                "train.steps": steps})
     return _run_identity(DIGITS_CONFIG, cfg, overrides(arm), eval_every,
@@ -711,8 +709,7 @@ def claim_quality_digits(seeds, args):
         curve, _, _ = train_with_evals(cfg, eval_every, on_eval)
         return [{"arm": arm, "seed": seed, **r} for r in curve]
 
-      cache.get_or_run(arm, seed, identity(arm, seed), run,
-                       machine=_machine_line())
+      cache.get_or_run(arm, seed, identity(arm, seed), run, _machine_meta)
   if todo and set(todo) != set(all_arms):
     # A process given a subset of the arms only trains (and caches) them;
     # the record is written by a run over every arm, or `--arms=` (none:
@@ -825,7 +822,7 @@ def claim_transport_digits(seeds, args):
               "m2_f": [float(m) for _, m in out]}
 
     curve, _, _ = train_with_evals(cfg, max(1, steps // 5), on_eval)
-    cache.put("gc", seed, identity(seed), curve, machine=_machine_line())
+    cache.put("gc", seed, identity(seed), curve, **_machine_meta())
   missing = [sd for sd in seeds if cache.get("gc", sd, identity(sd)) is None]
   if missing:
     print(f"seeds {missing} not cached yet: no record written", flush=True)

@@ -172,12 +172,17 @@ class RunCache:
     return path
 
   def get_or_run(self, arm: str, seed: int, identity: dict,
-                 run: Callable[[], List[dict]], **meta) -> List[dict]:
-    """The cached rows of (arm, seed), or `run()`'s, cached first."""
+                 run: Callable[[], List[dict]],
+                 meta: Callable[[], dict] = dict) -> List[dict]:
+    """The cached rows of (arm, seed), or `run()`'s, cached first with
+    `meta()` (called when the run has finished, e.g. the machine and date)
+    and the run's wall-clock seconds."""
     rows = self.get(arm, seed, identity)
     if rows is None:
+      start = time.perf_counter()
       rows = run()
-      self.put(arm, seed, identity, rows, **meta)
+      self.put(arm, seed, identity, rows, **meta(),
+               wall_sec=round(time.perf_counter() - start, 2))
     return rows
 
   def missing(self, runs: Iterable[Tuple[str, int]],
