@@ -176,9 +176,17 @@ def test_merge_joins_seeds_of_one_budget_and_refuses_the_rest():
   with pytest.raises(SystemExit, match="teacher_kl"):
     fmm_claims.merge_student_results(
         [_student_record([0]), _student_record([1], kl=0.2)])
-  with pytest.raises(SystemExit, match=r"\('lmd', 1\)"):
-    fmm_claims.merge_student_results(
-        [_student_record([0, 1]), _student_record([1], arms=("lmd",))])
+  with pytest.raises(SystemExit, match=r"\('lmd', 1\)\] in more than one "
+                     "record, with different rows"):
+    other = _student_record([1], arms=("lmd",))
+    other["rows"][0]["value"] += 1e-9
+    fmm_claims.merge_student_results([_student_record([0, 1]), other])
+  # The same run merged again (a partial merge, then the split's own) is
+  # kept once.
+  twice = fmm_claims.merge_student_results(
+      [_student_record([0, 1]), _student_record([1], arms=("lmd",))])
+  assert sorted((r["arm"], r["seed"]) for r in twice["rows"]) == [
+      ("emd", 0), ("emd", 1), ("lmd", 0), ("lmd", 1)]
 
 
 def test_student_width_names_its_own_record_and_budget():

@@ -842,7 +842,8 @@ def merge_student_results(results: Sequence[Dict]) -> Dict:
   """One claims_002_lmd_vs_emd record from several (seeds split across
   processes or machines): rows and runs concatenated, args' seeds and arms
   the union. Refuses records of different budgets or teachers, and an
-  (arm, seed) present twice."""
+  (arm, seed) present twice with different rows (with the same rows it is
+  the same run, kept once)."""
   if not results:
     raise SystemExit("merge: nothing to merge")
   first = results[0]
@@ -858,11 +859,17 @@ def merge_student_results(results: Sequence[Dict]) -> Dict:
   seen, rows, runs = set(), [], {}
   for res in results:
     pairs = {(r["arm"], r["seed"]) for r in res["rows"]}
-    if pairs & seen:
-      raise SystemExit(f"merge: {sorted(pairs & seen)} in more than one "
-                       "record")
+    again = pairs & seen
+    # The same run merged twice (e.g. a partial merge, then the split's own
+    # at its end) is skipped; two different runs of one (arm, seed) are not
+    # merged.
+    differ = sorted(p for p in again if _run_rows(res["rows"], p)
+                    != _run_rows(rows, p))
+    if differ:
+      raise SystemExit(f"merge: {differ} in more than one record, with "
+                       "different rows")
     seen |= pairs
-    rows += res["rows"]
+    rows += [r for r in res["rows"] if (r["arm"], r["seed"]) not in again]
     runs.update(res["runs"])
   args = dict(first["args"])
   args["seeds"] = sorted({s for _, s in seen})
@@ -882,6 +889,12 @@ def merge_student_results(results: Sequence[Dict]) -> Dict:
           "machines": sorted(machines.values(),
                              key=lambda m: str(m.get("date"))),
           "run_command": "; ".join(sorted(commands))}
+
+
+def _run_rows(rows: Sequence[Dict], pair) -> List[str]:
+  """The rows of one (arm, seed), as sorted JSON (for comparing runs)."""
+  return sorted(json.dumps(r, sort_keys=True) for r in rows
+                if (r["arm"], r["seed"]) == tuple(pair))
 
 
 def stage_merge(a):
