@@ -12,7 +12,7 @@ over processes, cores and sessions:
 * `run_on_cores`: the runs as separate child processes, at most one per
   listed core at a time, each pinned to its core (`PIN_ENV`, read by the
   child's `pin_from_env` before JAX starts a thread, and by PID once it is
-  started) with one XLA thread, each with its own log.
+  started) with one XLA thread and one CPU device, each with its own log.
 
 fmm_claims keeps its per-directory records (joined with `merge`), since a
 students run also saves its final state; the consistency claims keep their
@@ -30,9 +30,7 @@ import sys
 import time
 from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(
-    os.path.abspath(__file__)))))
-from gcflow_jax import run_record  # noqa: E402  pylint: disable=g-import-not-at-top
+from gcflow_jax import run_record
 
 __all__ = ["PIN_ENV", "ONE_THREAD_XLA_FLAGS", "pin_from_env", "child_env",
            "check_cores", "Job", "run_on_cores", "RunCache", "config_digest"]
