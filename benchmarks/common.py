@@ -12,6 +12,7 @@ import sys
 import jax
 
 __all__ = ["machine_info", "result_path", "read_result", "write_result",
+           "repo_relative",
            "print_table", "compile_count", "counting_compiles"]
 
 # Every XLA backend compile in this process (persistent-cache hits and jit
@@ -82,11 +83,25 @@ def read_result(name: str) -> dict:
     return json.load(f)
 
 
+REPO_ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def repo_relative(command: str) -> str:
+  """`command` with this checkout's absolute path dropped from the paths
+  in it (a script started by absolute path, e.g. by a split parent), so a
+  record names the command as run from the repository root on any clone."""
+  return command.replace(REPO_ROOT + os.sep, "")
+
+
 def write_result(name: str, rows, extra=None) -> str:
+  """Writes results/<name>.json atomically: the command, the machine, the
+  rows and `extra`; every top-level '*command' string repository-relative."""
   path = result_path(name)
   os.makedirs(os.path.dirname(path), exist_ok=True)
   obj = {"benchmark": name, "command": " ".join(sys.argv),
          "machine": machine_info(), "rows": rows, **(extra or {})}
+  obj = {k: repo_relative(v) if k.endswith("command") and isinstance(v, str)
+         else v for k, v in obj.items()}
   tmp = path + ".tmp"
   with open(tmp, "w") as f:
     json.dump(obj, f, indent=2)

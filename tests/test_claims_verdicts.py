@@ -77,6 +77,30 @@ def test_write_claim_refuses_unknown_verdict(tmp_path, monkeypatch):
   assert d["rows"] == [{"arm": "a", "seed": 0, "step": 1}]
 
 
+def test_records_name_commands_relative_to_the_repository(tmp_path,
+                                                          monkeypatch):
+  """A script started by absolute path (a split child) is recorded as run
+  from the repository root: no machine's path in a committed record."""
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  script = os.path.join(ROOT, "benchmarks", "claims", "fmm_claims.py")
+  monkeypatch.setattr(sys, "argv", [script, "teacher", "--setup=digits"])
+  path = V.write_claim(
+      "002", "x", [], paper_figure="p", metric="m", budget="b", seeds=[0],
+      verdict=V.WITHIN_NOISE, verdict_reason=f"read {ROOT}/notes",
+      our_figure="o", extra={"run_command": f"{script} students; {script} "
+                                            "merge",
+                             "workdir": os.path.join(ROOT, "runs")})
+  with open(path) as f:
+    d = json.load(f)
+  assert d["command"] == "benchmarks/claims/fmm_claims.py teacher " \
+      "--setup=digits"
+  assert d["run_command"] == ("benchmarks/claims/fmm_claims.py students; "
+                              "benchmarks/claims/fmm_claims.py merge")
+  # Only the commands: other fields are as given.
+  assert d["workdir"] == os.path.join(ROOT, "runs")
+  assert d["claim"]["verdict_reason"] == f"read {ROOT}/notes"
+
+
 def test_results_page_puts_every_claims_file_first(tmp_path):
   res = tmp_path / "results"
   res.mkdir()
