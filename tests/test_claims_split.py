@@ -57,7 +57,7 @@ def test_run_cache_returns_rows_only_for_the_same_identity(tmp_path):
     cache.get("ot", 0, ident)
 
 
-def test_run_cache_get_or_run_trains_once_and_lists_the_missing(tmp_path):
+def test_run_cache_get_or_run_trains_once_and_collects_the_rest(tmp_path):
   cache = S.RunCache(str(tmp_path))
   calls = []
 
@@ -65,8 +65,9 @@ def test_run_cache_get_or_run_trains_once_and_lists_the_missing(tmp_path):
     calls.append(1)
     return [{"step": 1, "v": len(calls)}]
 
-  ident = lambda arm: {"arm_over": arm}  # noqa: E731
-  assert cache.missing([("a", 0), ("b", 0)], ident) == [("a", 0), ("b", 0)]
+  ident = lambda arm, seed=0: {"arm_over": arm, "seed": seed}  # noqa: E731
+  assert cache.collect([("a", 0), ("b", 0)], ident) == (
+      [], [("a", 0), ("b", 0)])
   meta = lambda: {"when": len(calls)}  # noqa: E731  called after the run
   assert cache.get_or_run("a", 0, ident("a"), run, meta) == [
       {"step": 1, "v": 1}]
@@ -76,7 +77,12 @@ def test_run_cache_get_or_run_trains_once_and_lists_the_missing(tmp_path):
   with open(cache.path("a", 0)) as f:
     stored = json.load(f)["meta"]
   assert stored["when"] == 1 and stored["wall_sec"] >= 0
-  assert cache.missing([("a", 0), ("b", 0)], ident) == [("b", 0)]
+  assert cache.collect([("a", 0), ("b", 0)], ident) == (
+      [{"step": 1, "v": 1}], [("b", 0)])
+  # The identity is asked per (arm, seed): another seed's is another run.
+  cache.put("b", 1, {"arm_over": "b", "seed": 0}, [])
+  with pytest.raises(SystemExit, match="seed: cached 0, asked 1"):
+    cache.collect([("b", 1)], ident)
 
 
 def test_config_digest_follows_every_resolved_value():
@@ -256,7 +262,8 @@ def test_quality_toy_cores_runs_each_missing_run_as_its_own_process(
     launched.extend(jobs)
     assert cores == (0, 1)
     for job in jobs:      # as the children would: train and cache
-      arm, seed = C._job_run(job)  # pylint: disable=protected-access
+      flags = dict(a[2:].split("=", 1) for a in job.argv[1:])
+      arm, seed = flags["arms"], int(flags["seeds"])
       C.claim_quality_toy([seed], _toy_args(
           tmp_path, arms=arm, curriculum_steps=50, tag="x"))
       assert finished(job)

@@ -447,6 +447,16 @@ def _cache(args, record: str) -> split.RunCache:
                                      f"{record}_{args.steps}"))
 
 
+def _toy_run(over: dict, seed: int, steps: int, num: int,
+             keys: Dict[int, str]):
+  """(config, RunCache identity) of one configs/toy_ict.py run scored by
+  `_toy_sinkhorn_curves`."""
+  cfg = load(TOY_CONFIG, {**over, "seed": seed, "train.steps": steps})
+  return cfg, _run_identity(TOY_CONFIG, cfg, over, max(1, steps // 10),
+                            num=num,
+                            keys={str(k): v for k, v in keys.items()})
+
+
 def _toy_sinkhorn_curves(arms: Dict[str, dict], seeds, steps: int, num: int,
                          keys: Dict[int, str], tag: str,
                          cache: split.RunCache) -> List[dict]:
@@ -460,9 +470,7 @@ def _toy_sinkhorn_curves(arms: Dict[str, dict], seeds, steps: int, num: int,
   eval_every = max(1, steps // 10)
   for arm, over in arms.items():
     for seed in seeds:
-      cfg = load(TOY_CONFIG, {**over, "seed": seed, "train.steps": steps})
-      ident = _run_identity(TOY_CONFIG, cfg, over, eval_every, num=num,
-                            keys={str(k): v for k, v in keys.items()})
+      cfg, ident = _toy_run(over, seed, steps, num, keys)
 
       def run(cfg=cfg, arm=arm, seed=seed):
         ref = np.asarray(toy.sample(cfg.data.name, jax.random.key(20_000),
@@ -511,26 +519,23 @@ def _split_runs(args, runs, cache: split.RunCache) -> None:
   caches that run only), at most one per listed core at a time, pinned,
   one XLA thread; logs beside the cache. Exits naming the failed runs'
   logs."""
-  jobs = []
+  paths, jobs = {}, []
   for arm, seed in runs:
+    path = cache.path(arm, seed)
+    if os.path.exists(path):
+      continue
+    name = f"{arm} seed {seed}"
+    paths[name] = path
     argv = [os.path.abspath(__file__), f"--claim={args.claim}",
             f"--arms={arm}", f"--seeds={seed}"] + [
                 f"--{k}={getattr(args, k)}" for k in _CHILD_FLAGS
                 if getattr(args, k, None) not in (None, "", 0)]
-    jobs.append(split.Job(f"{arm} seed {seed}", argv,
-                          cache.path(arm, seed)[:-len(".json")] + ".log"))
-  jobs = [j for j in jobs if not os.path.exists(cache.path(*_job_run(j)))]
-  failed = split.run_on_cores(
-      jobs, args.cores,
-      lambda job: os.path.exists(cache.path(*_job_run(job))))
+    jobs.append(split.Job(name, argv, path[:-len(".json")] + ".log"))
+  failed = split.run_on_cores(jobs, args.cores,
+                              lambda job: os.path.exists(paths[job.name]))
   if failed:
     raise SystemExit("[split] failed runs (their logs): "
                      + ", ".join(j.log for j in failed))
-
-
-def _job_run(job: split.Job):
-  arm, _, seed = job.name.partition(" seed ")
-  return arm, int(seed)
 
 
 def _quality_toy_record(args) -> str:
@@ -573,20 +578,22 @@ def claim_quality_toy(seeds, args):
   cache = _cache(args, record)
   if getattr(args, "cores", ()):
     _split_runs(args, [(a, sd) for sd in seeds for a in todo], cache)
-  rows = _toy_sinkhorn_curves({a: over[a] for a in todo}, seeds, args.steps,
-                              num, keys, "(c) toy", cache)
-  if todo and set(todo) != set(all_arms):
+  if set(todo) == set(all_arms):   # trains what is missing, reads the rest
+    rows = _toy_sinkhorn_curves(over, seeds, args.steps, num, keys,
+                                "(c) toy", cache)
+  elif todo:
+    _toy_sinkhorn_curves({a: over[a] for a in todo}, seeds, args.steps, num,
+                         keys, "(c) toy", cache)
     print(f"trained {todo} × {seeds}; the record is written by a run over "
           "every arm or --arms=", flush=True)
     return None
-  if not todo:
-    missing = [(a, sd) for a in all_arms for sd in seeds
-               if not os.path.exists(cache.path(a, sd))]
+  else:
+    rows, missing = cache.collect(
+        [(a, sd) for a in all_arms for sd in seeds],
+        lambda a, sd: _toy_run(over[a], sd, args.steps, num, keys)[1])
     if missing:
       print(f"runs still missing {missing}: no record written", flush=True)
       return None
-    rows = _toy_sinkhorn_curves(over, seeds, args.steps, num, keys,
-                                "(c) toy", cache)
   arms = all_arms
   final = [r for r in rows if r["step"] == args.steps]
   parts, order = [], {}
@@ -671,22 +678,18 @@ def claim_quality_digits(seeds, args):
   eval_every = max(1, steps // 10)
   cache = _cache(args, "c_quality_digits")
 
-  def overrides(arm):
-    return {"ict.coupling": arm, "ict.gc_mu": 0.5}
-
-  def identity(arm, seed):
-    cfg = load(DIGITS_CONFIG, {**overrides(arm), "seed": seed,
-                               "train.steps": steps})
-    return _run_identity(DIGITS_CONFIG, cfg, overrides(arm), eval_every,
-                         metrics=["fd_digits", "kid_digits"],
-                         sample_key=30_000)
+  def config(arm, seed):
+    over = {"ict.coupling": arm, "ict.gc_mu": 0.5}
+    cfg = load(DIGITS_CONFIG, {**over, "seed": seed, "train.steps": steps})
+    return cfg, _run_identity(DIGITS_CONFIG, cfg, over, eval_every,
+                              metrics=["fd_digits", "kid_digits"],
+                              sample_key=30_000)
 
   if getattr(args, "cores", ()):
     _split_runs(args, [(a, sd) for sd in seeds for a in todo], cache)
   for arm in todo:
     for seed in seeds:
-      cfg = load(DIGITS_CONFIG, {**overrides(arm), "seed": seed,
-                                 "train.steps": steps})
+      cfg, ident = config(arm, seed)
 
       def run(cfg=cfg, arm=arm, seed=seed):
         ref = None
@@ -709,7 +712,7 @@ def claim_quality_digits(seeds, args):
         curve, _, _ = train_with_evals(cfg, eval_every, on_eval)
         return [{"arm": arm, "seed": seed, **r} for r in curve]
 
-      cache.get_or_run(arm, seed, identity(arm, seed), run, _machine_meta)
+      cache.get_or_run(arm, seed, ident, run, _machine_meta)
   if todo and set(todo) != set(all_arms):
     # A process given a subset of the arms only trains (and caches) them;
     # the record is written by a run over every arm, or `--arms=` (none:
@@ -717,13 +720,11 @@ def claim_quality_digits(seeds, args):
     print(f"trained {todo} × {seeds}; the record is written by "
           "--arms=gc,ot,ic or --arms=", flush=True)
     return None
-  missing = [(a, sd) for a in all_arms for sd in seeds
-             if cache.get(a, sd, identity(a, sd)) is None]
+  rows, missing = cache.collect([(a, sd) for a in all_arms for sd in seeds],
+                                lambda a, sd: config(a, sd)[1])
   if missing:
     print(f"runs still missing {missing}: no record written", flush=True)
     return None
-  rows = [r for a in all_arms for sd in seeds
-          for r in cache.get(a, sd, identity(a, sd))]
   final = [r for r in rows if r["step"] == steps]
   vals = {a: [r["fd_digits"] for r in final if r["arm"] == a]
           for a in all_arms}
@@ -788,11 +789,11 @@ def claim_transport_digits(seeds, args):
   cache = _cache(args, "a_transport_cost_digits")
   over = {"ict.coupling": "gc", "ict.gc_mu": 0.5}
 
-  def identity(seed):
+  def config(seed):
     cfg = load(DIGITS_CONFIG, {**over, "seed": seed, "train.steps": steps})
-    return _run_identity(DIGITS_CONFIG, cfg, over, max(1, steps // 5),
-                         sigmas=[float(v) for v in sigmas],
-                         noise_key=10_001, points=HELD_OUT)
+    return cfg, _run_identity(DIGITS_CONFIG, cfg, over, max(1, steps // 5),
+                              sigmas=[float(v) for v in sigmas],
+                              noise_key=10_001, points=HELD_OUT)
   train_seeds = (seeds if args.train_seeds is None else
                  [int(v) for v in args.train_seeds.split(",") if v])
   from gcflow_jax import data as gcdata  # pylint: disable=g-import-not-at-top
@@ -801,9 +802,9 @@ def claim_transport_digits(seeds, args):
   x = jnp.asarray(dataset.reference(HELD_OUT))
   z = jax.random.normal(jax.random.key(10_001), x.shape)
   for seed in train_seeds:
-    if cache.get("gc", seed, identity(seed)) is not None:
+    cfg, ident = config(seed)
+    if cache.get("gc", seed, ident) is not None:
       continue
-    cfg = load(DIGITS_CONFIG, {**over, "seed": seed, "train.steps": steps})
     print(f"== (a) digits gc seed={seed}", flush=True)
 
     apply = make_network(cfg.model, data_shape, 1)[1]
@@ -822,8 +823,9 @@ def claim_transport_digits(seeds, args):
               "m2_f": [float(m) for _, m in out]}
 
     curve, _, _ = train_with_evals(cfg, max(1, steps // 5), on_eval)
-    cache.put("gc", seed, identity(seed), curve, **_machine_meta())
-  missing = [sd for sd in seeds if cache.get("gc", sd, identity(sd)) is None]
+    cache.put("gc", seed, ident, curve, **_machine_meta())
+  cached = {sd: cache.get("gc", sd, config(sd)[1]) for sd in seeds}
+  missing = [sd for sd, got in cached.items() if got is None]
   if missing:
     print(f"seeds {missing} not cached yet: no record written", flush=True)
     return None
@@ -833,7 +835,7 @@ def claim_transport_digits(seeds, args):
   m2_x = float(_mean_sq_norm(x))
   rows = []
   for seed in seeds:
-    for r in cache.get("gc", seed, identity(seed)):
+    for r in cached[seed]:
       for sg, c, m2 in zip(sigmas, r["c_gc"], r["m2_f"]):
         rows.append({"arm": "gc", "seed": seed, "step": r["step"],
                      "sigma": float(sg), "c": c, "c_ic": c_ic,

@@ -183,11 +183,20 @@ class RunCache:
                wall_sec=round(time.perf_counter() - start, 2))
     return rows
 
-  def missing(self, runs: Iterable[Tuple[str, int]],
-              identity_of: Callable[[str], dict]) -> List[Tuple[str, int]]:
-    """The (arm, seed) of `runs` not cached yet (a cached one of another
+  def collect(self, runs: Iterable[Tuple[str, int]],
+              identity_of: Callable[[str, int], dict]
+              ) -> Tuple[List[dict], List[Tuple[str, int]]]:
+    """(the cached rows of `runs`, in their order; the (arm, seed) of
+    `runs` not cached yet), each file read once (a cached run of another
     identity stops, as in `get`)."""
-    return [(a, s) for a, s in runs if self.get(a, s, identity_of(a)) is None]
+    rows, missing = [], []
+    for arm, seed in runs:
+      got = self.get(arm, seed, identity_of(arm, seed))
+      if got is None:
+        missing.append((arm, seed))
+      else:
+        rows += got
+    return rows, missing
 
 
 def config_digest(config) -> str:
