@@ -76,12 +76,19 @@ def reference_scores(config, num: int) -> Dict[str, dict]:
 
 
 def train_curve(config, eval_every: int, score: Callable[[np.ndarray], dict],
-                num_samples: int, log=None) -> List[dict]:
+                num_samples: int, log=None, prepare=None,
+                measure=None) -> List[dict]:
   """Trains `config` with the trainer's step; every `eval_every` steps (and
   at 0) scores g(z) from the method's eval params and records the window
-  means of the GCM diagnostics."""
+  means of the GCM diagnostics.
+
+  `prepare(run, state) -> state` edits the initial state (e.g. sets g);
+  `measure(run, state, key, num) -> dict` replaces the scoring of g(z) by
+  `score` (the same `key` at every evaluation)."""
   run = train.build(config)
   state = run.initial_state()
+  if prepare is not None:
+    state = prepare(run, state)
   step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
                     donate_argnums=(0,))
   sample = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
@@ -92,14 +99,17 @@ def train_curve(config, eval_every: int, score: Callable[[np.ndarray], dict],
   sec = 0.0
 
   def evaluate(step):
-    params = run.method.eval_params(state.params, state.ema_params)
-    x = np.asarray(sample(params, eval_key, num_samples, 1, state.extras))
     row = {"step": step, "train_sec": round(sec, 2)}
     for k in keys:
       row[k.split("/")[-1]] = (float(np.mean(window[k])) if window[k]
                                else None)
       window[k] = []
-    row.update(score(x))
+    if measure is not None:
+      row.update(measure(run, state, eval_key, num_samples))
+    else:
+      params = run.method.eval_params(state.params, state.ema_params)
+      row.update(score(np.asarray(
+          sample(params, eval_key, num_samples, 1, state.extras))))
     rows.append(row)
     (log or _log)(" ".join(f"{k}={v:.4g}" if isinstance(v, float)
                            else f"{k}={v}" for k, v in row.items()))

@@ -75,6 +75,10 @@ def test_write_claim_refuses_unknown_verdict(tmp_path, monkeypatch):
     d = json.load(f)
   assert d["claim"]["verdict"] == "within noise"
   assert d["rows"] == [{"arm": "a", "seed": 0, "step": 1}]
+  # A diagnostic's row: numbers with a read-out, no claim.
+  path = V.write_claim("000", "y", [], verdict=V.MEASURED, **kw)
+  with open(path) as f:
+    assert json.load(f)["claim"]["verdict"] == "measured"
 
 
 def test_records_name_commands_relative_to_the_repository(tmp_path,
@@ -357,6 +361,84 @@ def test_affine_dt_claim_needs_the_smallest_step_below_tol_and_better():
   with pytest.raises(ValueError, match="seeds at step 2800"):
     G.affine_dt_verdict(_affine_dt_rows({0.05: big, 0.0125: small}), dts,
                         2800)
+
+
+def _fixed_g_rows(match, near, step=11200):
+  return ([{"arm": "match", "seed": i, "step": step, "cov_rel_err": c,
+            "mean_err": 0.01, "disp_rms": 0.02} for i, c in enumerate(match)]
+          + [{"arm": "near", "seed": i, "step": step, "cov_rel_err": c,
+              "mean_err": 0.01, "disp_rms": 0.3} for i, c in enumerate(near)])
+
+
+def test_affine_f_fixed_g_readout_predicts_e_over_q_per_seed():
+  G = _gcm_claims()
+  residual = [0.083, 0.098, 0.083]
+  # f closes half the near gap (q = 0.5): e is doubled, seed by seed.
+  text, st = G.fixed_g_readout(
+      _fixed_g_rows([0.02, 0.03, 0.025], [0.095, 0.095, 0.095]), 11200,
+      0.19, residual)
+  assert st["q"]["mean"] == pytest.approx(0.5)
+  assert st["predicted"]["mean"] == pytest.approx(0.05)
+  assert st["predicted"]["std"] == pytest.approx(0.01)
+  assert "alternation of f and g adds the rest" in text
+  # Seeds paired: the largest e with the smallest q (0.045 / 0.4 = 0.1125).
+  text, st = G.fixed_g_readout(
+      _fixed_g_rows([0.04, 0.045, 0.035], [0.095, 0.114, 0.076]), 11200,
+      0.19, residual)
+  assert st["predicted"]["max"] == pytest.approx(0.045 / 0.4)
+  assert "within noise of the residual" in text
+  # An f that predicts far more than the residual.
+  text, _ = G.fixed_g_readout(
+      _fixed_g_rows([0.1, 0.11, 0.12], [0.1, 0.1, 0.1]), 11200, 0.19,
+      residual)
+  assert "f alone predicts more" in text
+  with pytest.raises(ValueError, match="both arms at step 2800"):
+    G.fixed_g_readout(_fixed_g_rows([0.1], [0.1]), 2800, 0.19, residual)
+
+
+def test_affine_f_fixed_g_sets_g_to_the_given_map_and_f0_starts_at_id():
+  """prepare puts A, b into g (online, target, EMA) so that g(z) = A z + b
+  for the sampler's own z (a transposed A would differ: A is not
+  symmetric); at step 0 f is the identity, so f_0(g(z)) scores like g(z)
+  and the displacement is exactly 0."""
+  import jax  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  G = _gcm_claims()
+  gcm_moons = script_modules.load("gcm_moons", "benchmarks", "gcm_moons.py")
+  spec, mu, cov, score = G._affine_target("smoke")
+  # Random pairing: the config's OT calls the host from inside the step,
+  # which conftest's 8-device CPU mesh cannot run (see _train_cli in
+  # tests/methods/test_distribution_matching.py).
+  cfg = G.load(spec, {"gcm.g_lr_mult": G.FIXED_G_LR_MULT,
+                      "gcm.coupling": "random", "gcm.t_f": 1,
+                      "gcm.t_g": 1,   # g steps too: its drift is checked
+                      "train.steps": 3, "train.eval_every": 3})
+  a = 0.9 * np.linalg.cholesky(cov)
+  assert not np.allclose(a, a.T)
+  hooks = G.fixed_g_hooks(cfg, a, mu, score)
+  seen = {}
+
+  def prepare(run, state):
+    state = hooks["prepare"](run, state)
+    key = jax.random.key(7)
+    z = np.asarray(jax.random.normal(key, (5, cfg.gcm.latent_dim)))
+    for where in (state.params["g"], state.extras["g_target"]):
+      x = np.asarray(run.method.sample_fn({"g": where}, key, 5))
+      np.testing.assert_allclose(x, z @ a.T + mu, rtol=1e-5, atol=1e-5)
+    seen["prepared"] = True
+    return state
+
+  rows = gcm_moons.train_curve(cfg, 3, score, 4000, log=lambda _: None,
+                               prepare=prepare, measure=hooks["measure"])
+  assert seen["prepared"]
+  first, last = rows[0], rows[-1]
+  assert first["disp_rms"] == 0.0
+  assert first["cov_rel_err"] == pytest.approx(first["g_cov_rel_err"])
+  assert first["g_cov_rel_err"] == pytest.approx(0.19, abs=0.06)
+  assert last["step"] == 3 and last["disp_rms"] > 0.0
+  assert last["g_drift"] < 1e-8
+  with pytest.raises(ValueError, match="gcm.generator='affine'"):
+    G.fixed_g_params({"params": {"w": np.zeros((2, 2))}}, a, mu)
 
 
 def _reflow_file(ema_align, ema_base, online_align, online_base):

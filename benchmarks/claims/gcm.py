@@ -3,7 +3,7 @@ the claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 
 python benchmarks/claims/gcm.py
     --claim=affine|affine_dt|affine_width|affine_coupling|affine_batch|
-            moons|mnist_latent
+            affine_f_fixed_g|moons|mnist_latent
     [--seeds=0,1,2] [--steps=N (0: the config's budget)]
     [--variant=V (affine*: configs/gaussian_affine_gcm.py:V)]
     [--dts=0.05,0.025,0.0125 (affine_dt)] [--widths=128,256,512
@@ -47,6 +47,14 @@ Every run trains with the project's trainer step through
   the gradients'), same steps, learning rate and seeds. Reproduced if at the
   largest batch both errors are < 0.05 for every seed and the covariance
   error beats the smallest batch's by the mean ± std rule.
+* affine_f_fixed_g — `python benchmarks/claims/gcm.py
+  --claim=affine_f_fixed_g --steps=11200 --variant=cosine` (PROTOCOL.md
+  change 38, a diagnostic): the affine run's f trained with g frozen at
+  the exact solution (`match`) and at A = 0.9 chol Σ (`near`); f_0(g(z))
+  scored like g(z) above (the exact f gives the floor at both). Read out
+  against claims_000_affine.json at the same steps: f's error at the
+  match e, the share q of the near gap f_0 closes, and the predicted
+  fixed-point error e/q against the affine record's residual.
 * moons — `python benchmarks/claims/gcm.py --claim=moons`
   configs/gaussian_to_moons_gcm.py (minibatch OT, 3,500 steps, batch 256):
   the share of 10,000 samples whose nearest moon (distance to the noiseless
@@ -69,6 +77,8 @@ from __future__ import annotations
 import os
 import sys
 
+import jax
+import jax.numpy as jnp
 import numpy as np
 
 _HERE = os.path.dirname(os.path.abspath(__file__))
@@ -123,13 +133,15 @@ def moon_shares(x: np.ndarray, on_radius: float = 0.2) -> dict:
 
 
 def _train_seeds(spec, seeds, score, num_samples, arm, steps=0,
-                 overrides=None):
+                 overrides=None, **hooks):
+  """`hooks`: `prepare` / `measure` of `gcm_moons.train_curve`."""
   rows = []
   for seed in seeds:
     cfg = load(spec, {**(overrides or {}), "seed": seed,
                       **({"train.steps": steps} if steps else {})})
     print(f"== {arm} seed={seed}", flush=True)
-    curve = train_curve(cfg, cfg.train.eval_every, score, num_samples)
+    curve = train_curve(cfg, cfg.train.eval_every, score, num_samples,
+                        **hooks)
     rows += [{"arm": arm, "seed": seed, **r} for r in curve]
   return rows, cfg
 
@@ -476,6 +488,166 @@ def claim_affine_batch(seeds, steps=0, variant="", batches="256,1024"):
              "size, 100,000 samples", extra={"batches": b_list})
 
 
+# PROTOCOL.md change 38: g frozen at A = scale · chol Σ, b = μ.
+FIXED_G_ARMS = {"match": 1.0, "near": 0.9}
+FIXED_G_LR_MULT = 1e-9
+
+
+def fixed_g_params(g_params, a: np.ndarray, b: np.ndarray):
+  """The affine generator's params (full structure) with A = `a`, b = `b`;
+  refuses any other generator's tree."""
+  inner = g_params.get("params", {})
+  if set(inner) != {"kernel", "bias"} or inner["kernel"].shape != a.shape:
+    raise ValueError("affine_f_fixed_g needs gcm.generator='affine' with "
+                     f"affine_structure='full' and A {a.shape}; got params "
+                     f"{jax.tree_util.tree_map(np.shape, g_params)}")
+  return {**g_params, "params": {
+      "kernel": jnp.asarray(a, inner["kernel"].dtype),
+      "bias": jnp.asarray(b, inner["bias"].dtype)}}
+
+
+def fixed_g_hooks(cfg, a: np.ndarray, b: np.ndarray, score):
+  """`prepare` / `measure` hooks of `train_curve` for f trained at g frozen
+  at (a, b): `prepare` sets g (online, target copy, EMA) to it; `measure`
+  scores f_0(g(z)) with the online f, and reports the RMS displacement
+  ‖f_0(x) − x‖ over samples, the score of g(z) itself (`g_` prefix) and g's
+  largest parameter change since it was set (`g_drift`)."""
+  # pylint: disable=g-import-not-at-top
+  from gcflow_jax.methods import distribution_matching as dm
+  from gcflow_jax.models import make_network
+  _, net_apply, _ = make_network(cfg.model, (cfg.data.dim,), 1)
+  f = dm.make_consistency_fn(net_apply)
+  f0 = jax.jit(lambda pf, x: f(pf, x, 0.0))
+  set_to = {}
+
+  def prepare(run, state):
+    del run
+    g = fixed_g_params(state.params["g"], a, b)
+    set_to["g"] = g
+    # One copy per place: the train step donates the state's buffers.
+    copy = lambda: jax.tree_util.tree_map(jnp.array, g)
+    ema = state.ema_params
+    if isinstance(ema, dict) and "g" in ema:
+      ema = {**ema, "g": copy()}
+    return state.replace(params={**state.params, "g": copy()},
+                         extras={**state.extras, "g_target": copy()},
+                         ema_params=ema)
+
+  def measure(run, state, key, num):
+    x = run.method.sample_fn(state.params, key, num)
+    y = f0(state.params["f"], x)
+    x, y = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    drift = max(float(np.max(np.abs(np.asarray(u) - np.asarray(v))))
+                for u, v in zip(jax.tree_util.tree_leaves(state.params["g"]),
+                                jax.tree_util.tree_leaves(set_to["g"])))
+    return {**score(y), **{f"g_{k}": v for k, v in score(x).items()},
+            "disp_rms": float(np.sqrt(np.mean(np.sum((y - x) ** 2, 1)))),
+            "g_drift": drift}
+
+  return {"prepare": prepare, "measure": measure}
+
+
+def fixed_g_readout(rows, steps, gap, residual):
+  """PROTOCOL.md change 38's read-out on rows {arm: 'match'|'near', seed,
+  step, cov_rel_err, ...}: e = `match`'s final covariance error, q = 1 −
+  err_near / `gap` per seed, the predicted fixed-point error e / q (seeds
+  paired), and whether it explains `residual` (the affine record's final
+  covariance errors): within noise of it ("explained"), below it by the
+  rule ("not explained": the alternation adds the rest), above it ("f alone
+  predicts more"). Returns (text, summaries)."""
+  final = {arm: {r["seed"]: r for r in rows
+                 if r["arm"] == arm and r["step"] == steps}
+           for arm in FIXED_G_ARMS}
+  seeds = sorted(set(final["match"]) & set(final["near"]))
+  if not seeds:
+    raise ValueError(f"no seed has both arms at step {steps}")
+  e = [final["match"][s]["cov_rel_err"] for s in seeds]
+  q = [1.0 - final["near"][s]["cov_rel_err"] / gap for s in seeds]
+  pred = [ei / qi if qi > 0 else float("inf") for ei, qi in zip(e, q)]
+  st = {"e": V.summarize(e), "q": V.summarize(q),
+        "predicted": V.summarize(pred), "residual": V.summarize(residual),
+        "match_mean_err": V.summarize(
+            [final["match"][s]["mean_err"] for s in seeds]),
+        "match_disp_rms": V.summarize(
+            [final["match"][s]["disp_rms"] for s in seeds])}
+  if V.better_summary(st["predicted"], st["residual"]):
+    what = ("not explained: the prediction is below the residual by the "
+            "mean ± std rule, so the alternation of f and g adds the rest")
+  elif V.better_summary(st["residual"], st["predicted"]):
+    what = ("not explained: f alone predicts more than the residual (by "
+            "the mean ± std rule)")
+  else:
+    what = ("explained by f at the fixed point: the prediction is within "
+            "noise of the residual")
+  text = (f"at the frozen match, f_0's covariance error e = "
+          f"{V.format_summary(st['e'])} (mean error "
+          f"{V.format_summary(st['match_mean_err'])}, RMS displacement "
+          f"{V.format_summary(st['match_disp_rms'])}; 0 for the exact f); "
+          f"share of the near arm's gap {gap:.3g} closed q = "
+          f"{V.format_summary(st['q'])} (1 for the exact f); predicted "
+          f"fixed-point covariance error e/q = "
+          f"{V.format_summary(st['predicted'])} against the affine "
+          f"record's {V.format_summary(st['residual'])}: {what}")
+  return text, st
+
+
+def claim_affine_f_fixed_g(seeds, steps=0, variant=""):
+  """PROTOCOL.md change 38: the affine claim's f trained with g frozen at
+  the exact solution (`match`) and at A = 0.9 chol Σ (`near`); f_0(g(z))
+  scored against (μ, Σ), read out against claims_000_affine.json."""
+  spec, mu, cov, score = _affine_target(variant)
+  over = {"gcm.g_lr_mult": FIXED_G_LR_MULT,
+          **({"train.steps": steps} if steps else {})}
+  cfg = load(spec, over)
+  if cfg.gcm.generator != "affine" or cfg.gcm.affine_structure != "full":
+    raise SystemExit(f"{spec}: affine_f_fixed_g needs gcm.generator="
+                     "'affine' and gcm.affine_structure='full'")
+  affine = read_result(f"claims_{PAPER}_affine")
+  residual = [r["cov_rel_err"] for r in affine.get("rows", [])
+              if r.get("step") == cfg.train.steps]
+  if len(residual) < 2:
+    raise SystemExit(f"results/claims_{PAPER}_affine.json has fewer than 2 "
+                     f"seeds at step {cfg.train.steps}: run `gcm.py "
+                     f"--claim=affine --steps={cfg.train.steps}"
+                     f"{' --variant=' + variant if variant else ''}` first")
+  chol = np.linalg.cholesky(cov)
+  rows = []
+  for arm, scale in FIXED_G_ARMS.items():
+    hooks = fixed_g_hooks(cfg, scale * chol, mu, score)
+    arm_rows, _ = _train_seeds(spec, seeds, score, AFFINE_SAMPLES, arm,
+                               steps, over, **hooks)
+    rows += arm_rows
+  gap = float(np.linalg.norm((FIXED_G_ARMS["near"] ** 2 - 1.0) * cov)
+              / np.linalg.norm(cov))
+  text, st = fixed_g_readout(rows, cfg.train.steps, gap, residual)
+  drift = max(r["g_drift"] for r in rows)
+  flat = {arm: V.flattened(V.curve_of(rows, arm, "cov_rel_err"))
+          for arm in FIXED_G_ARMS}
+  reason = (f"{text}; f_0's covariance-error curves flattened: {flat}; g's "
+            f"largest parameter change {drift:.2g} (frozen by gcm.g_lr_mult "
+            f"= {FIXED_G_LR_MULT:g})")
+  print(reason, flush=True)
+  budget = (f"{cfg.train.steps} steps × batch {cfg.train.batch_size} "
+            f"(T_f/T_g = {cfg.gcm.t_f}/{cfg.gcm.t_g}, g frozen), lr "
+            f"{cfg.optim.lr:g} {cfg.optim.schedule}, gcm.dt {cfg.gcm.dt:g}, "
+            f"f MLP {tuple(cfg.model.mlp.hidden)}, {cfg.gcm.coupling} "
+            f"({cfg.gcm.ot_solver}), N = {cfg.data.dim}, CPU")
+  return V.write_claim(
+      PAPER, "affine_f_fixed_g", rows,
+      paper_figure=("no number: the exact f_0 pushes g#ρ0 to ρ1, so f_0 = "
+                    "id at the match (the paper's fixed-point argument)"),
+      metric=("‖cov(f_0(g(z))) − Σ‖_F/‖Σ‖_F and ‖mean(f_0(g(z))) − μ‖₂, "
+              "100,000 samples, g frozen"),
+      budget=budget, seeds=seeds, verdict=V.MEASURED, verdict_reason=reason,
+      our_figure=(f"e (match) {V.format_summary(st['e'])}; q (near) "
+                  f"{V.format_summary(st['q'])}; predicted "
+                  f"{V.format_summary(st['predicted'])} vs residual "
+                  f"{V.format_summary(st['residual'])}"),
+      extra={"config": spec, "arms": {k: f"A = {v:g} chol Σ, b = μ"
+                                      for k, v in FIXED_G_ARMS.items()},
+             "readout": st, "gap": gap, "g_drift_max": drift})
+
+
 def claim_moons(seeds, steps=0):
   num = 10_000
   rows, cfg = _train_seeds(MOONS_CONFIG, seeds, moon_shares, num, "moons_ot",
@@ -536,6 +708,7 @@ CLAIMS = {"affine": claim_affine, "affine_dt": claim_affine_dt,
           "affine_width": claim_affine_width,
           "affine_coupling": claim_affine_coupling,
           "affine_batch": claim_affine_batch,
+          "affine_f_fixed_g": claim_affine_f_fixed_g,
           "moons": claim_moons, "mnist_latent": claim_mnist_latent}
 
 
@@ -563,7 +736,7 @@ def _add_args(ap):
 
 def main():
   args = V.parse_args(CLAIMS, _add_args)
-  affine = ("affine", *SWEEP_FLAGS)
+  affine = ("affine", "affine_f_fixed_g", *SWEEP_FLAGS)
   if args.variant and args.claim not in affine:
     raise SystemExit(f"--variant={args.variant!r} applies to "
                      f"--claim={'|'.join(affine)} only")

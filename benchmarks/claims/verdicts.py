@@ -28,7 +28,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(
 from common import write_result  # noqa: E402  pylint: disable=g-import-not-at-top
 
 __all__ = ["REPRODUCED", "NOT_REPRODUCED", "WITHIN_NOISE", "NOT_REACHED",
-           "NOT_TESTABLE", "summarize", "format_summary", "better",
+           "NOT_TESTABLE", "MEASURED", "summarize", "format_summary", "better",
            "better_summary",
            "flattened", "outcome", "parse_args", "write_claim"]
 
@@ -37,6 +37,8 @@ NOT_REPRODUCED = "not reproduced"
 WITHIN_NOISE = "within noise"
 NOT_REACHED = "not reached at this budget"
 NOT_TESTABLE = "not testable here at this budget"
+# A diagnostic or precondition row: numbers with a read-out, no claim.
+MEASURED = "measured"
 
 # Two-sided 95% Student-t quantiles t_{0.975, df} for df = 1..10.
 _T975 = (12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262,
@@ -143,7 +145,7 @@ def write_claim(paper: str, claim: str, rows: List[dict], *,
                 our_figure: str, extra: Optional[dict] = None) -> str:
   """Writes results/claims_<paper>_<claim>.json (atomically)."""
   allowed = (REPRODUCED, NOT_REPRODUCED, WITHIN_NOISE, NOT_REACHED,
-             NOT_TESTABLE)
+             NOT_TESTABLE, MEASURED)
   if verdict not in allowed:
     raise ValueError(f"verdict={verdict!r} is not one of {allowed}")
   block = {"paper": paper, "claim": claim, "paper_figure": paper_figure,
