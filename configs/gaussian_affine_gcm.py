@@ -43,6 +43,14 @@ exact minibatch OT (within noise of it), 0.249 ± 0.014 with random pairing
 at 256 (0.091 ± 0.032): lower on average but not better by the mean ±
 std rule and not below 0.05 for every seed, on flat curves (record
 claims_000_affine_batch.json, "not reproduced"); the default keeps 256.
+f alone carries about half of it (change 38, `gcm.py
+--claim=affine_f_fixed_g --steps=11200 --variant=cosine`, 2026-12-01):
+trained with g frozen at the exact solution, f_0 moves the samples by
+0.10 RMS (covariance error of f_0#ρ1 0.029 ± 0.002, where the exact f_0 is
+the identity), and with g frozen at A = 0.9 chol Σ it closes 0.68 ± 0.04
+of the gap; to first order that puts g's fixed point at 0.043 ± 0.005,
+below the 0.088 measured, so the alternation of f and g adds the rest
+(record claims_000_affine_f_fixed_g.json).
 The slow test
 checks `:smoke` (both < 0.15 / 0.2 at N = 2).
 Variants: `:smoke` (N = 2, 700 steps; the slow test of

@@ -273,6 +273,44 @@ def test_affine_batch_claim_compares_the_largest_batch_with_the_smallest():
     G.claim_affine_batch([0, 1], batches="256,256")
 
 
+def test_affine_tf_claim_compares_the_most_f_updates_with_the_fewest():
+  """PROTOCOL.md change 39; and the sweep trains each T_f through
+  `gcm.t_f` with the total steps unchanged."""
+  G = _gcm_claims()
+  bad = [(0.03, 0.090), (0.02, 0.080), (0.04, 0.085)]
+  good = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
+
+  def rows(by):
+    return [dict(r, arm="t_f=" + str(int(float(r["arm"][3:]))))
+            for r in _affine_dt_rows(by)]
+  verdict, reason, _ = G.affine_tf_verdict(rows({50: bad, 200: good}),
+                                           [50, 200], 1400)
+  assert verdict == V.REPRODUCED, reason
+  assert "T_f = 200" in reason
+  verdict, _, _ = G.affine_tf_verdict(rows({50: good, 200: bad}), [200, 50],
+                                      1400)
+  assert verdict == V.NOT_REPRODUCED
+  with pytest.raises(SystemExit, match="--tfs="):
+    G.claim_affine_tf([0, 1], tfs="50,0")
+
+
+def test_affine_tf_sweep_sets_t_f_and_keeps_the_steps(tmp_path, monkeypatch):
+  G = _gcm_claims()
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  seen = []
+
+  def fake_train(spec, seeds, score, num, arm, steps=0, overrides=None):
+    del score, num
+    cfg = G.load(spec, {**overrides, "train.steps": steps})
+    seen.append((arm, cfg.gcm.t_f, cfg.gcm.t_g, cfg.train.steps))
+    return [{"arm": arm, "seed": seeds[0], "step": st, "mean_err": 0.01,
+             "cov_rel_err": 0.02} for st in (steps // 2, steps)], cfg
+  monkeypatch.setattr(G, "_train_seeds", fake_train)
+  G.claim_affine_tf([0, 1], steps=40, variant="cosine", tfs="50,200")
+  assert sorted(set(seen)) == [("t_f=200", 200, 20, 40),
+                               ("t_f=50", 50, 20, 40)]
+
+
 def test_affine_sweep_writes_every_run_and_resumes_from_its_record(
     tmp_path, monkeypatch):
   G = _gcm_claims()

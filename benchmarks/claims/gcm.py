@@ -3,12 +3,13 @@ the claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 
 python benchmarks/claims/gcm.py
     --claim=affine|affine_dt|affine_width|affine_coupling|affine_batch|
-            affine_f_fixed_g|moons|mnist_latent
+            affine_tf|affine_f_fixed_g|moons|mnist_latent
     [--seeds=0,1,2] [--steps=N (0: the config's budget)]
     [--variant=V (affine*: configs/gaussian_affine_gcm.py:V)]
     [--dts=0.05,0.025,0.0125 (affine_dt)] [--widths=128,256,512
     (affine_width)] [--couplings=ot_sinkhorn,ot_exact,random
     (affine_coupling)] [--batches=256,1024 (affine_batch)]
+    [--tfs=50,200 (affine_tf)]
 
 Every run trains with the project's trainer step through
 `benchmarks/gcm_moons.train_curve` (the config as committed, only `seed`,
@@ -47,6 +48,12 @@ Every run trains with the project's trainer step through
   the gradients'), same steps, learning rate and seeds. Reproduced if at the
   largest batch both errors are < 0.05 for every seed and the covariance
   error beats the smallest batch's by the mean ± std rule.
+* affine_tf — `python benchmarks/claims/gcm.py --claim=affine_tf
+  --steps=11200 --variant=cosine --tfs=50,200` (PROTOCOL.md change 39):
+  the affine run with T_f f updates per alternation cycle (`gcm.t_f`; T_g
+  as configured), the same total steps. Reproduced if at the largest T_f
+  both errors are < 0.05 for every seed and the covariance error beats the
+  smallest T_f's by the mean ± std rule.
 * affine_f_fixed_g — `python benchmarks/claims/gcm.py
   --claim=affine_f_fixed_g --steps=11200 --variant=cosine` (PROTOCOL.md
   change 38, a diagnostic): the affine run's f trained with g frozen at
@@ -488,6 +495,37 @@ def claim_affine_batch(seeds, steps=0, variant="", batches="256,1024"):
              "size, 100,000 samples", extra={"batches": b_list})
 
 
+def _tf_arm(t_f: int) -> str:
+  return f"t_f={t_f}"
+
+
+def affine_tf_verdict(rows, tfs, steps):
+  """PROTOCOL.md change 39 on rows {arm: 't_f=<T_f>', ...}: the sweep rule
+  with the most f updates per cycle against the fewest."""
+  return _sweep_verdict(rows, [_tf_arm(t) for t in tfs], _tf_arm(min(tfs)),
+                        _tf_arm(max(tfs)), steps,
+                        lambda arm: "T_f = " + arm.split("=")[1])
+
+
+def claim_affine_tf(seeds, steps=0, variant="", tfs="50,200"):
+  """PROTOCOL.md change 39: the affine claim's run with T_f f updates per
+  alternation cycle (T_g as configured), the same total steps, every arm in
+  this process."""
+  tf_list = _sweep_values("tfs", tfs, int, lambda t: t >= 1,
+                          "positive values")
+  return _affine_sweep(
+      "affine_tf", seeds, steps, variant, tf_list, arm_of=_tf_arm,
+      label_of=lambda t: f"T_f {t}",
+      overrides_of=lambda t: {"gcm.t_f": t}, verdict_of=affine_tf_verdict,
+      setting=lambda cfg: (f"T_f ∈ {{{', '.join(map(str, tf_list))}}} / "
+                           f"T_g {cfg.gcm.t_g}, gcm.dt {cfg.gcm.dt:g}, f MLP "
+                           f"{tuple(cfg.model.mlp.hidden)}"),
+      paper_figure=("no number: the affine fit is exact (A Aᵀ = Σ, b = μ); "
+                    "the paper alternates T_f = 50 f and T_g = 20 g updates"),
+      metric="‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against T_f, "
+             "100,000 samples", extra={"tfs": tf_list})
+
+
 # PROTOCOL.md change 38: g frozen at A = scale · chol Σ, b = μ.
 FIXED_G_ARMS = {"match": 1.0, "near": 0.9}
 FIXED_G_LR_MULT = 1e-9
@@ -708,12 +746,14 @@ CLAIMS = {"affine": claim_affine, "affine_dt": claim_affine_dt,
           "affine_width": claim_affine_width,
           "affine_coupling": claim_affine_coupling,
           "affine_batch": claim_affine_batch,
+          "affine_tf": claim_affine_tf,
           "affine_f_fixed_g": claim_affine_f_fixed_g,
           "moons": claim_moons, "mnist_latent": claim_mnist_latent}
 
 
 SWEEP_FLAGS = {"affine_dt": "dts", "affine_width": "widths",
-               "affine_coupling": "couplings", "affine_batch": "batches"}
+               "affine_coupling": "couplings", "affine_batch": "batches",
+               "affine_tf": "tfs"}
 
 
 def _add_args(ap):
@@ -729,6 +769,8 @@ def _add_args(ap):
                   help="affine_width only: f's hidden width (3 layers)")
   ap.add_argument("--batches", default="256,1024",
                   help="affine_batch only: the batch sizes")
+  ap.add_argument("--tfs", default="50,200",
+                  help="affine_tf only: f updates per cycle (gcm.t_f)")
   ap.add_argument("--couplings", default=",".join(COUPLING_ARMS),
                   help="affine_coupling only: the first is the baseline; "
                        f"values {COUPLING_ARMS}")
