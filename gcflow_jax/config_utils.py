@@ -65,8 +65,27 @@ def _positive(value, field, allow_zero=False):
                      f"{'>= 0' if allow_zero else '> 0'}")
 
 
-def validate(config, num_devices: int = 1, num_processes: int = 1) -> None:
-  """Raises ValueError on the first invalid field."""
+def host_ot_fields(config) -> list:
+  """The fields ("block.field='value'") that put a host call
+  (`jax.pure_callback`: scipy's assignment) into the train step: minibatch
+  OT by the exact solver or Sinkhorn with 'lsa' rounding, for iCT
+  (`ict.coupling='ot'`) and GCM (`gcm.coupling='ot'`)."""
+  out = []
+  for method, block in (("ict", "ict"), ("gcm", "gcm")):
+    if config.method != method or config[block].coupling != "ot":
+      continue
+    c = config[block]
+    if c.ot_solver == "exact":
+      out.append(f"{block}.ot_solver='exact'")
+    elif c.ot_rounding == "lsa":
+      out.append(f"{block}.ot_rounding='lsa'")
+  return out
+
+
+def validate(config, num_devices: int = 1, num_processes: int = 1,
+             backend: Optional[str] = None) -> None:
+  """Raises ValueError on the first invalid field. `backend`
+  (`jax.default_backend()`) enables the checks that depend on it."""
   # Imported here to keep this module light for `main.py --help`.
   from gcflow_jax import data, methods  # pylint: disable=g-import-not-at-top
   from gcflow_jax.math import ema, interpolants, ode  # pylint: disable=g-import-not-at-top
@@ -139,3 +158,17 @@ def validate(config, num_devices: int = 1, num_processes: int = 1) -> None:
   _positive(config.sample.steps, "sample.steps")
   _choice(config.sample.method, "sample.method", ode.INTEGRATORS)
   methods.validate_config(config)
+  host = host_ot_fields(config)
+  if host and backend == "cpu" and num_devices > 1:
+    block = host[0].split(".")[0]
+    # Seen with jax 0.10.2 on 2, 4 and 8 host-platform CPU devices, for iCT
+    # and GCM: the step aborts in a collective's rendezvous (40 s timeout)
+    # while device 0 runs the callback. A stand-alone jitted pairing over
+    # the same mesh runs; the trainer's step does not.
+    raise ValueError(
+        f"{host[0]}: minibatch OT on the host (jax.pure_callback) inside a "
+        f"train step partitioned over {num_devices} CPU devices aborts in "
+        "XLA:CPU's collective rendezvous; use "
+        f"{block}.ot_solver='sinkhorn' with {block}.ot_rounding='greedy' "
+        "(all on the device), or one CPU device (no "
+        "--xla_force_host_platform_device_count in XLA_FLAGS)")

@@ -415,7 +415,8 @@ def reevaluate(config, workdir: str) -> Dict[str, Any]:
   `samples_reevaluated<N>.png`; metrics.json, the run log and the
   checkpoints are left as they are. Returns the entry."""
   sharding.initialize(config.distributed)
-  config_utils.validate(config, jax.device_count(), jax.process_count())
+  config_utils.validate(config, jax.device_count(), jax.process_count(),
+                        jax.default_backend())
   workdir = os.path.abspath(workdir)
   step = latest_step(workdir)
   if step is None:
@@ -538,7 +539,8 @@ def train_and_evaluate(config, workdir: str) -> TrainState:
   evaluates it again into a separate file).
   """
   sharding.initialize(config.distributed)
-  config_utils.validate(config, jax.device_count(), jax.process_count())
+  config_utils.validate(config, jax.device_count(), jax.process_count(),
+                        jax.default_backend())
   workdir = os.path.abspath(workdir)
   os.makedirs(workdir, exist_ok=True)
   is_main = jax.process_index() == 0

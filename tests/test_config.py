@@ -81,6 +81,35 @@ def test_batch_not_divisible_by_devices():
   config_utils.validate(c, num_devices=4)
 
 
+@pytest.mark.parametrize("spec,block", [("configs/toy_ict.py:smoke", "ict"),
+                                        ("configs/gaussian_affine_gcm.py:"
+                                         "smoke", "gcm")])
+def test_host_ot_on_several_cpu_devices_fails_before_compiling(spec, block):
+  """The host pairing (exact, or Sinkhorn + 'lsa') inside a step partitioned
+  over several CPU devices aborts in XLA:CPU's rendezvous: refused up
+  front, naming the field and the on-device alternative; allowed on one
+  device, on other backends, and with the device-only rounding."""
+  c = _cfg(spec)
+  c[block].coupling = "ot"
+  for solver, rounding, field in (("exact", "lsa", "ot_solver='exact'"),
+                                  ("sinkhorn", "lsa", "ot_rounding='lsa'")):
+    c[block].ot_solver, c[block].ot_rounding = solver, rounding
+    assert config_utils.host_ot_fields(c) == [f"{block}.{field}"]
+    with pytest.raises(ValueError, match=(
+        rf"{block}.{field}: .* over 2 CPU devices .* use "
+        rf"{block}.ot_solver='sinkhorn' with {block}.ot_rounding='greedy'")):
+      config_utils.validate(c, num_devices=2, backend="cpu")
+    config_utils.validate(c, num_devices=1, backend="cpu")
+    config_utils.validate(c, num_devices=2, backend="gpu")
+    config_utils.validate(c, num_devices=2)
+  c[block].ot_solver, c[block].ot_rounding = "sinkhorn", "greedy"
+  assert config_utils.host_ot_fields(c) == []
+  config_utils.validate(c, num_devices=2, backend="cpu")
+  c[block].ot_solver, c[block].coupling = "exact", (
+      "ic" if block == "ict" else "random")
+  assert config_utils.host_ot_fields(c) == []
+
+
 def test_cli_rejects_bad_value_before_compiling(tmp_path):
   t0 = time.time()
   proc = subprocess.run(

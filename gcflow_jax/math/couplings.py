@@ -33,7 +33,10 @@ endpoints), never a model.
   jits the step over a mesh with the batch sharded on 'data'), so the cost
   matrix is the global [B, B] one and the pairing is minibatch OT over the
   global batch, whatever the number of devices or hosts: the same π as on
-  one device (checked on 8 host-platform devices), not a per-device or
+  one device (checked for the jitted pairing alone on 8 host-platform
+  devices; inside the trainer's step on several CPU devices the host call
+  aborts in XLA:CPU's collective rendezvous, so `config_utils.validate`
+  refuses 'exact' and 'lsa' there), not a per-device or
   per-host OT of each shard (as a data-parallel PyTorch loop would compute,
   with batches of B / #devices). The device path shards the Sinkhorn
   matmuls and gathers for the rounding. A `pure_callback` has maximal
