@@ -9,12 +9,15 @@ Command:  python -m gcflow_jax.main --config=configs/digits_fmm_lmd.py --workdir
 Hardware: CPU (2 cores), ~15 minutes (+ ~10 for the teacher); a GPU makes
 it about a minute.
 Expected: the paper has no digits experiment; eval/fd_digits of the one-
-step map should approach the teacher's (20 Heun steps). No LMD-vs-EMD
-digits comparison is reported: an earlier 150-step run ended with both
-curves still falling and was dropped from
-benchmarks/results/fmm_convergence.json (the reason is recorded there);
-`benchmarks/fmm_convergence.py --setups=digits --digits_steps=2000` reruns
-it where the CPU time is available.
+step map should approach the teacher's (20 Heun steps). LMD vs EMD
+(benchmarks/claims/PROTOCOL.md change 35: `fmm_claims.py students
+--setup=digits --steps=3000 --eval_every=250 --full_every=1000
+--cores=0,1`, 3 seeds each, one thread per run, 2026-12-01): after 3,000
+steps the 1-step fd_digits is 0.298 ± 0.028 (LMD) against 0.938 ± 0.008
+(`:emd`), LMD ahead at 1, 2 and 4 steps and at every evaluation, but
+neither reached 2× the teacher's 0.134 on every seed and EMD's curve still
+falls: "not reached at this budget" (results/
+claims_002_digits_lmd_vs_emd.json).
 Variants: `:smoke` (20 steps, tiny UNet, the smoke teacher), `:emd` (the
 Eulerian loss, same budget), `:emd,smoke`.
 """
