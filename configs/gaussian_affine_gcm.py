@@ -50,7 +50,10 @@ trained with g frozen at the exact solution, f_0 moves the samples by
 the identity), and with g frozen at A = 0.9 chol Σ it closes 0.68 ± 0.04
 of the gap; to first order that puts g's fixed point at 0.043 ± 0.005,
 below the 0.088 measured, so the alternation of f and g adds the rest
-(record claims_000_affine_f_fixed_g.json).
+(record claims_000_affine_f_fixed_g.json). Giving f 200 updates per
+cycle instead of 50 (change 39, `gcm.py --claim=affine_tf --steps=11200
+--variant=cosine --tfs=50,200`) leaves it at 0.091 ± 0.040 against 0.092
+± 0.003 (record claims_000_affine_tf.json); the default keeps T_f = 50.
 The slow test
 checks `:smoke` (both < 0.15 / 0.2 at N = 2).
 Variants: `:smoke` (N = 2, 700 steps; the slow test of
