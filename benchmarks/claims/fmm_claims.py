@@ -436,7 +436,7 @@ def _teacher_claim(setup: Setup, a, value: float, floor: Dict, flat: Dict,
       "paper_figure": "no digits experiment in the paper",
       "metric": f"{setup.metric}, {a.num_samples:,} samples, Heun "
                 f"{setup.teacher_steps} steps",
-      "budget": budget, "seeds": [seed], "verdict": "measured",
+      "budget": budget, "seeds": [seed], "verdict": verdicts.MEASURED,
       "verdict_reason": (f"teacher {setup.metric} {value:.4f} = "
                          f"{ratio:.1f}× the floor {text} (real data against "
                          f"the reference, 3 draws); {flat_txt}"),
@@ -992,7 +992,7 @@ def stage_speed(a):
     # The teacher's network may be larger than the student's: split the
     # speedup into the cost per network evaluation and the count of them.
     per_eval = (m["sec_median"] / m["nfe"]) / stu["sec_median"]
-    verdict = "measured"
+    verdict = verdicts.MEASURED
     reason = (f"one-step LMD (KL {stu['value']:.4f}): "
               f"{stu['samples_per_sec']:.3g} samples/s; cheapest teacher "
               f"at least as good, {match} (KL {m['value']:.4f}): "
