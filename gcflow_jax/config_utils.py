@@ -85,7 +85,8 @@ def host_ot_fields(config) -> list:
 def validate(config, num_devices: int = 1, num_processes: int = 1,
              backend: Optional[str] = None) -> None:
   """Raises ValueError on the first invalid field. `backend`
-  (`jax.default_backend()`) enables the checks that depend on it."""
+  (`jax.default_backend()`, given by the trainer before it trains) enables
+  the checks of the train step that depend on it."""
   # Imported here to keep this module light for `main.py --help`.
   from gcflow_jax import data, methods  # pylint: disable=g-import-not-at-top
   from gcflow_jax.math import ema, interpolants, ode  # pylint: disable=g-import-not-at-top
