@@ -643,6 +643,10 @@ def claim_affine_f_fixed_g(seeds, steps=0, variant=""):
   affine = read_result(f"claims_{PAPER}_affine")
   residual = [r["cov_rel_err"] for r in affine.get("rows", [])
               if r.get("step") == cfg.train.steps]
+  if affine and affine.get("config") != spec:
+    raise SystemExit(f"results/claims_{PAPER}_affine.json is of "
+                     f"{affine.get('config')!r}, not {spec!r}: pass the "
+                     "same --variant as that record")
   if len(residual) < 2:
     raise SystemExit(f"results/claims_{PAPER}_affine.json has fewer than 2 "
                      f"seeds at step {cfg.train.steps}: run `gcm.py "
