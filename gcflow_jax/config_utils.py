@@ -70,16 +70,14 @@ def host_ot_fields(config) -> list:
   (`jax.pure_callback`: scipy's assignment) into the train step: minibatch
   OT by the exact solver or Sinkhorn with 'lsa' rounding, for iCT
   (`ict.coupling='ot'`) and GCM (`gcm.coupling='ot'`)."""
-  out = []
-  for method, block in (("ict", "ict"), ("gcm", "gcm")):
-    if config.method != method or config[block].coupling != "ot":
-      continue
-    c = config[block]
-    if c.ot_solver == "exact":
-      out.append(f"{block}.ot_solver='exact'")
-    elif c.ot_rounding == "lsa":
-      out.append(f"{block}.ot_rounding='lsa'")
-  return out
+  block = config.method   # the method's own config block
+  if block not in ("ict", "gcm") or config[block].coupling != "ot":
+    return []
+  if config[block].ot_solver == "exact":
+    return [f"{block}.ot_solver='exact'"]
+  if config[block].ot_rounding == "lsa":
+    return [f"{block}.ot_rounding='lsa'"]
+  return []
 
 
 def validate(config, num_devices: int = 1, num_processes: int = 1,

@@ -181,17 +181,18 @@ def test_affine_score_is_the_mean_and_relative_covariance_error():
   assert s["cov_rel_err"] == pytest.approx(3.0)    # ‖4Σ − Σ‖/‖Σ‖
 
 
-def _affine_dt_rows(final, prev=None):
-  """Rows of the Δt claim: per arm Δt, per seed, the errors at steps 700
-  and 1400; `final[dt]` = [(mean_err, cov_rel_err)] per seed at 1400, the
-  700-step values `prev[dt]` (default: the same, i.e. flat curves)."""
+def _affine_dt_rows(final, prev=None, arm_of=lambda dt: f"dt={dt:g}"):
+  """Rows of an affine sweep (default: the Δt claim's): per swept value v
+  (arm `arm_of(v)`), per seed, the errors at steps 700 and 1400; `final[v]`
+  = [(mean_err, cov_rel_err)] per seed at 1400, the 700-step values
+  `prev[v]` (default: the same, i.e. flat curves)."""
   rows = []
-  for dt, per_seed in final.items():
+  for v, per_seed in final.items():
     for seed, (m, c) in enumerate(per_seed):
-      pm, pc = (prev or final)[dt][seed]
-      rows += [{"arm": f"dt={dt:g}", "seed": seed, "step": 700,
+      pm, pc = (prev or final)[v][seed]
+      rows += [{"arm": arm_of(v), "seed": seed, "step": 700,
                 "mean_err": pm, "cov_rel_err": pc},
-               {"arm": f"dt={dt:g}", "seed": seed, "step": 1400,
+               {"arm": arm_of(v), "seed": seed, "step": 1400,
                 "mean_err": m, "cov_rel_err": c}]
   return rows
 
@@ -202,8 +203,7 @@ def test_affine_width_claim_compares_the_widest_with_the_narrowest():
   wide = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
 
   def rows(by_width):
-    return [dict(r, arm=r["arm"].replace("dt=", "f_width="))
-            for r in _affine_dt_rows(by_width)]
+    return _affine_dt_rows(by_width, arm_of=G._width_arm)  # pylint: disable=protected-access
   verdict, reason, stats = G.affine_width_verdict(
       rows({128: narrow, 256: narrow, 512: wide}), [128, 256, 512], 1400)
   assert verdict == V.REPRODUCED, reason
@@ -226,9 +226,8 @@ def test_affine_coupling_claim_passes_if_any_other_coupling_fixes_it():
   couplings = ["ot_sinkhorn", "ot_exact", "random"]
 
   def rows(by, prev=None):
-    return [dict(r, arm="coupling=" + {0.1: "ot_sinkhorn", 0.2: "ot_exact",
-                                       0.3: "random"}[float(r["arm"][3:])])
-            for r in _affine_dt_rows(by, prev)]
+    names = {0.1: "ot_sinkhorn", 0.2: "ot_exact", 0.3: "random"}
+    return _affine_dt_rows(by, prev, lambda v: G._coupling_arm(names[v]))  # pylint: disable=protected-access
   verdict, reason, stats = G.affine_coupling_verdict(
       rows({0.1: bad, 0.2: bad, 0.3: good}), couplings, 1400)
   assert verdict == V.REPRODUCED, reason
@@ -258,8 +257,7 @@ def test_affine_batch_claim_compares_the_largest_batch_with_the_smallest():
   good = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
 
   def rows(by):
-    return [dict(r, arm="batch=" + str(int(float(r["arm"][3:]))))
-            for r in _affine_dt_rows(by)]
+    return _affine_dt_rows(by, arm_of=G._batch_arm)  # pylint: disable=protected-access
   verdict, reason, stats = G.affine_batch_verdict(
       rows({256: bad, 1024: good}), [256, 1024], 1400)
   assert verdict == V.REPRODUCED, reason
@@ -281,8 +279,7 @@ def test_affine_tf_claim_compares_the_most_f_updates_with_the_fewest():
   good = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
 
   def rows(by):
-    return [dict(r, arm="t_f=" + str(int(float(r["arm"][3:]))))
-            for r in _affine_dt_rows(by)]
+    return _affine_dt_rows(by, arm_of=G._tf_arm)  # pylint: disable=protected-access
   verdict, reason, _ = G.affine_tf_verdict(rows({50: bad, 200: good}),
                                            [50, 200], 1400)
   assert verdict == V.REPRODUCED, reason

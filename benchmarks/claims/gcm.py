@@ -634,9 +634,8 @@ def claim_affine_f_fixed_g(seeds, steps=0, variant=""):
   the exact solution (`match`) and at A = 0.9 chol Σ (`near`); f_0(g(z))
   scored against (μ, Σ), read out against claims_000_affine.json."""
   spec, mu, cov, score = _affine_target(variant)
-  over = {"gcm.g_lr_mult": FIXED_G_LR_MULT,
-          **({"train.steps": steps} if steps else {})}
-  cfg = load(spec, over)
+  over = {"gcm.g_lr_mult": FIXED_G_LR_MULT}
+  cfg = load(spec, {**over, **({"train.steps": steps} if steps else {})})
   if cfg.gcm.generator != "affine" or cfg.gcm.affine_structure != "full":
     raise SystemExit(f"{spec}: affine_f_fixed_g needs gcm.generator="
                      "'affine' and gcm.affine_structure='full'")
