@@ -202,20 +202,20 @@ def test_affine_width_claim_compares_the_widest_with_the_narrowest():
   narrow = [(0.03, 0.090), (0.02, 0.080), (0.04, 0.085)]
   wide = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
 
-  def rows(by_width):
-    return _affine_dt_rows(by_width, arm_of=G._width_arm)  # pylint: disable=protected-access
-  verdict, reason, stats = G.affine_width_verdict(
-      rows({128: narrow, 256: narrow, 512: wide}), [128, 256, 512], 1400)
+  def judge(by_width):
+    return G.sweep_verdict(
+        "affine_width",
+        _affine_dt_rows(by_width, arm_of=G.SWEEPS["affine_width"].arm),
+        [128, 256, 512], 1400)
+  verdict, reason, stats = judge({128: narrow, 256: narrow, 512: wide})
   assert verdict == V.REPRODUCED, reason
   assert stats["f_width=512"]["cov_rel_err"]["mean"] == pytest.approx(0.025)
   assert "f width 512" in reason
   # The widest arm worse than the narrowest: a min/max mix-up would pass.
-  verdict, reason, _ = G.affine_width_verdict(
-      rows({128: wide, 256: wide, 512: narrow}), [128, 256, 512], 1400)
+  verdict, reason, _ = judge({128: wide, 256: wide, 512: narrow})
   assert verdict == V.NOT_REPRODUCED, reason
   # Only the middle arm good: the rule reads the widest.
-  verdict, _, _ = G.affine_width_verdict(
-      rows({128: narrow, 256: wide, 512: narrow}), [128, 256, 512], 1400)
+  verdict, _, _ = judge({128: narrow, 256: wide, 512: narrow})
   assert verdict == V.NOT_REPRODUCED
 
 
@@ -227,28 +227,29 @@ def test_affine_coupling_claim_passes_if_any_other_coupling_fixes_it():
 
   def rows(by, prev=None):
     names = {0.1: "ot_sinkhorn", 0.2: "ot_exact", 0.3: "random"}
-    return _affine_dt_rows(by, prev, lambda v: G._coupling_arm(names[v]))  # pylint: disable=protected-access
-  verdict, reason, stats = G.affine_coupling_verdict(
-      rows({0.1: bad, 0.2: bad, 0.3: good}), couplings, 1400)
+    arm = G.SWEEPS["affine_coupling"].arm
+    return _affine_dt_rows(by, prev, lambda v: arm(names[v]))
+  verdict, reason, stats = G.sweep_verdict(
+      "affine_coupling", rows({0.1: bad, 0.2: bad, 0.3: good}), couplings, 1400)
   assert verdict == V.REPRODUCED, reason
   assert stats["coupling=random"]["cov_rel_err"]["mean"] == pytest.approx(
       0.025)
   assert "random vs ot_sinkhorn: reproduced" in reason
-  verdict, _, _ = G.affine_coupling_verdict(
-      rows({0.1: bad, 0.2: good, 0.3: bad}), couplings, 1400)
+  verdict, _, _ = G.sweep_verdict(
+      "affine_coupling", rows({0.1: bad, 0.2: good, 0.3: bad}), couplings, 1400)
   assert verdict == V.REPRODUCED
   # Only the baseline good: the rule never credits the first coupling.
-  verdict, _, _ = G.affine_coupling_verdict(
-      rows({0.1: good, 0.2: bad, 0.3: bad}), couplings, 1400)
+  verdict, _, _ = G.sweep_verdict(
+      "affine_coupling", rows({0.1: good, 0.2: bad, 0.3: bad}), couplings, 1400)
   assert verdict == V.NOT_REPRODUCED
   # No coupling good, one curve still moving: not reached.
   moving = [(0.03, 0.20), (0.02, 0.20), (0.04, 0.20)]
-  verdict, _, _ = G.affine_coupling_verdict(
-      rows({0.1: bad, 0.2: bad, 0.3: bad},
+  verdict, _, _ = G.sweep_verdict(
+      "affine_coupling", rows({0.1: bad, 0.2: bad, 0.3: bad},
            {0.1: bad, 0.2: bad, 0.3: moving}), couplings, 1400)
   assert verdict == V.NOT_REACHED
   with pytest.raises(SystemExit, match="--couplings="):
-    G.claim_affine_coupling([0, 1], couplings="ot_sinkhorn,sinkhorn")
+    G.claim_sweep("affine_coupling", [0, 1], values="ot_sinkhorn,sinkhorn")
 
 
 def test_affine_batch_claim_compares_the_largest_batch_with_the_smallest():
@@ -257,18 +258,18 @@ def test_affine_batch_claim_compares_the_largest_batch_with_the_smallest():
   good = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
 
   def rows(by):
-    return _affine_dt_rows(by, arm_of=G._batch_arm)  # pylint: disable=protected-access
-  verdict, reason, stats = G.affine_batch_verdict(
-      rows({256: bad, 1024: good}), [256, 1024], 1400)
+    return _affine_dt_rows(by, arm_of=G.SWEEPS["affine_batch"].arm)
+  verdict, reason, stats = G.sweep_verdict(
+      "affine_batch", rows({256: bad, 1024: good}), [256, 1024], 1400)
   assert verdict == V.REPRODUCED, reason
   assert stats["batch=1024"]["cov_rel_err"]["mean"] == pytest.approx(0.025)
   assert "batch 1024" in reason
   # The order of --batches does not matter; the smaller batch good fails.
-  verdict, _, _ = G.affine_batch_verdict(
-      rows({256: good, 1024: bad}), [1024, 256], 1400)
+  verdict, _, _ = G.sweep_verdict(
+      "affine_batch", rows({256: good, 1024: bad}), [1024, 256], 1400)
   assert verdict == V.NOT_REPRODUCED
   with pytest.raises(SystemExit, match="--batches="):
-    G.claim_affine_batch([0, 1], batches="256,256")
+    G.claim_sweep("affine_batch", [0, 1], values="256,256")
 
 
 def test_affine_tf_claim_compares_the_most_f_updates_with_the_fewest():
@@ -279,33 +280,94 @@ def test_affine_tf_claim_compares_the_most_f_updates_with_the_fewest():
   good = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
 
   def rows(by):
-    return _affine_dt_rows(by, arm_of=G._tf_arm)  # pylint: disable=protected-access
-  verdict, reason, _ = G.affine_tf_verdict(rows({50: bad, 200: good}),
-                                           [50, 200], 1400)
+    return _affine_dt_rows(by, arm_of=G.SWEEPS["affine_tf"].arm)
+  verdict, reason, _ = G.sweep_verdict(
+      "affine_tf", rows({50: bad, 200: good}), [50, 200], 1400)
   assert verdict == V.REPRODUCED, reason
   assert "T_f = 200" in reason
-  verdict, _, _ = G.affine_tf_verdict(rows({50: good, 200: bad}), [200, 50],
-                                      1400)
+  verdict, _, _ = G.sweep_verdict(
+      "affine_tf", rows({50: good, 200: bad}), [200, 50], 1400)
   assert verdict == V.NOT_REPRODUCED
   with pytest.raises(SystemExit, match="--tfs="):
-    G.claim_affine_tf([0, 1], tfs="50,0")
+    G.claim_sweep("affine_tf", [0, 1], values="50,0")
 
 
-def test_affine_tf_sweep_sets_t_f_and_keeps_the_steps(tmp_path, monkeypatch):
+def test_affine_glr_claim_judges_each_multiplier_against_the_configs():
+  """PROTOCOL.md change 40: g's learning-rate multipliers, the first (the
+  config's 10) the baseline, each other judged against it alone."""
+  G = _gcm_claims()
+  bad = [(0.03, 0.090), (0.02, 0.080), (0.04, 0.085)]
+  good = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
+  moving = [(0.03, 0.20), (0.02, 0.20), (0.04, 0.20)]
+  arm = G.SWEEPS["affine_glr"].arm
+  assert (arm(10.0), arm(0.3)) == ("g_lr_mult=10", "g_lr_mult=0.3")
+
+  def judge(by, prev=None):
+    return G.sweep_verdict("affine_glr", _affine_dt_rows(by, prev, arm),
+                           [10.0, 3.0, 1.0], 1400)
+  verdict, reason, stats = judge({10.0: bad, 3.0: good, 1.0: bad})
+  assert verdict == V.REPRODUCED, reason
+  assert "g lr × 3 vs g lr × 10: reproduced" in reason
+  assert "g lr × 1 vs g lr × 10: not reproduced" in reason
+  assert stats["g_lr_mult=3"]["cov_rel_err"]["mean"] == pytest.approx(0.025)
+  # Only the config's multiplier good: the baseline is never credited, and
+  # the smallest value is not taken as the baseline.
+  verdict, _, _ = judge({10.0: good, 3.0: bad, 1.0: bad})
+  assert verdict == V.NOT_REPRODUCED
+  # A moving curve in a pair judged only with the baseline: not reached.
+  verdict, _, _ = judge({10.0: bad, 3.0: bad, 1.0: bad},
+                        {10.0: bad, 3.0: bad, 1.0: moving})
+  assert verdict == V.NOT_REACHED
+  with pytest.raises(SystemExit, match="--g_lr_mults="):
+    G.claim_sweep("affine_glr", [0, 1], values="10,0")
+  with pytest.raises(SystemExit, match="--g_lr_mults="):
+    G.claim_sweep("affine_glr", [0, 1], values="10,10")
+
+
+@pytest.mark.parametrize("name, values, read, expected, in_budget", [
+    ("affine_dt", "0.05,0.0125", lambda c: c.gcm.dt,
+     {"dt=0.05": 0.05, "dt=0.0125": 0.0125}, "Δt ∈ {0.05, 0.0125}"),
+    ("affine_width", "128,512", lambda c: tuple(c.model.mlp.hidden),
+     {"f_width=128": (128,) * 3, "f_width=512": (512,) * 3},
+     "for w ∈ {128, 512}"),
+    ("affine_coupling", None, lambda c: (c.gcm.coupling, c.gcm.ot_solver),
+     {"coupling=ot_sinkhorn": ("ot", "sinkhorn"),
+      "coupling=ot_exact": ("ot", "exact"),
+      "coupling=random": ("random", "sinkhorn")},
+     "couplings ot_sinkhorn, ot_exact, random"),
+    ("affine_batch", "256,1024", lambda c: c.train.batch_size,
+     {"batch=256": 256, "batch=1024": 1024}, "batch 256 / 1024"),
+    ("affine_tf", "50,200", lambda c: (c.gcm.t_f, c.gcm.t_g),
+     {"t_f=50": (50, 20), "t_f=200": (200, 20)}, "T_f ∈ {50, 200} / T_g 20"),
+    ("affine_glr", None, lambda c: c.gcm.g_lr_mult,
+     {"g_lr_mult=10": 10.0, "g_lr_mult=3": 3.0, "g_lr_mult=1": 1.0},
+     "g's learning rate 0.002 × {10, 3, 1}"),
+])
+def test_affine_sweep_trains_each_value_through_its_override(
+    name, values, read, expected, in_budget, tmp_path, monkeypatch):
+  """Each sweep of the table trains its arms with the swept setting (and
+  only it) changed, at the given steps and variant, and its record names
+  the command that reruns it (the flag's default where none is given)."""
   G = _gcm_claims()
   monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
-  seen = []
+  seen = {}
 
   def fake_train(spec, seeds, score, num, arm, steps=0, overrides=None):
     del score, num
     cfg = G.load(spec, {**overrides, "train.steps": steps})
-    seen.append((arm, cfg.gcm.t_f, cfg.gcm.t_g, cfg.train.steps))
+    seen[arm] = (read(cfg), cfg.optim.schedule, cfg.train.steps)
     return [{"arm": arm, "seed": seeds[0], "step": st, "mean_err": 0.01,
              "cov_rel_err": 0.02} for st in (steps // 2, steps)], cfg
   monkeypatch.setattr(G, "_train_seeds", fake_train)
-  G.claim_affine_tf([0, 1], steps=40, variant="cosine", tfs="50,200")
-  assert sorted(set(seen)) == [("t_f=200", 200, 20, 40),
-                               ("t_f=50", 50, 20, 40)]
+  path = G.claim_sweep(name, [0, 1], steps=40, variant="cosine",
+                       values=values)
+  assert seen == {arm: (v, "cosine", 40) for arm, v in expected.items()}
+  rec = json.loads(open(path).read())
+  sweep = G.SWEEPS[name]
+  assert rec["reproduce_command"] == (
+      f"benchmarks/claims/gcm.py --claim={name} --seeds=0,1 --steps=40 "
+      f"--variant=cosine --{sweep.flag}={values or sweep.default}")
+  assert in_budget in rec["claim"]["budget"]
 
 
 def test_affine_sweep_writes_every_run_and_resumes_from_its_record(
@@ -328,7 +390,7 @@ def test_affine_sweep_writes_every_run_and_resumes_from_its_record(
   monkeypatch.setattr(G, "_train_seeds", fake_train)
   fail_on_second = [True]
   with pytest.raises(KeyboardInterrupt):
-    G.claim_affine_batch([0, 1], steps=40, batches="256,1024")
+    G.claim_sweep("affine_batch", [0, 1], steps=40, values="256,1024")
   path = os.path.join(str(tmp_path), "claims_000_affine_batch.json")
   rec = json.loads(open(path).read())
   # Three runs finished before the stop; each was written as it finished.
@@ -343,7 +405,7 @@ def test_affine_sweep_writes_every_run_and_resumes_from_its_record(
   # The same command again trains only the missing run, then judges all.
   trained.clear()
   fail_on_second[0] = False
-  G.claim_affine_batch([0, 1], steps=40, batches="256,1024")
+  G.claim_sweep("affine_batch", [0, 1], steps=40, values="256,1024")
   assert trained == [("batch=1024", 1)]
   rec = json.loads(open(path).read())
   assert rec["claim"]["verdict"] == V.REPRODUCED
@@ -355,11 +417,11 @@ def test_affine_sweep_writes_every_run_and_resumes_from_its_record(
       "--steps=40 --batches=256,1024")
   # Another budget (steps) or another config reuses nothing.
   trained.clear()
-  G.claim_affine_batch([0, 1], steps=60, batches="256,1024")
+  G.claim_sweep("affine_batch", [0, 1], steps=60, values="256,1024")
   assert len(trained) == 4
   trained.clear()
-  G.claim_affine_batch([0, 1], steps=60, variant="cosine",
-                       batches="256,1024")
+  G.claim_sweep("affine_batch", [0, 1], steps=60, variant="cosine",
+                values="256,1024")
   assert len(trained) == 4
 
 
@@ -368,34 +430,39 @@ def test_affine_dt_claim_needs_the_smallest_step_below_tol_and_better():
   big = [(0.03, 0.090), (0.02, 0.080), (0.04, 0.085)]
   small = [(0.01, 0.020), (0.02, 0.030), (0.01, 0.025)]
   dts = [0.05, 0.0125]
-  verdict, reason, stats = G.affine_dt_verdict(
-      _affine_dt_rows({0.05: big, 0.0125: small}), dts, 1400)
+
+  def judge(final, prev=None, steps=1400):
+    return G.sweep_verdict("affine_dt", _affine_dt_rows(final, prev), dts,
+                           steps)
+  verdict, reason, stats = judge({0.05: big, 0.0125: small})
   assert verdict == V.REPRODUCED, reason
   assert stats["dt=0.0125"]["cov_rel_err"]["mean"] == pytest.approx(0.025)
+  assert "at Δt = 0.0125 both < 0.05" in reason
   # The same numbers with the arms' Δt swapped: the error grows as Δt
   # shrinks, so the claim fails (a min/max mix-up would pass it).
-  verdict, reason, _ = G.affine_dt_verdict(
-      _affine_dt_rows({0.05: small, 0.0125: big}), dts, 1400)
+  verdict, reason, _ = judge({0.05: small, 0.0125: big})
   assert verdict == V.NOT_REPRODUCED, reason
   # One seed's covariance error at the smallest Δt above the tolerance.
   worse = small[:2] + [(0.01, 0.06)]
-  verdict, _, _ = G.affine_dt_verdict(
-      _affine_dt_rows({0.05: big, 0.0125: worse}), dts, 1400)
+  verdict, _, _ = judge({0.05: big, 0.0125: worse})
   assert verdict == V.NOT_REPRODUCED
   # A mean error above the tolerance fails it too.
-  verdict, _, _ = G.affine_dt_verdict(
-      _affine_dt_rows({0.05: big, 0.0125: small[:2] + [(0.07, 0.02)]}),
-      dts, 1400)
+  verdict, _, _ = judge({0.05: big, 0.0125: small[:2] + [(0.07, 0.02)]})
   assert verdict == V.NOT_REPRODUCED
   # Passing numbers on a covariance curve still falling by more than the
   # seed std: not reached.
   prev = {0.05: big, 0.0125: [(m, c + 0.05) for m, c in small]}
-  verdict, _, _ = G.affine_dt_verdict(
-      _affine_dt_rows({0.05: big, 0.0125: small}, prev), dts, 1400)
+  verdict, _, _ = judge({0.05: big, 0.0125: small}, prev)
+  assert verdict == V.NOT_REACHED
+  # A middle arm still moving counts too: every arm's curves must flatten.
+  verdict, _, _ = G.sweep_verdict(
+      "affine_dt", _affine_dt_rows(
+          {0.05: big, 0.025: big, 0.0125: small},
+          {0.05: big, 0.025: [(m, c + 0.05) for m, c in big],
+           0.0125: small}), [0.05, 0.025, 0.0125], 1400)
   assert verdict == V.NOT_REACHED
   with pytest.raises(ValueError, match="seeds at step 2800"):
-    G.affine_dt_verdict(_affine_dt_rows({0.05: big, 0.0125: small}), dts,
-                        2800)
+    judge({0.05: big, 0.0125: small}, steps=2800)
 
 
 def _fixed_g_rows(match, near, step=11200):

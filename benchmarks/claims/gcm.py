@@ -3,13 +3,13 @@ the claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 
 python benchmarks/claims/gcm.py
     --claim=affine|affine_dt|affine_width|affine_coupling|affine_batch|
-            affine_tf|affine_f_fixed_g|moons|mnist_latent
+            affine_tf|affine_glr|affine_f_fixed_g|moons|mnist_latent
     [--seeds=0,1,2] [--steps=N (0: the config's budget)]
     [--variant=V (affine*: configs/gaussian_affine_gcm.py:V)]
     [--dts=0.05,0.025,0.0125 (affine_dt)] [--widths=128,256,512
     (affine_width)] [--couplings=ot_sinkhorn,ot_exact,random
     (affine_coupling)] [--batches=256,1024 (affine_batch)]
-    [--tfs=50,200 (affine_tf)]
+    [--tfs=50,200 (affine_tf)] [--g_lr_mults=10,3,1 (affine_glr)]
 
 Every run trains with the project's trainer step through
 `benchmarks/gcm_moons.train_curve` (the config as committed, only `seed`,
@@ -54,6 +54,13 @@ Every run trains with the project's trainer step through
   as configured), the same total steps. Reproduced if at the largest T_f
   both errors are < 0.05 for every seed and the covariance error beats the
   smallest T_f's by the mean ± std rule.
+* affine_glr — `python benchmarks/claims/gcm.py --claim=affine_glr
+  --steps=11200 --variant=cosine --g_lr_mults=10,3,1` (PROTOCOL.md change
+  40): the affine run with g's learning rate at each multiple of the
+  optimiser's (`gcm.g_lr_mult`; the first, 10, is the config's), the same
+  steps. Reproduced if some other multiple has both errors < 0.05 for every
+  seed and a covariance error better than the config's by the mean ± std
+  rule.
 * affine_f_fixed_g — `python benchmarks/claims/gcm.py
   --claim=affine_f_fixed_g --steps=11200 --variant=cosine` (PROTOCOL.md
   change 38, a diagnostic): the affine run's f trained with g frozen at
@@ -74,15 +81,19 @@ Every run trains with the project's trainer step through
 
 A claim that fails while its curve still moves is "not reached at this
 budget" (PROTOCOL.md). Writes results/claims_000_<claim>.json. The affine
-sweeps (affine_dt, _width, _coupling, _batch) rewrite their record after
+sweeps (one table, `SWEEPS`: affine_dt, _width, _coupling, _batch, _tf,
+_glr) rewrite their record after
 every finished (arm, seed) run and reuse the finished runs of a record with
 the same config and steps, so the same command resumes a stopped sweep.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 import os
 import sys
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
@@ -209,94 +220,174 @@ def claim_affine(seeds, steps=0, variant=""):
       extra={"exact_sample_floor": floor, "config": spec})
 
 
-def _dt_arm(dt: float) -> str:
-  return f"dt={dt:g}"
+@dataclasses.dataclass(frozen=True)
+class Sweep:
+  """One setting of the affine claim's run swept over values, every arm
+  with the same seeds and budget (`claim_sweep`), judged by the sweep rule
+  (`sweep_verdict`).
+
+  `key` names the arms ('<key>=<value>'); `flag` is the CLI flag of the
+  comma-separated values (cast by `cast`, each `valid`, else exit naming
+  `what`); `override(v)` the config overrides of value v; `label(v)` the
+  arm in a verdict's text; `base(values)` the arm every other is judged
+  against and `contenders(values)` those judged. With `pairwise` each
+  contender is judged with `base` alone and the sweep passes if any does;
+  otherwise (one contender) every arm's curves must also have flattened.
+  `setting(cfg, values)` describes the swept setting in the budget;
+  `against` ends the metric ('against <against>')."""
+  change: int
+  key: str
+  flag: str
+  default: str
+  cast: Callable[[str], Any]
+  override: Callable[[Any], dict]
+  label: Callable[[Any], str]
+  base: Callable[[list], Any]
+  contenders: Callable[[list], list]
+  setting: Callable[[Any, list], str]
+  paper_figure: str
+  against: str
+  valid: Callable[[Any], bool] = lambda v: True
+  what: str = "values"
+  pairwise: bool = False
+
+  def arm(self, value) -> str:
+    return f"{self.key}={value:g}" if isinstance(value, float) else (
+        f"{self.key}={value}")
 
 
-def _sweep_verdict(rows, arms, base, best, steps, what):
-  """One setting swept over `arms` (rows {arm, seed, step, mean_err,
-  cov_rel_err}): reproduced if at arm `best` both errors are below
-  AFFINE_TOL for every seed and its covariance error beats arm `base`'s by
-  the mean ± std rule; a budget counts only if every arm's two curves have
-  flattened. `what(arm)` labels an arm in the reason. Returns (verdict,
-  reason, per-arm summaries)."""
-  for arm in arms:
-    n = sum(r["arm"] == arm and r["step"] == steps for r in rows)
-    if n < 2:
-      raise ValueError(f"{arm}: {n} seeds at step {steps}; the rule needs "
-                       ">= 2")
-  judged = {arm: _affine_arm(rows, arm, steps) for arm in arms}
-  below = judged[best]["below"]
-  gains = V.better_summary(judged[best]["stats"]["cov_rel_err"],
-                           judged[base]["stats"]["cov_rel_err"])
-  flat = {arm: j["flat"] for arm, j in judged.items()}
-  all_flat = all(v for f in flat.values() for v in f.values())
-  verdict = V.outcome(below and gains, all_flat)
-  reason = ("; ".join(
-      f"{what(arm)}: cov err {V.format_summary(j['stats']['cov_rel_err'])}, "
-      f"mean err {V.format_summary(j['stats']['mean_err'])}"
-      for arm, j in judged.items())
-            + f"; at {what(best)} both < {AFFINE_TOL} for every seed: "
-            f"{below}; cov err better at {what(best)} than at {what(base)} "
-            f"(mean ± std rule): {gains}; curves flattened: {flat}")
-  return verdict, reason, {arm: j["stats"] for arm, j in judged.items()}
+def _f_mlp(cfg) -> str:
+  return f"f MLP {tuple(cfg.model.mlp.hidden)}"
 
 
-def affine_dt_verdict(rows, dts, steps):
-  """PROTOCOL.md change 20 on rows {arm: 'dt=<Δt>', ...}: the sweep rule
-  with the smallest Δt against the largest."""
-  return _sweep_verdict(rows, [_dt_arm(dt) for dt in dts],
-                        _dt_arm(max(dts)), _dt_arm(min(dts)), steps,
-                        lambda arm: "Δt = " + arm.removeprefix("dt="))
+def _listed(values) -> str:
+  return "{" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v)
+                         for v in values) + "}"
 
 
-def _width_arm(width: int) -> str:
-  return f"f_width={width}"
-
-
-def affine_width_verdict(rows, widths, steps):
-  """PROTOCOL.md change 25 on rows {arm: 'f_width=<w>', ...}: the sweep
-  rule with the widest f against the narrowest."""
-  return _sweep_verdict(rows, [_width_arm(w) for w in widths],
-                        _width_arm(min(widths)), _width_arm(max(widths)),
-                        steps, lambda arm: "f width " + arm.split("=")[1])
-
-
+_EXACT = "no number: the affine fit is exact (A Aᵀ = Σ, b = μ)"
+_OT_CAVEAT = ("no number; the paper's own caveat: f_0 = id at matched "
+              "marginals may fail under a poor minibatch-OT coupling")
 COUPLING_ARMS = ("ot_sinkhorn", "ot_exact", "random")
 COUPLING_OVERRIDES = {
     "ot_sinkhorn": {"gcm.coupling": "ot", "gcm.ot_solver": "sinkhorn"},
     "ot_exact": {"gcm.coupling": "ot", "gcm.ot_solver": "exact"},
     "random": {"gcm.coupling": "random"}}
+_FIRST, _REST = (lambda vs: vs[0]), (lambda vs: list(vs[1:]))
+_LEAST, _MOST = (lambda vs: [min(vs)]), (lambda vs: [max(vs)])
+
+# The affine claim's sweeps, by claim name (PROTOCOL.md changes 20, 25, 29,
+# 31, 39, 40).
+SWEEPS = {
+    # Is the error a discretisation bias of f? Smallest Δt vs largest.
+    "affine_dt": Sweep(
+        20, "dt", "dts", "0.05,0.025,0.0125", float,
+        lambda dt: {"gcm.dt": dt}, lambda dt: f"Δt = {dt:g}", max, _LEAST,
+        lambda cfg, vs: f"{_f_mlp(cfg)}, Δt ∈ {_listed(vs)}",
+        _EXACT + "; the consistency loss is exact only as Δt → 0", "Δt"),
+    # f's capacity? The widest f (three hidden layers) vs the narrowest.
+    "affine_width": Sweep(
+        25, "f_width", "widths", "128,256,512", int,
+        lambda w: {"model.mlp.hidden": (w, w, w)}, lambda w: f"f width {w}",
+        min, _MOST,
+        lambda cfg, vs: (f"gcm.dt {cfg.gcm.dt:g}, f MLP (w, w, w) for w ∈ "
+                         f"{_listed(vs)}"),
+        _EXACT + " when f is the exact consistency function", "f's width",
+        valid=lambda w: w >= 1, what="positive values"),
+    # The coupling's? Each other coupling vs the config's (the first).
+    "affine_coupling": Sweep(
+        29, "coupling", "couplings", ",".join(COUPLING_ARMS), str,
+        COUPLING_OVERRIDES.get, str, _FIRST, _REST,
+        lambda cfg, vs: (f"gcm.dt {cfg.gcm.dt:g}, {_f_mlp(cfg)}, couplings "
+                         f"{', '.join(vs)}"),
+        _OT_CAVEAT + " (its suggested test: random pairing vs minibatch OT)",
+        "the coupling", valid=lambda c: c in COUPLING_OVERRIDES,
+        what=f"values of {COUPLING_ARMS}", pairwise=True),
+    # The minibatch's? The largest batch (OT's and the gradients') vs the
+    # smallest, at the same steps and learning rate.
+    "affine_batch": Sweep(
+        31, "batch", "batches", "256,1024", int,
+        lambda b: {"train.batch_size": b}, lambda b: f"batch {b}", min, _MOST,
+        lambda cfg, vs: (f"gcm.dt {cfg.gcm.dt:g}, {_f_mlp(cfg)}, "
+                         f"{cfg.gcm.coupling} ({cfg.gcm.ot_solver}), one "
+                         "batch size per arm"),
+        _OT_CAVEAT, "the batch size", valid=lambda b: b >= 2,
+        what="values >= 2"),
+    # f lagging g? The most f updates per cycle vs the fewest, T_g as
+    # configured and the same total steps.
+    "affine_tf": Sweep(
+        39, "t_f", "tfs", "50,200", int, lambda t: {"gcm.t_f": t},
+        lambda t: f"T_f = {t}", min, _MOST,
+        lambda cfg, vs: (f"T_f ∈ {_listed(vs)} / T_g {cfg.gcm.t_g}, gcm.dt "
+                         f"{cfg.gcm.dt:g}, {_f_mlp(cfg)}"),
+        _EXACT + "; the paper alternates T_f = 50 f and T_g = 20 g updates",
+        "T_f", valid=lambda t: t >= 1, what="positive values"),
+    # g overshooting f? Each other multiplier of g's learning rate vs the
+    # config's (the first).
+    "affine_glr": Sweep(
+        40, "g_lr_mult", "g_lr_mults", "10,3,1", float,
+        lambda m: {"gcm.g_lr_mult": m}, lambda m: f"g lr × {m:g}", _FIRST,
+        _REST,
+        lambda cfg, vs: (f"g's learning rate {cfg.optim.lr:g} × "
+                         f"{_listed(vs)}, T_f/T_g {cfg.gcm.t_f}/"
+                         f"{cfg.gcm.t_g}, gcm.dt {cfg.gcm.dt:g}, "
+                         f"{_f_mlp(cfg)}"),
+        _EXACT, "g's learning rate", valid=lambda m: m > 0,
+        what="positive values", pairwise=True),
+}
 
 
-def _coupling_arm(coupling: str) -> str:
-  return f"coupling={coupling}"
+def _judge(rows, sweep, values, base, best, steps):
+  """The sweep rule on the arms of `values`: reproduced if at `best` both
+  errors are below AFFINE_TOL for every seed and its covariance error beats
+  `base`'s by the mean ± std rule; a budget counts only if every arm's two
+  curves have flattened. Returns (verdict, reason, per-arm summaries)."""
+  arms = {v: sweep.arm(v) for v in values}
+  for arm in arms.values():
+    n = sum(r["arm"] == arm and r["step"] == steps for r in rows)
+    if n < 2:
+      raise ValueError(f"{arm}: {n} seeds at step {steps}; the rule needs "
+                       ">= 2")
+  judged = {v: _affine_arm(rows, arm, steps) for v, arm in arms.items()}
+  below = judged[best]["below"]
+  gains = V.better_summary(judged[best]["stats"]["cov_rel_err"],
+                           judged[base]["stats"]["cov_rel_err"])
+  flat = {arms[v]: j["flat"] for v, j in judged.items()}
+  all_flat = all(x for f in flat.values() for x in f.values())
+  verdict = V.outcome(below and gains, all_flat)
+  lb, lbest = sweep.label(base), sweep.label(best)
+  reason = ("; ".join(
+      f"{sweep.label(v)}: cov err "
+      f"{V.format_summary(j['stats']['cov_rel_err'])}, mean err "
+      f"{V.format_summary(j['stats']['mean_err'])}"
+      for v, j in judged.items())
+            + f"; at {lbest} both < {AFFINE_TOL} for every seed: {below}; "
+            f"cov err better at {lbest} than at {lb} (mean ± std rule): "
+            f"{gains}; curves flattened: {flat}")
+  return verdict, reason, {arms[v]: j["stats"] for v, j in judged.items()}
 
 
-def affine_coupling_verdict(rows, couplings, steps):
-  """PROTOCOL.md change 29 on rows {arm: 'coupling=<c>', ...}: the sweep
-  rule of each other coupling against the first (the config's); reproduced
-  if any of them passes it (both errors below AFFINE_TOL for every seed and
-  a covariance error better than the first's), "not reached" if none
-  passes while some curve still moves, "not reproduced" otherwise."""
-  base, others = couplings[0], couplings[1:]
-  if not others:
-    raise ValueError("affine_coupling: give >= 2 couplings")
-  results = {c: _sweep_verdict(rows, [_coupling_arm(base), _coupling_arm(c)],
-                               _coupling_arm(base), _coupling_arm(c), steps,
-                               lambda arm: arm.split("=")[1])
-             for c in others}
+def sweep_verdict(name, rows, values, steps):
+  """The rule of sweep `name` (SWEEPS) on rows {arm: '<key>=<value>', seed,
+  step, mean_err, cov_rel_err}: each contender against the base; with one
+  contender its verdict, else reproduced if any contender passes, "not
+  reached" if none passes while a judged curve still moves, "not
+  reproduced" otherwise. Returns (verdict, reason, per-arm summaries)."""
+  sweep = SWEEPS[name]
+  base, contenders = sweep.base(values), sweep.contenders(values)
+  if not contenders or base in contenders:
+    raise ValueError(f"{name}: give >= 2 distinct values")
+  results = {c: _judge(rows, sweep, [base, c] if sweep.pairwise else values,
+                       base, c, steps) for c in contenders}
+  if len(results) == 1:
+    return results[contenders[0]]
   verdicts = [v for v, _, _ in results.values()]
-  if V.REPRODUCED in verdicts:
-    verdict = V.REPRODUCED
-  elif V.NOT_REACHED in verdicts:
-    verdict = V.NOT_REACHED
-  else:
-    verdict = V.NOT_REPRODUCED
+  verdict = next((v for v in (V.REPRODUCED, V.NOT_REACHED) if v in verdicts),
+                 V.NOT_REPRODUCED)
   stats = {}
   for _, _, st in results.values():
     stats.update(st)
-  reason = " | ".join(f"{c} vs {base}: {v} ({r})"
+  reason = " | ".join(f"{sweep.label(c)} vs {sweep.label(base)}: {v} ({r})"
                       for c, (v, r, _) in results.items())
   return verdict, reason, stats
 
@@ -324,37 +415,51 @@ def _finished_runs(name, spec, budget_steps):
                 else None)
 
 
-def _affine_sweep(name, seeds, steps, variant, values, *, arm_of, label_of,
-                  overrides_of, verdict_of, setting, paper_figure, metric,
-                  extra):
-  """The affine claim's run at each of `values` of one setting (every arm
-  in this process, same seeds and budget), judged by `verdict_of(rows,
-  values, steps)` and written as claims_000_<name>.json. `setting(cfg)`
-  describes the swept setting in the budget.
+def _sweep_values(name, text):
+  """Sweep `name`'s comma-separated values, cast; exits naming its flag
+  unless there are >= 2 distinct ones, each valid."""
+  sweep = SWEEPS[name]
+  values = [sweep.cast(v) for v in text.split(",") if v]
+  if (len(values) < 2 or len(set(values)) != len(values)
+      or not all(sweep.valid(v) for v in values)):
+    raise SystemExit(f"--{sweep.flag}={text!r}: give >= 2 distinct "
+                     f"{sweep.what}")
+  return values
+
+
+def claim_sweep(name, seeds, steps=0, variant="", values=None):
+  """PROTOCOL.md's change of sweep `name` (SWEEPS): the affine claim's run
+  at each of `values` (its flag's text; default the sweep's), every arm in
+  this process, same seeds and budget, judged by `sweep_verdict` and
+  written as claims_000_<name>.json.
 
   The record is rewritten after every finished (arm, seed) run ("not
   testable" with the runs still missing, until the last), and a rerun of
   the same command reuses the record's finished runs of the same config and
   steps (`_finished_runs`), so a stopped sweep resumes where it stopped."""
+  sweep = SWEEPS[name]
+  values = _sweep_values(name, sweep.default if values is None else values)
   spec, _, _, score = _affine_target(variant)
-  cfgs = {v: load(spec, {**overrides_of(v),
+  cfgs = {v: load(spec, {**sweep.override(v),
                          **({"train.steps": steps} if steps else {})})
           for v in values}
   cfg = cfgs[values[-1]]
-  plan = [(arm_of(v), seed) for v in values for seed in seeds]
+  plan = [(sweep.arm(v), seed) for v in values for seed in seeds]
   runs, reused = _finished_runs(name, spec, {
-      (arm_of(v), seed): cfgs[v].train.steps for v in values
+      (sweep.arm(v), seed): cfgs[v].train.steps for v in values
       for seed in seeds})
   batch = " / ".join(map(str, sorted({c.train.batch_size
                                       for c in cfgs.values()})))
   budget = (f"{cfg.train.steps} steps × batch {batch} per "
             f"arm, lr {cfg.optim.lr:g} {cfg.optim.schedule}, "
-            f"{setting(cfg)}, N = {cfg.data.dim}, CPU")
+            f"{sweep.setting(cfg, values)}, N = {cfg.data.dim}, CPU")
+  text = ",".join(f"{v:g}" if isinstance(v, float) else str(v)
+                  for v in values)
   reproduce = (f"benchmarks/claims/gcm.py --claim={name} --seeds="
                f"{','.join(map(str, seeds))}"
                + (f" --steps={steps}" if steps else "")
                + (f" --variant={variant}" if variant else "")
-               + f" --{SWEEP_FLAGS[name]}={','.join(map(str, values))}")
+               + f" --{sweep.flag}={text}")
 
   def write():
     rows = [r for key in plan for r in runs.get(key, [])]
@@ -368,162 +473,35 @@ def _affine_sweep(name, seeds, steps, variant, values, *, arm_of, label_of,
                 "record is rewritten after every run; rerun the command "
                 "to resume)")
     else:
-      verdict, reason, stats = verdict_of(rows, values, cfg.train.steps)
+      verdict, reason, stats = sweep_verdict(name, rows, values,
+                                             cfg.train.steps)
       figure = "; ".join(
-          f"{label_of(v)}: cov err "
-          f"{V.format_summary(stats[arm_of(v)]['cov_rel_err'])}"
+          f"{sweep.label(v)}: cov err "
+          f"{V.format_summary(stats[sweep.arm(v)]['cov_rel_err'])}"
           for v in values)
     print(reason, flush=True)
     return V.write_claim(
-        PAPER, name, rows, paper_figure=paper_figure, metric=metric,
+        PAPER, name, rows, paper_figure=sweep.paper_figure,
+        metric=("‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against "
+                f"{sweep.against}, {AFFINE_SAMPLES:,} samples"),
         budget=budget, seeds=seeds, verdict=verdict, verdict_reason=reason,
         our_figure=figure,
-        extra={"config": spec, "reproduce_command": reproduce, **extra,
+        extra={"config": spec, "reproduce_command": reproduce,
+               sweep.flag: values,
                **({"reused_from": reused} if reused else {})})
 
   path = None
   for v in values:
     for seed in seeds:
-      key = (arm_of(v), seed)
+      key = (sweep.arm(v), seed)
       if key in runs:
         print(f"== {key[0]} seed={seed}: finished in the record, reused",
               flush=True)
         continue
       runs[key], _ = _train_seeds(spec, [seed], score, AFFINE_SAMPLES,
-                                  key[0], steps, overrides_of(v))
+                                  key[0], steps, sweep.override(v))
       path = write()
   return path or write()
-
-
-def _sweep_values(flag, text, cast, valid=lambda v: True, what="values"):
-  """A sweep's comma-separated `--<flag>` values, cast; exits naming the
-  flag unless there are >= 2 distinct ones, each `valid`."""
-  values = [cast(v) for v in text.split(",") if v]
-  if (len(values) < 2 or len(set(values)) != len(values)
-      or not all(valid(v) for v in values)):
-    raise SystemExit(f"--{flag}={text!r}: give >= 2 distinct {what}")
-  return values
-
-
-def claim_affine_dt(seeds, steps=0, variant="", dts="0.05,0.025,0.0125"):
-  """PROTOCOL.md change 20: the affine claim's run at several consistency
-  steps Δt (`gcm.dt`), every arm in this process, same seeds and budget."""
-  dt_list = _sweep_values("dts", dts, float)
-  return _affine_sweep(
-      "affine_dt", seeds, steps, variant, dt_list, arm_of=_dt_arm,
-      label_of=lambda dt: f"Δt = {dt:g}",
-      overrides_of=lambda dt: {"gcm.dt": dt}, verdict_of=affine_dt_verdict,
-      setting=lambda cfg: (f"f MLP {tuple(cfg.model.mlp.hidden)}, Δt ∈ "
-                           f"{{{', '.join(f'{d:g}' for d in dt_list)}}}"),
-      paper_figure=("no number: the affine fit is exact (A Aᵀ = Σ, b = μ); "
-                    "the consistency loss is exact only as Δt → 0"),
-      metric="‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against Δt, "
-             "100,000 samples", extra={"dts": dt_list})
-
-
-def claim_affine_width(seeds, steps=0, variant="", widths="128,256,512"):
-  """PROTOCOL.md change 25: the affine claim's run with f's MLP at several
-  widths (three hidden layers each), every arm in this process."""
-  w_list = _sweep_values("widths", widths, int, lambda w: w >= 1,
-                         "positive values")
-  return _affine_sweep(
-      "affine_width", seeds, steps, variant, w_list, arm_of=_width_arm,
-      label_of=lambda w: f"f width {w}",
-      overrides_of=lambda w: {"model.mlp.hidden": (w, w, w)},
-      verdict_of=affine_width_verdict,
-      setting=lambda cfg: (f"gcm.dt {cfg.gcm.dt:g}, f MLP (w, w, w) for w ∈ "
-                           f"{{{', '.join(map(str, w_list))}}}"),
-      paper_figure=("no number: the affine fit is exact (A Aᵀ = Σ, b = μ) "
-                    "when f is the exact consistency function"),
-      metric="‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against f's width, "
-             "100,000 samples", extra={"widths": w_list})
-
-
-def claim_affine_coupling(seeds, steps=0, variant="",
-                          couplings=",".join(COUPLING_ARMS)):
-  """PROTOCOL.md change 29: the affine claim's run with g's samples paired
-  to the data by each coupling of `couplings` (the first is the config's:
-  minibatch OT, Sinkhorn plan rounded to a permutation), every arm in this
-  process, same seeds and budget."""
-  c_list = _sweep_values("couplings", couplings, str,
-                         lambda c: c in COUPLING_OVERRIDES,
-                         f"values of {COUPLING_ARMS}")
-  return _affine_sweep(
-      "affine_coupling", seeds, steps, variant, c_list, arm_of=_coupling_arm,
-      label_of=lambda c: c, overrides_of=COUPLING_OVERRIDES.get,
-      verdict_of=affine_coupling_verdict,
-      setting=lambda cfg: (f"gcm.dt {cfg.gcm.dt:g}, f MLP "
-                           f"{tuple(cfg.model.mlp.hidden)}, couplings "
-                           f"{', '.join(c_list)}"),
-      paper_figure=("no number; the paper's own caveat: f_0 = id at matched "
-                    "marginals may fail under a poor minibatch-OT coupling "
-                    "(its suggested test: random pairing vs minibatch OT)"),
-      metric="‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against the "
-             "coupling, 100,000 samples", extra={"couplings": c_list})
-
-
-def _batch_arm(batch: int) -> str:
-  return f"batch={batch}"
-
-
-def affine_batch_verdict(rows, batches, steps):
-  """PROTOCOL.md change 31 on rows {arm: 'batch=<B>', ...}: the sweep rule
-  with the largest batch against the smallest."""
-  return _sweep_verdict(rows, [_batch_arm(b) for b in batches],
-                        _batch_arm(min(batches)), _batch_arm(max(batches)),
-                        steps, lambda arm: "batch " + arm.split("=")[1])
-
-
-def claim_affine_batch(seeds, steps=0, variant="", batches="256,1024"):
-  """PROTOCOL.md change 31: the affine claim's run at several batch sizes
-  (the minibatch-OT coupling's batch and the gradients' with it), the same
-  steps and learning rate, every arm in this process."""
-  b_list = _sweep_values("batches", batches, int, lambda b: b >= 2,
-                         "values >= 2")
-  return _affine_sweep(
-      "affine_batch", seeds, steps, variant, b_list, arm_of=_batch_arm,
-      label_of=lambda b: f"batch {b}",
-      overrides_of=lambda b: {"train.batch_size": b},
-      verdict_of=affine_batch_verdict,
-      setting=lambda cfg: (f"gcm.dt {cfg.gcm.dt:g}, f MLP "
-                           f"{tuple(cfg.model.mlp.hidden)}, "
-                           f"{cfg.gcm.coupling} ({cfg.gcm.ot_solver}), one "
-                           "batch size per arm"),
-      paper_figure=("no number; the paper's own caveat: f_0 = id at matched "
-                    "marginals may fail under a poor minibatch-OT coupling"),
-      metric="‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against the batch "
-             "size, 100,000 samples", extra={"batches": b_list})
-
-
-def _tf_arm(t_f: int) -> str:
-  return f"t_f={t_f}"
-
-
-def affine_tf_verdict(rows, tfs, steps):
-  """PROTOCOL.md change 39 on rows {arm: 't_f=<T_f>', ...}: the sweep rule
-  with the most f updates per cycle against the fewest."""
-  return _sweep_verdict(rows, [_tf_arm(t) for t in tfs], _tf_arm(min(tfs)),
-                        _tf_arm(max(tfs)), steps,
-                        lambda arm: "T_f = " + arm.split("=")[1])
-
-
-def claim_affine_tf(seeds, steps=0, variant="", tfs="50,200"):
-  """PROTOCOL.md change 39: the affine claim's run with T_f f updates per
-  alternation cycle (T_g as configured), the same total steps, every arm in
-  this process."""
-  tf_list = _sweep_values("tfs", tfs, int, lambda t: t >= 1,
-                          "positive values")
-  return _affine_sweep(
-      "affine_tf", seeds, steps, variant, tf_list, arm_of=_tf_arm,
-      label_of=lambda t: f"T_f {t}",
-      overrides_of=lambda t: {"gcm.t_f": t}, verdict_of=affine_tf_verdict,
-      setting=lambda cfg: (f"T_f ∈ {{{', '.join(map(str, tf_list))}}} / "
-                           f"T_g {cfg.gcm.t_g}, gcm.dt {cfg.gcm.dt:g}, f MLP "
-                           f"{tuple(cfg.model.mlp.hidden)}"),
-      paper_figure=("no number: the affine fit is exact (A Aᵀ = Σ, b = μ); "
-                    "the paper alternates T_f = 50 f and T_g = 20 g updates"),
-      metric="‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against T_f, "
-             "100,000 samples", extra={"tfs": tf_list})
 
 
 # PROTOCOL.md change 38: g frozen at A = scale · chol Σ, b = μ.
@@ -745,18 +723,10 @@ def claim_mnist_latent(seeds, steps=0):
       our_figure="not run", extra={"sec_per_step_measured": sec_per_step})
 
 
-CLAIMS = {"affine": claim_affine, "affine_dt": claim_affine_dt,
-          "affine_width": claim_affine_width,
-          "affine_coupling": claim_affine_coupling,
-          "affine_batch": claim_affine_batch,
-          "affine_tf": claim_affine_tf,
+CLAIMS = {"affine": claim_affine,
+          **{name: functools.partial(claim_sweep, name) for name in SWEEPS},
           "affine_f_fixed_g": claim_affine_f_fixed_g,
           "moons": claim_moons, "mnist_latent": claim_mnist_latent}
-
-
-SWEEP_FLAGS = {"affine_dt": "dts", "affine_width": "widths",
-               "affine_coupling": "couplings", "affine_batch": "batches",
-               "affine_tf": "tfs"}
 
 
 def _add_args(ap):
@@ -764,32 +734,25 @@ def _add_args(ap):
                   help="training steps (0: the config's); evaluations stay "
                        "every train.eval_every steps")
   ap.add_argument("--variant", default="",
-                  help="affine, affine_dt only: a variant of the config "
+                  help="affine* only: a variant of the config "
                        "(e.g. 'cosine')")
-  ap.add_argument("--dts", default="0.05,0.025,0.0125",
-                  help="affine_dt only: the consistency steps gcm.dt")
-  ap.add_argument("--widths", default="128,256,512",
-                  help="affine_width only: f's hidden width (3 layers)")
-  ap.add_argument("--batches", default="256,1024",
-                  help="affine_batch only: the batch sizes")
-  ap.add_argument("--tfs", default="50,200",
-                  help="affine_tf only: f updates per cycle (gcm.t_f)")
-  ap.add_argument("--couplings", default=",".join(COUPLING_ARMS),
-                  help="affine_coupling only: the first is the baseline; "
-                       f"values {COUPLING_ARMS}")
+  for name, sweep in SWEEPS.items():
+    ap.add_argument(f"--{sweep.flag}", default=sweep.default,
+                    help=f"{name} only (PROTOCOL.md change {sweep.change}): "
+                         f"the values of {sweep.key}"
+                         + (", the first is the baseline" if sweep.pairwise
+                            else ""))
 
 
 def main():
   args = V.parse_args(CLAIMS, _add_args)
-  affine = ("affine", "affine_f_fixed_g", *SWEEP_FLAGS)
+  affine = ("affine", "affine_f_fixed_g", *SWEEPS)
   if args.variant and args.claim not in affine:
     raise SystemExit(f"--variant={args.variant!r} applies to "
                      f"--claim={'|'.join(affine)} only")
   kw = {"variant": args.variant} if args.variant else {}
-  # The swept setting's flag, passed on under its own name.
-  flag = SWEEP_FLAGS.get(args.claim)
-  if flag:
-    kw[flag] = getattr(args, flag)
+  if args.claim in SWEEPS:
+    kw["values"] = getattr(args, SWEEPS[args.claim].flag)
   print("wrote", CLAIMS[args.claim](args.seeds, args.steps, **kw))
 
 
