@@ -162,8 +162,12 @@ def validate(config, num_devices: int = 1, num_processes: int = 1,
     block = host[0].split(".")[0]
     # Seen with jax 0.10.2 on 2, 4 and 8 host-platform CPU devices, for iCT
     # and GCM: the step aborts in a collective's rendezvous (40 s timeout)
-    # while device 0 runs the callback. A stand-alone jitted pairing over
-    # the same mesh runs; the trainer's step does not.
+    # while device 0's callback waits for its own argument. Outside the
+    # trainer too: a jitted function over 2 CPU devices whose callback
+    # reads (np.asarray) its [B, B] float32 operand hangs from B = 362 and
+    # runs up to B = 256; jax copies the operand onto CPU device 0 before
+    # calling back, and that copy never becomes ready. Not a size per
+    # argument (256 KiB chunks hang too) nor intra-op threading.
     raise ValueError(
         f"{host[0]}: minibatch OT on the host (jax.pure_callback) inside a "
         f"train step partitioned over {num_devices} CPU devices aborts in "

@@ -34,8 +34,9 @@ endpoints), never a model.
   matrix is the global [B, B] one and the pairing is minibatch OT over the
   global batch, whatever the number of devices or hosts: the same π as on
   one device (checked for the jitted pairing alone on 8 host-platform
-  devices; inside the trainer's step on several CPU devices the host call
-  aborts in XLA:CPU's collective rendezvous, so `config_utils.validate`
+  devices at small B; on several CPU devices a callback that reads a [B, B]
+  operand hangs in XLA:CPU's collective rendezvous from B ≈ 362 (jax
+  0.10.2; reproduced outside the trainer), so `config_utils.validate`
   refuses 'exact' and 'lsa' there), not a per-device or
   per-host OT of each shard (as a data-parallel PyTorch loop would compute,
   with batches of B / #devices). The device path shards the Sinkhorn
