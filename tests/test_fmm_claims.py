@@ -344,6 +344,10 @@ def test_teacher_note_says_which_runs_used_which_teacher():
   note = fmm_claims.teacher_note(mixed, "aa")
   assert "aa (the teacher record): emd/s0, lmd/s0" in note
   assert "bb: lmd/s1" in note and "not recorded: emd/s1" in note
+  # A run without a teacher is neither 'not recorded' nor another teacher.
+  free = {"direct/s0": {"teacher_fingerprint": None, "teacher_free": True}}
+  assert fmm_claims.teacher_note({**same, **free}, "aa") == ""
+  assert "direct" not in fmm_claims.teacher_note({**mixed, **free}, "aa")
 
 
 def test_split_plan_is_one_single_run_command_per_missing_pair():
@@ -490,6 +494,15 @@ def test_smoke_stages_write_rows_and_claim_blocks(tmp_path, monkeypatch):
     assert set(claim) == {"paper", "claim", "paper_figure", "metric",
                           "budget", "seeds", "verdict", "verdict_reason",
                           "our_figure"}
+  # A student trained from data joins the record with no teacher to name,
+  # and the note on the students' teachers leaves it out.
+  fmm_claims.main(["students", "--arms=direct", "--seeds=0", *common])
+  out = json.loads((tmp_path / "claims_002_lmd_vs_emd.json").read_text())
+  assert out["runs"]["direct/s0"]["teacher_fingerprint"] is None
+  assert out["runs"]["direct/s0"]["teacher_free"] is True
+  assert out["runs"]["lmd/s0"]["teacher_fingerprint"] == (
+      teacher["teacher"]["fingerprint"])
+  assert "direct/s0" not in out["claim"]["verdict_reason"]
 
 
 @pytest.mark.slow

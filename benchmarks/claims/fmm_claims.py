@@ -338,7 +338,9 @@ def fingerprint(params) -> str:
 def teacher_note(runs: Dict, recorded: Optional[str]) -> str:
   """What the runs' teacher fingerprints say, for a record's verdict
   reason: '' when every run names the recorded teacher; otherwise which
-  runs came from which teacher (or from an unrecorded one)."""
+  runs came from which teacher (or from an unrecorded one). Runs trained
+  without a teacher (`teacher_free`) are left out."""
+  runs = {k: r for k, r in runs.items() if not r.get("teacher_free")}
   if not any(r.get("teacher_fingerprint") for r in runs.values()):
     return ""     # runs from before fingerprints: nothing is known
   by_fp = {}
@@ -619,13 +621,16 @@ def stage_students(a):
       ck = ckpt_lib.Checkpointer(workdir)
       ck.save(a.steps, state, force=True)
       ck.close()
-      fp = fingerprint(run.teacher.params)
-      if fp != teacher_fp:
+      # A student trained from data (direct) has no teacher to name.
+      fp = None if run.teacher is None else fingerprint(run.teacher.params)
+      if fp is not None and fp != teacher_fp:
         print(f"[teacher] fingerprint {fp} is not the teacher record's "
               f"({teacher_fp}): a "
               "retrained teacher; the run records which it used", flush=True)
       runs[f"{arm}/s{seed}"] = {"wall_sec": time.perf_counter() - t0,
                                 "teacher_fingerprint": fp,
+                                **({"teacher_free": True} if fp is None
+                                   else {}),
                                 "workdir": workdir,
                                 "date": machine_info()["date"],
                                 "loadavg_at_end": os.getloadavg()}

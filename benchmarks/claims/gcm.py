@@ -252,17 +252,21 @@ class Sweep:
   pairwise: bool = False
 
   def arm(self, value) -> str:
-    return f"{self.key}={value:g}" if isinstance(value, float) else (
-        f"{self.key}={value}")
+    return f"{self.key}={_shown(value)}"
 
 
 def _f_mlp(cfg) -> str:
   return f"f MLP {tuple(cfg.model.mlp.hidden)}"
 
 
+def _shown(value) -> str:
+  """A swept value as arm names, flags and budgets show it (floats by
+  `:g`: 10.0 -> '10')."""
+  return f"{value:g}" if isinstance(value, float) else str(value)
+
+
 def _listed(values) -> str:
-  return "{" + ", ".join(f"{v:g}" if isinstance(v, float) else str(v)
-                         for v in values) + "}"
+  return "{" + ", ".join(map(_shown, values)) + "}"
 
 
 _EXACT = "no number: the affine fit is exact (A Aᵀ = Σ, b = μ)"
@@ -453,8 +457,7 @@ def claim_sweep(name, seeds, steps=0, variant="", values=None):
   budget = (f"{cfg.train.steps} steps × batch {batch} per "
             f"arm, lr {cfg.optim.lr:g} {cfg.optim.schedule}, "
             f"{sweep.setting(cfg, values)}, N = {cfg.data.dim}, CPU")
-  text = ",".join(f"{v:g}" if isinstance(v, float) else str(v)
-                  for v in values)
+  text = ",".join(map(_shown, values))
   reproduce = (f"benchmarks/claims/gcm.py --claim={name} --seeds="
                f"{','.join(map(str, seeds))}"
                + (f" --steps={steps}" if steps else "")
