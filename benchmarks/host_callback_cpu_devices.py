@@ -17,7 +17,7 @@ it. Outcome per case: 'ran' (and the output matches the numpy value),
 or the case passes `--timeout`), or 'error' (anything else, with the
 last line of its output).
 
-Measured with jax 0.10.2 on this repository's 2-core CPU machine
+Measured 2026-12-01 with jax 0.10.2 on a 2-core x86-64 CPU (load 5)
 (results/host_callback_cpu_devices.json): on 2 devices the reading
 callback hangs from B = 362 and runs up to B = 256; a callback that does
 not read its operand runs; one device runs. `--smoke` runs B = 8 on 2
