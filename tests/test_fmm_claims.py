@@ -170,6 +170,10 @@ def test_merge_joins_seeds_of_one_budget_and_refuses_the_rest():
       [dict(ab, command="fmm_claims.py merge"), c])
   assert len(abc["machines"]) == 3
   assert "merge" not in abc["run_command"]
+  # The directories merged before are kept beside the new ones.
+  assert fmm_claims.merge_student_results(
+      [dict(ab, merged_from=["d1", "d2"]), dict(c, merged_from=["d2", "d3"])]
+  )["merged_from"] == ["d1", "d2", "d3"]
   with pytest.raises(SystemExit, match="steps: 3000 vs 600"):
     fmm_claims.merge_student_results(
         [_student_record([0]), _student_record([1], steps=600)])

@@ -893,7 +893,10 @@ def merge_student_results(results: Sequence[Dict]) -> Dict:
                if res.get("teacher_fingerprint")), None),
           "machines": sorted(machines.values(),
                              key=lambda m: str(m.get("date"))),
-          "run_command": "; ".join(sorted(commands))}
+          "run_command": "; ".join(sorted(commands)),
+          # Every directory merged into any part, in order, once.
+          "merged_from": list(dict.fromkeys(
+              d for res in results for d in res.get("merged_from", [])))}
 
 
 def _run_rows(rows: Sequence[Dict], pair) -> List[str]:
@@ -915,7 +918,9 @@ def stage_merge(a):
   m = merge_student_results(results)
   print("wrote", write_students(
       m["rows"], m["runs"], m["teacher_kl"], argparse.Namespace(**m["args"]),
-      {"merged_from": list(a.merge_from), "run_command": m["run_command"],
+      {"merged_from": list(dict.fromkeys([*m["merged_from"],
+                                          *a.merge_from])),
+       "run_command": m["run_command"],
        "machines": m["machines"], "machine": m["machines"][0]},
       teacher_fp=m["teacher_fingerprint"]))
 
