@@ -583,3 +583,41 @@ def test_students_split_over_cores_merges_every_run(tmp_path, monkeypatch):
   assert out["teacher_kl"] == rec["rows"][0]["value"]
   assert sorted(out["runs"]) == ["emd/s0", "lmd/s0", "lmd/s1"]
   assert out["runs"]["lmd/s1"]["teacher_fingerprint"]
+
+
+def test_students_stage_records_a_teacher_free_run(tmp_path, monkeypatch):
+  """The students stage (training faked: two evaluations and a small
+  state) records a student trained from data ('direct', no teacher) as
+  teacher-free and a distilled one ('lmd') by its teacher's parameters;
+  the record's note on teachers names neither when the distilled one used
+  the recorded teacher."""
+  import types  # pylint: disable=g-import-not-at-top
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  monkeypatch.chdir(tmp_path)          # the students' workdirs: runs/...
+  os.symlink(os.path.join(ROOT, "configs"), tmp_path / "configs")
+  teacher_params = {"w": np.arange(3, dtype=np.float32)}
+  fp = fmm_claims.fingerprint(teacher_params)
+  (tmp_path / "claims_002_teacher.json").write_text(json.dumps({
+      "rows": [{"sample_steps": fmm_claims.TEACHER_STEPS, "value": 0.05}],
+      "teacher": {"fingerprint": fp}}))
+  _, fc, *_ = fmm_claims._jax_imports()  # pylint: disable=protected-access
+
+  def fake_curve(config, eval_every, score, num, eval_steps, log,
+                 full_every):
+    del eval_every, score, num, log, full_every
+    teacher = (None if config.fmm.loss == "direct"
+               else types.SimpleNamespace(params=teacher_params))
+    curve = [{"step": s, "loss": 1.0, "train_sec": 0.0, "load1": 0.0,
+              **{f"q@{k}": 0.5 for k in eval_steps}} for s in (0, 4)]
+    return curve, types.SimpleNamespace(teacher=teacher), {
+        "params": {"w": np.zeros(2, np.float32)}}
+  monkeypatch.setattr(fc, "train_curve", fake_curve)
+  fmm_claims.main(["students", "--arms=direct,lmd", "--seeds=0",
+                   "--steps=4", "--eval_every=4", "--full_every=4",
+                   "--num_samples=100"])
+  out = json.loads((tmp_path / "claims_002_lmd_vs_emd.json").read_text())
+  assert out["runs"]["direct/s0"]["teacher_fingerprint"] is None
+  assert out["runs"]["direct/s0"]["teacher_free"] is True
+  assert out["runs"]["lmd/s0"]["teacher_fingerprint"] == fp
+  assert "teacher_free" not in out["runs"]["lmd/s0"]
+  assert "students distilled from" not in out["claim"]["verdict_reason"]
