@@ -98,8 +98,9 @@ def run_case(devices: int, batch: int, reads: bool, timeout: float) -> dict:
   env["XLA_FLAGS"] = " ".join(
       flags + [f"--xla_force_host_platform_device_count={devices}"])
   env["JAX_PLATFORMS"] = "cpu"
+  callback = READS[0] if reads else READS[1]
   cmd = [sys.executable, os.path.abspath(__file__), CHILD, str(batch),
-         READS[0] if reads else READS[1]]
+         callback]
   t0 = time.time()
   try:
     p = subprocess.run(cmd, env=env, capture_output=True, text=True,
@@ -107,8 +108,7 @@ def run_case(devices: int, batch: int, reads: bool, timeout: float) -> dict:
     outcome, detail = classify(p.returncode, p.stdout + p.stderr, False)
   except subprocess.TimeoutExpired:
     outcome, detail = classify(None, "", True)
-  return {"devices": devices, "batch": batch,
-          "callback": READS[0] if reads else READS[1],
+  return {"devices": devices, "batch": batch, "callback": callback,
           "operand_kib": batch * batch * 4 / 1024, "outcome": outcome,
           "detail": detail, "sec": round(time.time() - t0, 1)}
 

@@ -165,9 +165,10 @@ def validate(config, num_devices: int = 1, num_processes: int = 1,
     # while device 0's callback waits for its own argument. Outside the
     # trainer too: a jitted function over 2 CPU devices whose callback
     # reads (np.asarray) its [B, B] float32 operand hangs from B = 362 and
-    # runs up to B = 256; jax copies the operand onto CPU device 0 before
-    # calling back, and that copy never becomes ready. Not a size per
-    # argument (256 KiB chunks hang too) nor intra-op threading.
+    # runs up to B = 256; jax device_puts the operand onto CPU device 0
+    # before calling back, and the callback waits in np.asarray on it. Not
+    # a size per argument (128 KiB chunks hang too) nor intra-op threading
+    # (benchmarks/host_callback_cpu_devices.py).
     raise ValueError(
         f"{host[0]}: minibatch OT on the host (jax.pure_callback) inside a "
         f"train step partitioned over {num_devices} CPU devices aborts in "
