@@ -415,14 +415,49 @@ def test_affine_sweep_writes_every_run_and_resumes_from_its_record(
   assert rec["reproduce_command"] == (
       "benchmarks/claims/gcm.py --claim=affine_batch --seeds=0,1 "
       "--steps=40 --batches=256,1024")
-  # Another budget (steps) or another config reuses nothing.
+  # Another budget, another config, or fewer values or seeds would drop
+  # the record's runs: refused before any training, naming --tag, and the
+  # record is left as it was.
+  before = open(path).read()
   trained.clear()
-  G.claim_sweep("affine_batch", [0, 1], steps=60, values="256,1024")
-  assert len(trained) == 4
-  trained.clear()
-  G.claim_sweep("affine_batch", [0, 1], steps=60, variant="cosine",
-                values="256,1024")
-  assert len(trained) == 4
+  for kw in ({"steps": 60, "values": "256,1024"},
+             {"steps": 40, "variant": "cosine", "values": "256,1024"},
+             {"steps": 40, "values": "256,512"}):
+    with pytest.raises(SystemExit, match="--tag=NAME"):
+      G.claim_sweep("affine_batch", [0, 1], **kw)
+  with pytest.raises(SystemExit, match="batch=1024 seed 1 \\(40 steps\\)"):
+    G.claim_sweep("affine_batch", [0], steps=40, values="256,1024")
+  assert trained == [] and open(path).read() == before
+  # With a tag another budget gets its own record and reuses nothing.
+  tagged = G.claim_sweep("affine_batch", [0, 1], steps=60,
+                         values="256,1024", tag="b60")
+  assert tagged == os.path.join(str(tmp_path),
+                                "claims_000_affine_batch_b60.json")
+  assert len(trained) == 4 and open(path).read() == before
+  rec = json.loads(open(tagged).read())
+  assert rec["claim"]["claim"] == "affine_batch_b60"
+  assert rec["reproduce_command"].endswith("--batches=256,1024 --tag=b60")
+  assert {r["step"] for r in rec["rows"]} == {30, 60}
+  with pytest.raises(SystemExit, match="--tag"):
+    G.claim_sweep("affine_batch", [0, 1], steps=60, values="256,1024",
+                  tag="B 60")
+
+
+def test_gcm_cli_passes_a_tag_to_the_sweeps_only(monkeypatch):
+  G = _gcm_claims()
+  got = {}
+  monkeypatch.setitem(G.CLAIMS, "affine_glr",
+                      lambda seeds, steps, **kw: got.update(kw) or "x")
+  monkeypatch.setattr(sys, "argv", [
+      "gcm.py", "--claim=affine_glr", "--steps=22400", "--variant=cosine",
+      "--g_lr_mults=10,1", "--tag=22k"])
+  G.main()
+  assert got == {"variant": "cosine", "values": "10,1", "tag": "22k"}
+  for argv in (["--claim=moons", "--tag=22k"],
+               ["--claim=affine_glr", "--tag=22K"]):
+    monkeypatch.setattr(sys, "argv", ["gcm.py", *argv])
+    with pytest.raises(SystemExit, match="--tag="):
+      G.main()
 
 
 def test_affine_dt_claim_needs_the_smallest_step_below_tol_and_better():

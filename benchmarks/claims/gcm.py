@@ -10,6 +10,7 @@ python benchmarks/claims/gcm.py
     (affine_width)] [--couplings=ot_sinkhorn,ot_exact,random
     (affine_coupling)] [--batches=256,1024 (affine_batch)]
     [--tfs=50,200 (affine_tf)] [--g_lr_mults=10,3,1 (affine_glr)]
+    [--tag=NAME (affine sweeps: another budget's own record)]
 
 Every run trains with the project's trainer step through
 `benchmarks/gcm_moons.train_curve` (the config as committed, only `seed`,
@@ -84,7 +85,10 @@ budget" (PROTOCOL.md). Writes results/claims_000_<claim>.json. The affine
 sweeps (one table, `SWEEPS`: affine_dt, _width, _coupling, _batch, _tf,
 _glr) rewrite their record after
 every finished (arm, seed) run and reuse the finished runs of a record with
-the same config and steps, so the same command resumes a stopped sweep.
+the same config and steps, so the same command resumes a stopped sweep; a
+command that would drop a record's run (another budget or config) exits
+before training and asks for `--tag=NAME`, which writes
+claims_000_<claim>_<NAME>.json instead.
 """
 
 from __future__ import annotations
@@ -396,27 +400,40 @@ def sweep_verdict(name, rows, values, steps):
   return verdict, reason, stats
 
 
-def _finished_runs(name, spec, budget_steps):
-  """{(arm, seed): rows} of the runs already in results/claims_000_<name>.json
-  that this sweep would train again: the record's config is `spec` and the
-  run's curve ends at `budget_steps[(arm, seed)]` (the arm's name carries the
-  swept value; the rest is the config). Nothing for another config."""
-  old = read_result(f"claims_{PAPER}_{name}")
-  if not old or old.get("config") != spec:
-    return {}, None
+def _finished_runs(record, spec, budget_steps):
+  """{(arm, seed): rows} of the runs already in results/claims_000_<record>
+  .json that this sweep would train again: the record's config is `spec`
+  and the run's curve ends at `budget_steps[(arm, seed)]` (the arm's name
+  carries the swept value; the rest is the config).
+
+  Exits, before any training, when the record holds a run this sweep would
+  not keep (another config, another budget, or a value not swept now):
+  rewriting the record would lose it; another budget gets its own record
+  with --tag."""
+  old = read_result(f"claims_{PAPER}_{record}")
   by_step = {}  # one row per (arm, seed, step): the record's last
-  for r in old.get("rows", []):
-    if (r["arm"], r["seed"]) in budget_steps:
-      by_step.setdefault((r["arm"], r["seed"]), {})[r["step"]] = r
-  runs = {k: [v[st] for st in sorted(v)] for k, v in by_step.items()
-          if max(v) == budget_steps[k]}
+  for r in (old or {}).get("rows", []):
+    by_step.setdefault((r["arm"], r["seed"]), {})[r["step"]] = r
+  lost = sorted(f"{arm} seed {seed} ({max(v)} steps)"
+                for (arm, seed), v in by_step.items()
+                if old.get("config") != spec
+                or max(v) != budget_steps.get((arm, seed)))
+  if lost:
+    raise SystemExit(
+        f"results/claims_{PAPER}_{record}.json holds runs this command "
+        f"would not keep: {', '.join(lost)} (its config "
+        f"{old.get('config')!r}, this one {spec!r}). Give --tag=NAME to "
+        f"write claims_{PAPER}_{record}_NAME.json instead, or move the "
+        "record away.")
+  runs = {k: [v[st] for st in sorted(v)] for k, v in by_step.items()}
+  if not runs:
+    return {}, None
   # Where the reused runs came from (a record keeps its first origin).
   origin = old.get("reused_from") or {
       "machine": old.get("machine"), "command": old.get("command"),
       **({"how_written": old["how_written"]} if "how_written" in old
          else {})}
-  return runs, ({**origin, "runs": sorted(map(list, runs))} if runs
-                else None)
+  return runs, {**origin, "runs": sorted(map(list, runs))}
 
 
 def _sweep_values(name, text):
@@ -431,11 +448,12 @@ def _sweep_values(name, text):
   return values
 
 
-def claim_sweep(name, seeds, steps=0, variant="", values=None):
+def claim_sweep(name, seeds, steps=0, variant="", values=None, tag=""):
   """PROTOCOL.md's change of sweep `name` (SWEEPS): the affine claim's run
   at each of `values` (its flag's text; default the sweep's), every arm in
   this process, same seeds and budget, judged by `sweep_verdict` and
-  written as claims_000_<name>.json.
+  written as claims_000_<name>.json (claims_000_<name>_<tag>.json with a
+  `tag`: another budget's own record and claim row).
 
   The record is rewritten after every finished (arm, seed) run ("not
   testable" with the runs still missing, until the last), and a rerun of
@@ -449,7 +467,8 @@ def claim_sweep(name, seeds, steps=0, variant="", values=None):
           for v in values}
   cfg = cfgs[values[-1]]
   plan = [(sweep.arm(v), seed) for v in values for seed in seeds]
-  runs, reused = _finished_runs(name, spec, {
+  record = name + (f"_{V.check_tag(tag)}" if tag else "")
+  runs, reused = _finished_runs(record, spec, {
       (sweep.arm(v), seed): cfgs[v].train.steps for v in values
       for seed in seeds})
   batch = " / ".join(map(str, sorted({c.train.batch_size
@@ -462,7 +481,8 @@ def claim_sweep(name, seeds, steps=0, variant="", values=None):
                f"{','.join(map(str, seeds))}"
                + (f" --steps={steps}" if steps else "")
                + (f" --variant={variant}" if variant else "")
-               + f" --{sweep.flag}={text}")
+               + f" --{sweep.flag}={text}"
+               + (f" --tag={tag}" if tag else ""))
 
   def write():
     rows = [r for key in plan for r in runs.get(key, [])]
@@ -484,7 +504,7 @@ def claim_sweep(name, seeds, steps=0, variant="", values=None):
           for v in values)
     print(reason, flush=True)
     return V.write_claim(
-        PAPER, name, rows, paper_figure=sweep.paper_figure,
+        PAPER, record, rows, paper_figure=sweep.paper_figure,
         metric=("‖cov(g) − Σ‖_F/‖Σ‖_F and ‖mean(g) − μ‖₂ against "
                 f"{sweep.against}, {AFFINE_SAMPLES:,} samples"),
         budget=budget, seeds=seeds, verdict=verdict, verdict_reason=reason,
@@ -745,6 +765,10 @@ def _add_args(ap):
                          f"the values of {sweep.key}"
                          + (", the first is the baseline" if sweep.pairwise
                             else ""))
+  ap.add_argument("--tag", default="",
+                  help="affine sweeps only: a suffix (lowercase letters, "
+                       "digits) giving another budget its own record, "
+                       "claims_000_<claim>_<tag>.json")
 
 
 def main():
@@ -756,6 +780,11 @@ def main():
   kw = {"variant": args.variant} if args.variant else {}
   if args.claim in SWEEPS:
     kw["values"] = getattr(args, SWEEPS[args.claim].flag)
+    if V.check_tag(args.tag):
+      kw["tag"] = args.tag
+  elif args.tag:
+    raise SystemExit(f"--tag={args.tag!r} applies to the affine sweeps "
+                     f"only: --claim={'|'.join(SWEEPS)}")
   print("wrote", CLAIMS[args.claim](args.seeds, args.steps, **kw))
 
 
