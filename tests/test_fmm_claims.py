@@ -621,3 +621,32 @@ def test_students_stage_records_a_teacher_free_run(tmp_path, monkeypatch):
   assert out["runs"]["lmd/s0"]["teacher_fingerprint"] == fp
   assert "teacher_free" not in out["runs"]["lmd/s0"]
   assert "students distilled from" not in out["claim"]["verdict_reason"]
+
+
+def test_speed_times_a_kept_lmd_seed_and_names_the_kept_ones(tmp_path,
+                                                              monkeypatch):
+  """`speed --speed_seed=S` needs LMD seed S's kept state (a students run
+  keeps it on its own machine): without it, it exits before building
+  anything, naming the flag and the seeds whose state is here."""
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  monkeypatch.chdir(tmp_path)
+  flags = ["--student_width=512", "--tag=40k"]
+  with pytest.raises(SystemExit, match="run the `students` stage first"):
+    fmm_claims.main(["speed", *flags])
+  (tmp_path / "claims_002_lmd_vs_emd_w512_40k.json").write_text(
+      json.dumps({"rows": [], "args": {"steps": 40000}}))
+  for d in ("lmd_w512_40k_s1/checkpoints", "lmd_w512_40k_s2/checkpoints",
+            "lmd_w512_40k_s0", "emd_w512_40k_s0/checkpoints",
+            "lmd_w512_s0/checkpoints", "lmd_w512_40k_s10x/checkpoints"):
+    os.makedirs(tmp_path / "runs" / "claims002" / d)
+  a = fmm_claims.parse(["speed", *flags])
+  assert fmm_claims._kept_states("lmd", a) == [1, 2]  # pylint: disable=protected-access
+  monkeypatch.setattr(fmm_claims, "_jax_imports", lambda: pytest.fail(
+      "built before checking the seed"))
+  with pytest.raises(SystemExit, match=r"--speed_seed=0: .*lmd_w512_40k_s0 "
+                     r"holds no checkpoint; .* kept here: \[1, 2\]"):
+    fmm_claims.main(["speed", *flags])
+  (tmp_path / "claims_002_lmd_vs_emd_w256.json").write_text(
+      json.dumps({"rows": [], "args": {"steps": 3000}}))
+  with pytest.raises(SystemExit, match=r"--speed_seed=1: .* kept here: none"):
+    fmm_claims.main(["speed", "--student_width=256", "--speed_seed=1"])

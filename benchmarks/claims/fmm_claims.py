@@ -4,7 +4,7 @@ python benchmarks/claims/fmm_claims.py teacher [--setup=digits]
 python benchmarks/claims/fmm_claims.py students [--arms=lmd,emd,lmd:stop_grad]
     [--seeds=0,1,2] [--steps=1000] [--eval_every=100] [--full_every=500]
     [--student_width=W] [--tag=NAME] [--setup=digits] [--cores=0,1]
-python benchmarks/claims/fmm_claims.py speed [--repeats=5]
+python benchmarks/claims/fmm_claims.py speed [--repeats=5] [--speed_seed=0]
 python benchmarks/claims/fmm_claims.py verdict   # recompute from the rows
 python benchmarks/claims/fmm_claims.py merge --merge_from=DIR[,DIR]
 python benchmarks/claims/fmm_claims.py intervals [--interval_k=8]
@@ -44,7 +44,8 @@ The protocol is benchmarks/claims/PROTOCOL.md, section "Paper 002".
   the teacher workdir, keeping the record and its threshold), and a rerun
   resumes (finished runs are skipped). Each run records the fingerprint
   of its teacher's parameters.
-* `speed`: the one-step LMD student (seed 0) vs the teacher ODE at matched
+* `speed`: the one-step LMD student (seed `--speed_seed`, default 0; its
+  final state must be kept on this machine) vs the teacher ODE at matched
   quality (the cheapest Heun step count whose KL is at most the student's),
   samples/s, student and teacher calls interleaved. Run it pinned
   (`taskset -c 1`); the load average is recorded with each row.
@@ -939,15 +940,34 @@ def stage_verdict(a):
       teacher_fp=old.get("teacher_fingerprint")))
 
 
+def _kept_states(arm: str, a) -> List[int]:
+  """The seeds of `arm` whose students run kept its final state here."""
+  root = os.path.dirname(_student_workdir(arm, 0, a))
+  stem = os.path.basename(_student_workdir(arm, 0, a))[:-1]
+  if not os.path.isdir(root):
+    return []
+  return sorted(int(d[len(stem):]) for d in os.listdir(root)
+                if d.startswith(stem) and d[len(stem):].isdigit()
+                and os.path.isdir(os.path.join(root, d, "checkpoints")))
+
+
 def stage_speed(a):
-  jax, fc, _, _, train, flow_maps = _jax_imports()
+  seed = a.speed_seed
   old = read_result(students_record(a))
   if not old:
-    raise SystemExit("run the `students` stage first (LMD seed 0)")
+    raise SystemExit(f"run the `students` stage first (LMD seed {seed})")
+  kept = _kept_states("lmd", a)
+  if seed not in kept:
+    raise SystemExit(
+        f"--speed_seed={seed}: {_student_workdir('lmd', seed, a)} holds no "
+        f"checkpoint; LMD seeds whose state is kept here: {kept or 'none'} "
+        "(a students run keeps its final state on the machine that trained "
+        "it)")
+  jax, fc, _, _, train, flow_maps = _jax_imports()
   steps = old["args"]["steps"]
-  config = student_config("lmd", 0, steps, a)
+  config = student_config("lmd", seed, steps, a)
   run = train.build(config)
-  state = train.restore_state(config, _student_workdir("lmd", 0, a), run)
+  state = train.restore_state(config, _student_workdir("lmd", seed, a), run)
   score = fc.quality_fn(METRIC, run.dataset.reference(a.num_samples))
   key = jax.random.key(7)
   sample = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
@@ -989,7 +1009,7 @@ def stage_speed(a):
       jax.block_until_ready(fn(n))
       times[name].append(time.perf_counter() - t0)
     loads.append(os.getloadavg()[0])
-  rows = [{"arm": name, "seed": 0, "step": steps, "metric": METRIC,
+  rows = [{"arm": name, "seed": seed, "step": steps, "metric": METRIC,
            "value": quality[name], "sample_steps": nfe, "nfe": nfe,
            "timing_samples": n, "sec_median": float(np.median(times[name])),
            "samples_per_sec": n / float(np.median(times[name])),
@@ -1025,8 +1045,9 @@ def stage_speed(a):
            "metric": f"samples/s drawing {n:,} samples (median of "
                      f"{a.repeats} interleaved rounds); quality {METRIC} "
                      f"on {a.num_samples:,} samples",
-           "budget": f"LMD seed 0 of {students_record(a)} ({steps} steps)",
-           "seeds": [0], "verdict": verdict, "verdict_reason": reason,
+           "budget": f"LMD seed {seed} of {students_record(a)} ({steps} "
+                     "steps)",
+           "seeds": [seed], "verdict": verdict, "verdict_reason": reason,
            "our_figure": f"{speedup:.1f}× vs {match}" if match else "n/a"}
   print("wrote", write_result(speed_record(a), rows, {
       "claim": claim, "speedup": speedup, "teacher_params": teacher_params,
@@ -1212,6 +1233,9 @@ def parse(argv=None) -> argparse.Namespace:
                  "digits 4,8,20)")
   p.add_argument("--ode_ks", type=_csv(int), default=(1, 2, 4, 8, 16, 32))
   p.add_argument("--repeats", type=int, default=5)
+  p.add_argument("--speed_seed", type=int, default=0,
+                 help="speed: the LMD student seed timed (its students run "
+                 "must have kept its final state here)")
   p.add_argument("--num_samples", type=int, default=None,
                  help="samples per score (the protocol: 100,000 per "
                  "kl_hist; 1,000 per fd_digits)")
