@@ -54,14 +54,16 @@ below the 0.088 measured, so the alternation of f and g adds the rest
 cycle instead of 50 (change 39, `gcm.py --claim=affine_tf --steps=11200
 --variant=cosine --tfs=50,200`) leaves it at 0.091 ± 0.040 against 0.092
 ± 0.003 (record claims_000_affine_tf.json); the default keeps T_f = 50.
-A smaller step for g lowers it (change 40, `gcm.py --claim=affine_glr
---steps=11200 --variant=cosine --g_lr_mults=10,3,1`, 2026-12-02): 0.092 ±
-0.003 at gcm.g_lr_mult = 10, 0.084 ± 0.020 at 3, 0.055 ± 0.019 at 1
-(0.034 / 0.071 / 0.062; better than 10 by the mean ± std rule, not below
-0.05 on every seed; record claims_000_affine_glr.json, "not reached"), so
-g overshooting f between cycles carries part of the residual; the
-default keeps 10, which the 2,800-step constant-lr budget needs for A and
-b to travel O(1) (this sweep ran only the cosine budget).
+A smaller step for g seemed to lower it at 11,200 steps (change 40,
+`gcm.py --claim=affine_glr --steps=11200 --variant=cosine
+--g_lr_mults=10,3,1`, 2026-12-02): 0.092 ± 0.003 at gcm.g_lr_mult = 10,
+0.084 ± 0.020 at 3, 0.055 ± 0.019 at 1 (record claims_000_affine_glr.json,
+"not reached": curves still moving). At twice the budget the gain is gone
+(change 41, `... --steps=22400 --g_lr_mults=10,1 --tag=22k`, 2026-12-02):
+0.080 ± 0.011 at 10 and 0.083 ± 0.014 at 1, every curve flat ("not
+reproduced", record claims_000_affine_glr_22k.json), so g's step size does
+not set the residual; the default keeps 10, which the 2,800-step
+constant-lr budget needs for A and b to travel O(1).
 The slow test
 checks `:smoke` (both < 0.15 / 0.2 at N = 2).
 Variants: `:smoke` (N = 2, 700 steps; the slow test of
