@@ -220,6 +220,10 @@ def test_student_width_names_its_own_record_and_budget():
   assert fmm_claims._claim_qualifier(long) == (
       " (students 512 wide, 20000 steps)")
   assert fmm_claims._claim_qualifier(wide) == " (students 512 wide)"
+  # The speed stage names the steps of the record it reads, not --steps
+  # (whose default is the students stage's).
+  assert fmm_claims._claim_qualifier(long, 40000) == (
+      " (students 512 wide, 40000 steps)")
   assert fmm_claims._claim_qualifier(base) == ""
   # A record from before the option (no key) is the configs' width: it
   # merges with width 0 and not with 512.

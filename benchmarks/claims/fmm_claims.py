@@ -539,11 +539,13 @@ def _suffix(a) -> str:
   return (f"_w{w}" if w else "") + (f"_{tag}" if tag else "")
 
 
-def _claim_qualifier(a) -> str:
+def _claim_qualifier(a, steps: Optional[int] = None) -> str:
   """' (students 512 wide, 20000 steps)': what sets a record's claim row
-  apart from the main one (the width, and the steps of a --tag budget)."""
+  apart from the main one (the width, and the steps of a --tag budget:
+  `steps`, the students record's, where the stage reads one; else
+  --steps)."""
   parts = ([f"students {_width(a)} wide"] if _width(a) else []) + (
-      [f"{a.steps} steps"] if _tag(a) else [])
+      [f"{a.steps if steps is None else steps} steps"] if _tag(a) else [])
   return f" ({', '.join(parts)})" if parts else ""
 
 
@@ -1040,7 +1042,8 @@ def stage_speed(a):
   print(reason, flush=True)
   claim = {"paper": "002",
            "claim": "a one-step flow map samples much faster than the "
-                    "teacher ODE at matched quality" + _claim_qualifier(a),
+                    "teacher ODE at matched quality"
+                    + _claim_qualifier(a, steps),
            "paper_figure": "Boffi et al. 2024, sampling cost vs quality",
            "metric": f"samples/s drawing {n:,} samples (median of "
                      f"{a.repeats} interleaved rounds); quality {METRIC} "
