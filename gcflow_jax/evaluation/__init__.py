@@ -27,6 +27,7 @@ from gcflow_jax.evaluation.evaluate import fid
 from gcflow_jax.evaluation.evaluate import IMAGE_METRICS
 from gcflow_jax.evaluation.evaluate import inception_score
 from gcflow_jax.evaluation.evaluate import kid
+from gcflow_jax.evaluation.evaluate import label_shares
 from gcflow_jax.evaluation.evaluate import load_reference
 from gcflow_jax.evaluation.evaluate import load_stats
 from gcflow_jax.evaluation.evaluate import make_extractor
@@ -58,6 +59,7 @@ __all__ = [
     "kid",
     "kid_from_features",
     "kl_hist_2d",
+    "label_shares",
     "load_reference",
     "load_stats",
     "make_extractor",

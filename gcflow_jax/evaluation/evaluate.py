@@ -36,6 +36,7 @@ import jax
 import numpy as np
 
 from gcflow_jax.evaluation import distances
+from gcflow_jax.evaluation import features as features_lib
 # Not `from gcflow_jax.evaluation import fid`: the package attribute `fid` is
 # the function defined below, which shadows the submodule.
 from gcflow_jax.evaluation.fid import frechet_distance
@@ -181,6 +182,36 @@ def inception_score(samples: Array, *, splits: int = 10,
   logits = ext(_image_pixels(samples, quantize))["logits_unbiased"]
   return inception_score_from_logits(logits, splits)
 
+
+
+def label_shares(samples: Array, *, classifier: str = "mnist",
+                 quantize: bool = True, batch_size: int = 200,
+                 progress: bool | None = None) -> dict[str, Any]:
+  """Mode coverage of image samples through an offline classifier.
+
+  Each sample gets the classifier's most likely label; returns ``shares``
+  (float64 ``[K]``, the fraction of samples per label), ``kl_uniform`` =
+  KL(shares || uniform) = log K − H(shares) (0 when every label is equally
+  frequent, log K when all samples get one label) and ``min_share`` (the
+  least frequent label's share; 0 if a label never occurs).
+
+  Args:
+    samples: ``[N, H, W, C]`` images, float in [-1, 1] or uint8.
+    classifier: ``"mnist"`` or ``"digits"`` (the committed classifiers of
+      `features`; ten labels).
+    quantize, batch_size, progress: as for `fid`.
+  """
+  if classifier not in features_lib.SPECS:
+    raise ValueError(f"classifier must be one of {sorted(features_lib.SPECS)}"
+                     f"; got {classifier!r}")
+  ext = make_extractor(classifier, batch_size=batch_size, progress=progress)
+  logits = ext(_image_pixels(samples, quantize))["logits"]
+  counts = np.bincount(np.argmax(logits, axis=-1), minlength=logits.shape[-1])
+  shares = counts / counts.sum()
+  seen = shares[shares > 0]
+  return {"shares": shares,
+          "kl_uniform": float(np.log(len(shares)) + np.sum(seen * np.log(seen))),
+          "min_share": float(shares.min())}
 
 # --------------------------------------------------------------------------
 # evaluate().

@@ -67,3 +67,47 @@ def test_read_idx_mnist_test_set():
   assert x.shape == (10_000, 28, 28, 1) and y.shape == (10_000,)
   assert x.min() == -1.0 and x.max() == 1.0
   assert np.bincount(y).min() > 800
+
+
+def _entropy_kl_to_uniform(p):
+  from scipy.stats import entropy  # pylint: disable=g-import-not-at-top
+  return float(entropy(p, np.full(len(p), 1.0 / len(p))))
+
+
+@pytest.mark.parametrize("name", ["digits", "mnist"])
+def test_label_shares_of_real_images_follow_their_labels(name):
+  """On real images the predicted-label shares are the true label
+  frequencies up to the classifier's few errors; KL to uniform is scipy's;
+  one class alone gives log 10 and a zero smallest share."""
+  from gcflow_jax import evaluation  # pylint: disable=g-import-not-at-top
+  if name == "digits":
+    x, y = features.load_digits_data()
+  else:
+    path = os.path.join(features.MNIST_TEST_DIR, "t10k-labels-idx1-ubyte.gz")
+    if not os.path.isfile(path):
+      pytest.skip("shared MNIST test set not present")
+    x, y = features.load_mnist_data("test")
+    x, y = x[:2000], y[:2000]
+  out = evaluation.label_shares(x, classifier=name)
+  truth = np.bincount(y, minlength=10) / len(y)
+  np.testing.assert_allclose(out["shares"], truth, atol=0.01)
+  assert out["shares"].sum() == pytest.approx(1.0)
+  assert out["kl_uniform"] == pytest.approx(
+      _entropy_kl_to_uniform(out["shares"]), rel=1e-9, abs=1e-12)
+  assert out["kl_uniform"] < 0.01 and out["min_share"] > 0.07
+  # uint8 pixels score the same as the [-1, 1] floats they quantize to.
+  u8 = np.round((x + 1.0) * 127.5).astype(np.uint8)
+  np.testing.assert_array_equal(
+      evaluation.label_shares(u8, classifier=name)["shares"], out["shares"])
+  ones = evaluation.label_shares(x[y == 1][:150], classifier=name)
+  assert ones["shares"][1] > 0.97 and ones["min_share"] == 0.0
+  assert ones["kl_uniform"] == pytest.approx(np.log(10), abs=0.15)
+
+
+def test_label_shares_rejects_bad_input():
+  from gcflow_jax import evaluation  # pylint: disable=g-import-not-at-top
+  with pytest.raises(ValueError, match=r"classifier must be one of \['digits',"
+                     r" 'mnist'\]; got 'cifar'"):
+    evaluation.label_shares(np.zeros((4, 8, 8, 1)), classifier="cifar")
+  with pytest.raises(ValueError, match="images"):
+    evaluation.label_shares(np.zeros((4, 2)), classifier="digits")
