@@ -638,13 +638,16 @@ def test_speed_times_a_kept_lmd_seed_and_names_the_kept_ones(tmp_path,
   with pytest.raises(SystemExit, match="run the `students` stage first"):
     fmm_claims.main(["speed", *flags])
   (tmp_path / "claims_002_lmd_vs_emd_w512_40k.json").write_text(
-      json.dumps({"rows": [], "args": {"steps": 40000}}))
+      json.dumps({"rows": [{"arm": arm, "seed": seed}
+                           for arm, seed in (("lmd", 0), ("lmd", 1),
+                                             ("lmd", 2), ("emd", 0))],
+                  "args": {"steps": 40000}}))
   for d in ("lmd_w512_40k_s1/checkpoints", "lmd_w512_40k_s2/checkpoints",
             "lmd_w512_40k_s0", "emd_w512_40k_s0/checkpoints",
             "lmd_w512_s0/checkpoints", "lmd_w512_40k_s10x/checkpoints"):
     os.makedirs(tmp_path / "runs" / "claims002" / d)
   a = fmm_claims.parse(["speed", *flags])
-  assert fmm_claims._kept_states("lmd", a) == [1, 2]  # pylint: disable=protected-access
+  assert fmm_claims._kept_states("lmd", [0, 1, 2], a) == [1, 2]  # pylint: disable=protected-access
   monkeypatch.setattr(fmm_claims, "_jax_imports", lambda: pytest.fail(
       "built before checking the seed"))
   with pytest.raises(SystemExit, match=r"--speed_seed=0: .*lmd_w512_40k_s0 "

@@ -942,15 +942,12 @@ def stage_verdict(a):
       teacher_fp=old.get("teacher_fingerprint")))
 
 
-def _kept_states(arm: str, a) -> List[int]:
-  """The seeds of `arm` whose students run kept its final state here."""
-  root = os.path.dirname(_student_workdir(arm, 0, a))
-  stem = os.path.basename(_student_workdir(arm, 0, a))[:-1]
-  if not os.path.isdir(root):
-    return []
-  return sorted(int(d[len(stem):]) for d in os.listdir(root)
-                if d.startswith(stem) and d[len(stem):].isdigit()
-                and os.path.isdir(os.path.join(root, d, "checkpoints")))
+def _kept_states(arm: str, seeds, a) -> List[int]:
+  """Of `seeds`, those whose `arm` students run kept its final state here
+  (its workdir holds checkpoints)."""
+  from gcflow_jax import checkpoint as ckpt_lib  # pylint: disable=g-import-not-at-top
+  return sorted(s for s in set(seeds) if os.path.isdir(
+      ckpt_lib.checkpoint_dir(_student_workdir(arm, s, a))))
 
 
 def stage_speed(a):
@@ -958,7 +955,8 @@ def stage_speed(a):
   old = read_result(students_record(a))
   if not old:
     raise SystemExit(f"run the `students` stage first (LMD seed {seed})")
-  kept = _kept_states("lmd", a)
+  kept = _kept_states("lmd", {r["seed"] for r in old["rows"]
+                              if r["arm"] == "lmd"}, a)
   if seed not in kept:
     raise SystemExit(
         f"--speed_seed={seed}: {_student_workdir('lmd', seed, a)} holds no "
