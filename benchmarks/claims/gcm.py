@@ -11,6 +11,8 @@ python benchmarks/claims/gcm.py
     (affine_coupling)] [--batches=256,1024 (affine_batch)]
     [--tfs=50,200 (affine_tf)] [--g_lr_mults=10,3,1 (affine_glr)]
     [--tag=NAME (affine sweeps: another budget's own record)]
+    [--cores=0,1] [--cache_dir=runs/claims000] [--train_only]
+    (mnist_latent)
 
 Every run trains with the project's trainer step through
 `benchmarks/gcm_moons.train_curve` (the config as committed, only `seed`,
@@ -75,10 +77,17 @@ Every run trains with the project's trainer step through
   the share of 10,000 samples whose nearest moon (distance to the noiseless
   arc) is the upper one. Reproduced if both shares lie in [0.45, 0.55] for
   every seed. Also logs the share within 0.2 of an arc (`on_moon`).
-* mnist_latent — `python benchmarks/claims/gcm.py --claim=mnist_latent`
-  configs/mnist_latent_gcm.py: not run here; the record states the cost
-  per step measured by benchmarks/gcm_latent.py (results/gcm_latent.json)
-  and what the protocol's run would need.
+* mnist_latent — `python benchmarks/claims/gcm.py --claim=mnist_latent
+  --cores=0,1` (PROTOCOL.md change 43): configs/mnist_latent_gcm.py
+  (dim(z) = 256, 21,000 steps, batch 128, offline MNIST test images) with
+  benchmarks/gcm_latent.py's CPU stand-in (MLP f, MLP decoder g). Every
+  train.eval_every steps: the offline MNIST classifier's labels of 10,000
+  g(z) (`evaluation.label_shares`: smallest class share, KL to uniform)
+  and fd_mnist of the first 5,000 against 5,000 test images. Reproduced
+  if at the end every seed's smallest share is >= 0.05 and its fd_mnist
+  at most half its step-0 value, on flat curves. Each seed's rows are
+  cached (`--cache_dir`), so a rerun resumes; `--cores` trains the
+  missing seeds as pinned processes, two at a time on 0,1.
 
 A claim that fails while its curve still moves is "not reached at this
 budget" (PROTOCOL.md). Writes results/claims_000_<claim>.json. The affine
@@ -99,17 +108,23 @@ import os
 import sys
 from typing import Any, Callable
 
-import jax
-import jax.numpy as jnp
-import numpy as np
-
 _HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.dirname(_HERE))
 sys.path.insert(0, _HERE)
-from common import read_result  # noqa: E402  pylint: disable=g-import-not-at-top
+import split  # noqa: E402  pylint: disable=g-import-not-at-top
+# A `--cores` child pins itself before JAX starts any thread.
+split.pin_from_env()
+
+import jax  # noqa: E402  pylint: disable=g-import-not-at-top
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+
+from common import machine_info, read_result  # noqa: E402  pylint: disable=g-import-not-at-top
+from gcm_latent import SETUPS as LATENT_SETUPS  # noqa: E402  pylint: disable=g-import-not-at-top
 from gcm_moons import load, train_curve  # noqa: E402  pylint: disable=g-import-not-at-top
 import verdicts as V  # noqa: E402  pylint: disable=g-import-not-at-top
 
+from gcflow_jax import evaluation, train  # noqa: E402
 from gcflow_jax.data import toy  # noqa: E402
 
 PAPER = "000"
@@ -717,33 +732,202 @@ def claim_moons(seeds, steps=0):
       extra={"config": MOONS_CONFIG})
 
 
-def claim_mnist_latent(seeds, steps=0):
-  del steps  # not run here (see the record)
-  lat = read_result("gcm_latent")
-  mn = [r for r in lat.get("table", []) if r["dataset"] == "mnist"]
-  if not mn:
-    raise RuntimeError("results/gcm_latent.json has no mnist row: run "
-                       "benchmarks/gcm_latent.py --datasets=mnist first")
-  sec_per_step = float(np.mean([r["train_sec"] / r["steps"] for r in mn]))
-  cfg = load("configs/mnist_latent_gcm.py")
-  steps = cfg.train.steps
-  need_h = sec_per_step * steps * len(seeds) / 3600
-  reason = (f"measured {sec_per_step:.3g} s per step on this 2-core CPU for "
-            f"the reduced MLP variant (results/gcm_latent.json, "
-            f"{lat['machine']['date']}, load average "
-            f"{lat['load_average']['start'][0]}-"
-            f"{lat['load_average']['end'][0]}); the config's {steps} steps "
-            f"× {len(seeds)} seeds need ≈ {need_h:.1f} h, beyond this "
-            "session's CPU budget. Needs a GPU (or ≈ that many CPU hours), "
-            "then the offline MNIST classifier's labels on 10,000 samples: "
-            "KL to uniform and the smallest class share")
+# PROTOCOL.md change 43: the MNIST latent run as a CPU stand-in.
+MNIST_CONFIG = "configs/mnist_latent_gcm.py"
+MNIST_ARM = "z256"
+MNIST_SAMPLES = 10_000     # label shares
+MNIST_FD_SAMPLES = 5_000   # fd_mnist: the first half of them
+MIN_SHARE = 0.05           # half of uniform: no digit dropped
+FD_RATIO = 0.5             # fd at most this share of its step-0 value
+MNIST_METRICS = ("min_share", "kl_uniform", "fd_mnist")
+
+
+def mnist_latent_overrides() -> dict:
+  """The CPU stand-in of configs/mnist_latent_gcm.py (benchmarks/
+  gcm_latent.py's: MLP f and MLP decoder, offline MNIST test images) at
+  dim(z) = 256, the paper's."""
+  return {**LATENT_SETUPS["mnist"][2], "gcm.latent_dim": 256}
+
+
+def mnist_score(reference: np.ndarray):
+  """score(samples) of the MNIST latent claim: `evaluation.label_shares`
+  ('mnist') of all samples and fd_mnist of the first len(reference) of
+  them against `reference` (images in [-1, 1]; samples are clipped to it,
+  as the sampler's tanh output already is)."""
+  n = len(reference)
+
+  def score(samples):
+    samples = np.asarray(samples)
+    if not np.isfinite(samples).all():
+      return {"min_share": float("nan"), "kl_uniform": float("nan"),
+              "shares": None, "fd_mnist": float("nan")}
+    samples = np.clip(samples, -1.0, 1.0)
+    ls = evaluation.label_shares(samples, classifier="mnist")
+    fd = evaluation.evaluate(samples[:n], reference, metrics=["fd_mnist"])
+    return {"min_share": ls["min_share"], "kl_uniform": ls["kl_uniform"],
+            "shares": [round(float(v), 5) for v in ls["shares"]],
+            "fd_mnist": float(fd["fd_mnist"])}
+  return score
+
+
+def _mnist_run(seed: int, steps: int):
+  """(config, RunCache identity) of one MNIST latent run."""
+  over = mnist_latent_overrides()
+  cfg = load(MNIST_CONFIG, {**over, "seed": seed,
+                            **({"train.steps": steps} if steps else {})})
+  ident = {"config": MNIST_CONFIG, "overrides": over,
+           "config_digest": split.config_digest(cfg),
+           "eval_every": cfg.train.eval_every, "num": MNIST_SAMPLES,
+           "fd_num": MNIST_FD_SAMPLES}
+  return cfg, ident
+
+
+def _mnist_reference(cfg):
+  """The dataset's reference permutation of all test images: the first
+  MNIST_FD_SAMPLES are fd_mnist's reference, the rest its floor."""
+  return np.asarray(train.build(cfg).dataset.reference(
+      MNIST_FD_SAMPLES * 2))
+
+
+def _mnist_train(seed: int, steps: int) -> list:
+  cfg, _ = _mnist_run(seed, steps)
+  score = mnist_score(_mnist_reference(cfg)[:MNIST_FD_SAMPLES])
+  rows, _ = _train_seeds(MNIST_CONFIG, [seed], score, MNIST_SAMPLES,
+                         MNIST_ARM, steps, mnist_latent_overrides())
+  return rows
+
+
+def mnist_latent_verdict(rows, steps):
+  """PROTOCOL.md change 43's rule on rows {seed, step, min_share,
+  kl_uniform, fd_mnist, f0_identity_err}: reproduced if at `steps` every
+  seed has min_share >= MIN_SHARE and fd_mnist <= FD_RATIO × its own
+  step-0 value, with the seed-mean curves of MNIST_METRICS flattened.
+  Returns (verdict, reason, {metric: summary, 'per_seed': ...})."""
+  by_seed = {}
+  for r in rows:
+    by_seed.setdefault(r["seed"], {})[r["step"]] = r
+  if len(by_seed) < 2:
+    raise ValueError(f"{len(by_seed)} seeds; the rule needs >= 2")
+  for seed, run in by_seed.items():
+    if steps not in run or 0 not in run:
+      raise ValueError(f"seed {seed} has no evaluation at step 0 and "
+                       f"{steps}: {sorted(run)}")
+  per_seed = {}
+  for seed, run in sorted(by_seed.items()):
+    last, first = run[steps], run[0]
+    ratio = last["fd_mnist"] / first["fd_mnist"]
+    per_seed[seed] = {
+        "min_share": last["min_share"], "kl_uniform": last["kl_uniform"],
+        "fd_mnist": last["fd_mnist"], "fd_step0": first["fd_mnist"],
+        "fd_ratio": ratio, "covers": last["min_share"] >= MIN_SHARE,
+        "images": ratio <= FD_RATIO}
+  holds = all(p["covers"] and p["images"] for p in per_seed.values())
+  curve = lambda m: [[run[st][m] for run in by_seed.values()]
+                     for st in sorted(set.intersection(
+                         *(set(run) for run in by_seed.values())))]
+  flat = {m: V.flattened(curve(m)) for m in MNIST_METRICS}
+  stats = {m: V.summarize([p[m] for p in per_seed.values()])
+           for m in (*MNIST_METRICS, "fd_ratio")}
+  f0 = {w: V.summarize([run[st]["f0_identity_err"]
+                        for run in by_seed.values()])
+        for w, st in (("first", min(st for st in
+                                    next(iter(by_seed.values())) if st)),
+                      ("last", steps))}
+  stats.update({"per_seed": per_seed, "f0_identity_err": f0})
+  reason = (
+      f"at {steps} steps: smallest class share "
+      f"{V.format_summary(stats['min_share'])} (per seed "
+      f"{[round(p['min_share'], 4) for p in per_seed.values()]}; >= "
+      f"{MIN_SHARE} on every seed: "
+      f"{all(p['covers'] for p in per_seed.values())}); KL to uniform "
+      f"{V.format_summary(stats['kl_uniform'])}; fd_mnist "
+      f"{V.format_summary(stats['fd_mnist'])}, its share of step 0's "
+      f"{V.format_summary(stats['fd_ratio'])} (<= {FD_RATIO} on every "
+      f"seed: {all(p['images'] for p in per_seed.values())}); curves "
+      f"flattened: {flat}; ‖g(z) − f_0(g(z))‖² (window mean) "
+      f"{V.format_summary(f0['first'])} at the first evaluation, "
+      f"{V.format_summary(f0['last'])} at the last")
+  return V.outcome(holds, all(flat.values())), reason, stats
+
+
+def claim_mnist_latent(seeds, steps=0, cores=(), cache_dir="runs/claims000",
+                       train_only=False):
+  """PROTOCOL.md change 43: configs/mnist_latent_gcm.py's CPU stand-in
+  (`mnist_latent_overrides`) for each seed, scored every train.eval_every
+  steps by `mnist_score`, judged by `mnist_latent_verdict`. Each seed's
+  rows are cached on their own (split.RunCache under <cache_dir>/
+  mnist_latent_<steps>), so a rerun resumes; `cores` trains every missing
+  seed as its own pinned process (at most one per core at a time), then
+  writes the record; `train_only` trains and caches `seeds` and writes no
+  record (what such a process runs)."""
+  cfg0, _ = _mnist_run(seeds[0], steps)
+  steps = cfg0.train.steps
+  cache = split.RunCache(os.path.join(cache_dir, f"mnist_latent_{steps}"))
+  if cores and not train_only:
+    jobs = [split.Job(
+        f"{MNIST_ARM} seed {seed}",
+        [os.path.abspath(__file__), "--claim=mnist_latent",
+         f"--seeds={seed}", f"--steps={steps}", f"--cache_dir={cache_dir}",
+         "--train_only"],
+        cache.path(MNIST_ARM, seed)[:-len(".json")] + ".log")
+            for seed in seeds
+            if not os.path.exists(cache.path(MNIST_ARM, seed))]
+    failed = split.run_on_cores(
+        jobs, cores, lambda job: cache.get(
+            MNIST_ARM, int(job.name.split()[-1]),
+            _mnist_run(int(job.name.split()[-1]), steps)[1]) is not None)
+    if failed:
+      raise SystemExit("[split] failed runs (their logs): "
+                       + ", ".join(j.log for j in failed))
+  rows = []
+  for seed in seeds:
+    rows += cache.get_or_run(
+        MNIST_ARM, seed, _mnist_run(seed, steps)[1],
+        functools.partial(_mnist_train, seed, steps),
+        lambda: {"machine": machine_info(), "load_average": os.getloadavg()})
+  if train_only:
+    print(f"trained and cached seeds {seeds} in {cache.root}; the record "
+          "is written by a run without --train_only", flush=True)
+    return None
+  verdict, reason, stats = mnist_latent_verdict(rows, steps)
+  ref = _mnist_reference(cfg0)
+  floor_ls = evaluation.label_shares(ref, classifier="mnist")
+  floor = {"label_shares_of_test_images": {
+               "min_share": floor_ls["min_share"],
+               "kl_uniform": floor_ls["kl_uniform"],
+               "shares": [float(v) for v in floor_ls["shares"]]},
+           "fd_mnist_other_half": float(evaluation.evaluate(
+               ref[MNIST_FD_SAMPLES:], ref[:MNIST_FD_SAMPLES],
+               metrics=["fd_mnist"])["fd_mnist"])}
+  reason += (f"; floors: all {len(ref):,} test images' smallest share "
+             f"{floor_ls['min_share']:.4f}, KL to uniform "
+             f"{floor_ls['kl_uniform']:.4f}; fd_mnist of the other "
+             f"{MNIST_FD_SAMPLES:,} test images "
+             f"{floor['fd_mnist_other_half']:.3g}. A CPU stand-in of the "
+             "paper's setting (f an MLP, not a UNet; g an MLP decoder, not "
+             "a conv generator)")
+  print(reason, flush=True)
+  budget = (f"{steps} steps × batch {cfg0.train.batch_size} (T_f/T_g = "
+            f"{cfg0.gcm.t_f}/{cfg0.gcm.t_g}, minibatch OT), dim(z) = "
+            f"{cfg0.gcm.latent_dim}, lr {cfg0.optim.lr:g}, f MLP "
+            f"{tuple(cfg0.model.mlp.hidden)}, g MLP "
+            f"{tuple(cfg0.gcm.generator_hidden)} (CPU stand-in), "
+            f"{cfg0.data.offline_fallback}, CPU")
   return V.write_claim(
-      PAPER, "mnist_latent_coverage", [],
-      paper_figure="MNIST latent samples (qualitative)",
-      metric="offline MNIST classifier label distribution vs uniform",
-      budget=f"{steps} steps × batch {cfg.train.batch_size} (not run)",
-      seeds=seeds, verdict=V.NOT_TESTABLE, verdict_reason=reason,
-      our_figure="not run", extra={"sec_per_step_measured": sec_per_step})
+      PAPER, "mnist_latent_coverage", rows,
+      paper_figure=("MNIST samples at dim(z) = 256 (qualitative), "
+                    "'without the mode collapse of GANs'"),
+      metric=(f"offline MNIST classifier labels of {MNIST_SAMPLES:,} g(z): "
+              f"smallest class share and KL to uniform; fd_mnist of "
+              f"{MNIST_FD_SAMPLES:,}"),
+      budget=budget, seeds=seeds, verdict=verdict, verdict_reason=reason,
+      our_figure=(f"smallest share {V.format_summary(stats['min_share'])}; "
+                  f"KL to uniform {V.format_summary(stats['kl_uniform'])}; "
+                  f"fd_mnist {V.format_summary(stats['fd_mnist'])}"),
+      extra={"config": MNIST_CONFIG, "overrides": mnist_latent_overrides(),
+             "floors": floor, "per_seed": stats["per_seed"],
+             "f0_identity_err": stats["f0_identity_err"],
+             "cache": cache.root})
 
 
 CLAIMS = {"affine": claim_affine,
@@ -769,6 +953,17 @@ def _add_args(ap):
                   help="affine sweeps only: a suffix (lowercase letters, "
                        "digits) giving another budget its own record, "
                        "claims_000_<claim>_<tag>.json")
+  ap.add_argument("--cores", default="",
+                  help="mnist_latent only: e.g. 0,1: every missing seed's "
+                       "run as its own process, at most one per listed "
+                       "core at a time (pinned, one XLA thread), then the "
+                       "record")
+  ap.add_argument("--cache_dir", default="runs/claims000",
+                  help="mnist_latent only: each seed's rows, in <dir>/"
+                       "mnist_latent_<steps>/ (a rerun resumes)")
+  ap.add_argument("--train_only", action="store_true",
+                  help="mnist_latent only: train and cache --seeds' runs, "
+                       "write no record")
 
 
 def main():
@@ -785,6 +980,17 @@ def main():
   elif args.tag:
     raise SystemExit(f"--tag={args.tag!r} applies to the affine sweeps "
                      f"only: --claim={'|'.join(SWEEPS)}")
+  try:
+    cores = split.check_cores([int(v) for v in args.cores.split(",") if v])
+  except ValueError:
+    raise SystemExit(f"--cores={args.cores!r}: comma-separated core "
+                     "numbers, e.g. 0,1") from None
+  if args.claim == "mnist_latent":
+    kw.update(cores=cores, cache_dir=args.cache_dir,
+              train_only=args.train_only)
+  elif cores or args.train_only:
+    raise SystemExit("--cores and --train_only apply to "
+                     "--claim=mnist_latent only")
   print("wrote", CLAIMS[args.claim](args.seeds, args.steps, **kw))
 
 
