@@ -835,3 +835,167 @@ def test_quality_toy_ict_s1_sets_every_arm_and_writes_its_own_record(
     monkeypatch.setattr(sys, "argv", ["consistency.py", *bad])
     with pytest.raises(SystemExit, match="--tag="):
       C.main()
+
+
+# ------------------------------------------------- 000 MNIST latent (43) --
+def _mnist_rows(final, step0_fd=30.0, prev=None, steps=700):
+  """Rows of the MNIST latent claim: per seed (min_share, fd) at `steps`,
+  `prev` (the same) at steps/2 (default: equal to the final), fd
+  `step0_fd` at step 0."""
+  rows = []
+  for seed, (share, fd) in enumerate(final):
+    p_share, p_fd = (prev or final)[seed]
+    for step, sh, f, f0 in ((0, 0.0, step0_fd, None),
+                            (steps // 2, p_share, p_fd, 9.0 + seed),
+                            (steps, share, fd, 2.0 + seed)):
+      rows.append({"arm": "z256", "seed": seed, "step": step,
+                   "min_share": sh, "kl_uniform": 0.1 - sh,
+                   "fd_mnist": f, "f0_identity_err": f0})
+  return rows
+
+
+def test_mnist_latent_rule_needs_every_digit_and_half_the_untrained_fd():
+  G = _gcm_claims()
+  good = [(0.07, 10.0), (0.08, 11.0), (0.075, 12.0)]
+  verdict, reason, st = G.mnist_latent_verdict(_mnist_rows(good), 700)
+  assert verdict == V.REPRODUCED
+  assert st["per_seed"][2]["fd_ratio"] == pytest.approx(12.0 / 30.0)
+  # The f_0 = id signal: the first evaluation after step 0, and the last.
+  assert st["f0_identity_err"]["first"]["mean"] == pytest.approx(10.0)
+  assert st["f0_identity_err"]["last"]["mean"] == pytest.approx(3.0)
+  assert "every seed: True" in reason
+  # One seed drops a digit (share 0.04 < 0.05): not reproduced.
+  dropped = [(0.07, 10.0), (0.04, 11.0), (0.075, 12.0)]
+  assert G.mnist_latent_verdict(_mnist_rows(dropped), 700)[0] == (
+      V.NOT_REPRODUCED)
+  # Exactly the threshold counts as covered; 0.5 × step 0 as images.
+  edge = [(0.05, 15.0), (0.08, 11.0), (0.075, 12.0)]
+  assert G.mnist_latent_verdict(_mnist_rows(edge), 700)[0] == V.REPRODUCED
+  # One seed's fd above half its own step-0 value: not reproduced.
+  noisy = [(0.07, 10.0), (0.08, 16.0), (0.075, 12.0)]
+  assert G.mnist_latent_verdict(_mnist_rows(noisy), 700)[0] == (
+      V.NOT_REPRODUCED)
+  # Passing while fd still falls fast: the budget does not count.
+  moving = [(0.07, 20.0), (0.08, 21.0), (0.075, 22.0)]
+  v, reason, _ = G.mnist_latent_verdict(
+      _mnist_rows(good, prev=moving), 700)
+  assert v == V.NOT_REACHED and "'fd_mnist': False" in reason
+  # A seed dropping a digit while the share curve still moves.
+  v, _, _ = G.mnist_latent_verdict(
+      _mnist_rows(dropped, prev=[(0.0, 10.0)] * 3), 700)
+  assert v == V.NOT_REACHED
+  with pytest.raises(ValueError, match="needs >= 2"):
+    G.mnist_latent_verdict(_mnist_rows(good[:1]), 700)
+  with pytest.raises(ValueError, match="no evaluation at step 0 and 800"):
+    G.mnist_latent_verdict(_mnist_rows(good), 800)
+
+
+def test_mnist_latent_runs_the_stand_in_at_the_papers_latent_dimension():
+  G = _gcm_claims()
+  cfg, ident = G._mnist_run(3, 0)  # pylint: disable=protected-access
+  assert cfg.train.steps == 21_000 and cfg.train.batch_size == 128
+  assert cfg.gcm.latent_dim == 256 and cfg.seed == 3
+  assert (cfg.model.name, tuple(cfg.model.mlp.hidden)) == ("mlp",
+                                                           (512, 512, 512))
+  assert (cfg.gcm.generator, tuple(cfg.gcm.generator_hidden)) == (
+      "mlp", (512, 512))
+  assert cfg.data.offline_fallback == "mnist_test"
+  assert ident["eval_every"] == 3500 and ident["num"] == 10_000
+  # Another budget is another run identity (another cache directory too).
+  assert G._mnist_run(3, 700)[1] != ident  # pylint: disable=protected-access
+
+
+def test_mnist_score_reads_labels_and_fd_of_real_and_one_digit_images():
+  from gcflow_jax.evaluation import features  # pylint: disable=g-import-not-at-top
+  if not os.path.isfile(os.path.join(features.MNIST_TEST_DIR,
+                                     "t10k-labels-idx1-ubyte.gz")):
+    pytest.skip("shared MNIST test set not present")
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  G = _gcm_claims()
+  x, y = features.load_mnist_data("test")
+  score = G.mnist_score(x[:1000])
+  real = score(x[1000:3000])
+  # 2,000 real images: every digit near its frequency, fd near the floor.
+  assert real["min_share"] > 0.07 and real["kl_uniform"] < 0.01
+  assert np.argmin(real["shares"]) == np.argmin(np.bincount(y[1000:3000]))
+  ones = score(np.concatenate([x[1000:3000][y[1000:3000] == 1]] * 4))
+  assert ones["min_share"] == 0.0 and ones["shares"][1] > 0.97
+  assert ones["kl_uniform"] > 2.0
+  assert ones["fd_mnist"] > 10 * real["fd_mnist"]
+  assert math.isnan(score(np.full((4, 28, 28, 1), np.nan))["min_share"])
+
+
+def test_mnist_latent_caches_each_seed_splits_and_resumes(tmp_path,
+                                                          monkeypatch):
+  G = _gcm_claims()
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path / "res"))
+  cache_dir = str(tmp_path / "cache")
+  trained = []
+  final = {0: (0.07, 10.0), 1: (0.08, 11.0), 2: (0.075, 12.0)}
+
+  def fake_train(seed, steps):
+    trained.append((seed, steps))
+    rows = [r for r in _mnist_rows([final[seed]], steps=steps)]
+    return [{**r, "seed": seed} for r in rows]
+  monkeypatch.setattr(G, "_mnist_train", fake_train)
+  # A child's run: trains and caches its seed, writes no record.
+  assert G.claim_mnist_latent([0], 700, cache_dir=cache_dir,
+                              train_only=True) is None
+  assert trained == [(0, 700)]
+  assert not os.path.exists(tmp_path / "res")
+  launched = []
+
+  def fake_run_on_cores(jobs, cores, finished):
+    assert cores == (0, 1)
+    for job in jobs:   # as the children would
+      launched.append(job)
+      flags = dict(a[2:].split("=", 1) for a in job.argv[1:] if "=" in a)
+      assert "--train_only" in job.argv
+      G.claim_mnist_latent([int(flags["seeds"])], int(flags["steps"]),
+                           cache_dir=flags["cache_dir"], train_only=True)
+      assert finished(job)
+    return []
+  monkeypatch.setattr(G.split, "run_on_cores", fake_run_on_cores)
+  path = G.claim_mnist_latent([0, 1, 2], 700, cores=(0, 1),
+                              cache_dir=cache_dir)
+  # Seed 0 was cached: only seeds 1 and 2 are launched, each once.
+  assert [j.name for j in launched] == ["z256 seed 1", "z256 seed 2"]
+  assert launched[0].argv[0].endswith(os.path.join("claims", "gcm.py"))
+  assert launched[0].log == os.path.join(cache_dir, "mnist_latent_700",
+                                         "z256_s1.log")
+  assert trained == [(0, 700), (1, 700), (2, 700)]
+  rec = json.loads(open(path).read())
+  assert os.path.basename(path) == "claims_000_mnist_latent_coverage.json"
+  assert rec["claim"]["verdict"] == V.REPRODUCED
+  assert rec["claim"]["seeds"] == [0, 1, 2] and len(rec["rows"]) == 9
+  assert "f MLP (512, 512, 512)" in rec["claim"]["budget"]
+  # The floors are the real test images' (every digit present).
+  floors = rec["floors"]
+  assert floors["label_shares_of_test_images"]["min_share"] > 0.08
+  assert floors["fd_mnist_other_half"] < 1.0
+  # A rerun trains nothing; a failed child stops the command by its log.
+  G.claim_mnist_latent([0, 1, 2], 700, cache_dir=cache_dir)
+  assert len(trained) == 3
+  monkeypatch.setattr(G.split, "run_on_cores",
+                      lambda jobs, cores, finished: list(jobs))
+  with pytest.raises(SystemExit, match="z256_s3.log"):
+    G.claim_mnist_latent([3], 700, cores=(0,), cache_dir=cache_dir)
+
+
+def test_gcm_cli_passes_cores_to_the_mnist_claim_only(monkeypatch):
+  G = _gcm_claims()
+  got = {}
+  monkeypatch.setitem(G.CLAIMS, "mnist_latent",
+                      lambda seeds, steps, **kw: got.update(kw) or "x")
+  monkeypatch.setattr(sys, "argv", [
+      "gcm.py", "--claim=mnist_latent", "--cores=0,1", "--cache_dir=c"])
+  G.main()
+  assert got == {"cores": (0, 1), "cache_dir": "c", "train_only": False}
+  for argv, msg in ((["--claim=moons", "--cores=0"], "--cores and"),
+                    (["--claim=moons", "--train_only"], "--train_only"),
+                    (["--claim=mnist_latent", "--cores=a"], "--cores='a'"),
+                    (["--claim=mnist_latent", f"--cores={os.cpu_count()}"],
+                     "not among this machine")):
+    monkeypatch.setattr(sys, "argv", ["gcm.py", *argv])
+    with pytest.raises(SystemExit, match=msg):
+      G.main()
