@@ -903,6 +903,13 @@ def test_mnist_latent_runs_the_stand_in_at_the_papers_latent_dimension():
   assert ident["eval_every"] == 3500 and ident["num"] == 10_000
   # Another budget is another run identity (another cache directory too).
   assert G._mnist_run(3, 700)[1] != ident  # pylint: disable=protected-access
+  # dim(z) = 50 (change 44): only the latent dimension differs.
+  cfg50, ident50 = G._mnist_run(3, 0, 50)  # pylint: disable=protected-access
+  assert cfg50.gcm.latent_dim == 50
+  assert {k: v for k, v in ident50["overrides"].items()
+          if ident["overrides"].get(k) != v} == {"gcm.latent_dim": 50}
+  assert (G.mnist_record(256), G.mnist_record(50)) == (
+      "mnist_latent_coverage", "mnist_latent_coverage_z50")
 
 
 def test_mnist_score_reads_labels_and_fd_of_real_and_one_digit_images():
@@ -933,8 +940,9 @@ def test_mnist_latent_caches_each_seed_splits_and_resumes(tmp_path,
   trained = []
   final = {0: (0.07, 10.0), 1: (0.08, 11.0), 2: (0.075, 12.0)}
 
-  def fake_train(seed, steps):
-    trained.append((seed, steps))
+  def fake_train(seed, steps, latent_dim=256):
+    trained.append((seed, steps) if latent_dim == 256
+                   else (seed, steps, latent_dim))
     rows = [r for r in _mnist_rows([final[seed]], steps=steps)]
     return [{**r, "seed": seed} for r in rows]
   monkeypatch.setattr(G, "_mnist_train", fake_train)
@@ -952,7 +960,8 @@ def test_mnist_latent_caches_each_seed_splits_and_resumes(tmp_path,
       flags = dict(a[2:].split("=", 1) for a in job.argv[1:] if "=" in a)
       assert "--train_only" in job.argv
       G.claim_mnist_latent([int(flags["seeds"])], int(flags["steps"]),
-                           cache_dir=flags["cache_dir"], train_only=True)
+                           cache_dir=flags["cache_dir"], train_only=True,
+                           latent_dim=int(flags["latent_dim"]))
       assert finished(job)
     return []
   monkeypatch.setattr(G.split, "run_on_cores", fake_run_on_cores)
@@ -980,6 +989,20 @@ def test_mnist_latent_caches_each_seed_splits_and_resumes(tmp_path,
                       lambda jobs, cores, finished: list(jobs))
   with pytest.raises(SystemExit, match="z256_s3.log"):
     G.claim_mnist_latent([3], 700, cores=(0,), cache_dir=cache_dir)
+  # dim(z) = 50: its own arm in the same cache, its own record.
+  before = open(path).read()
+  launched.clear()
+  monkeypatch.setattr(G.split, "run_on_cores", fake_run_on_cores)
+  path50 = G.claim_mnist_latent([0, 1], 700, cores=(0, 1),
+                                cache_dir=cache_dir, latent_dim=50)
+  assert [j.name for j in launched] == ["z50 seed 0", "z50 seed 1"]
+  assert "--latent_dim=50" in launched[0].argv
+  assert os.path.basename(path50) == (
+      "claims_000_mnist_latent_coverage_z50.json")
+  rec50 = json.loads(open(path50).read())
+  assert rec50["overrides"]["gcm.latent_dim"] == 50
+  assert "dim(z) = 50" in rec50["claim"]["budget"]
+  assert open(path).read() == before   # the D = 256 record stays
 
 
 def test_gcm_cli_passes_cores_to_the_mnist_claim_only(monkeypatch):
@@ -990,9 +1013,13 @@ def test_gcm_cli_passes_cores_to_the_mnist_claim_only(monkeypatch):
   monkeypatch.setattr(sys, "argv", [
       "gcm.py", "--claim=mnist_latent", "--cores=0,1", "--cache_dir=c"])
   G.main()
-  assert got == {"cores": (0, 1), "cache_dir": "c", "train_only": False}
-  for argv, msg in ((["--claim=moons", "--cores=0"], "--cores and"),
+  assert got == {"cores": (0, 1), "cache_dir": "c", "train_only": False,
+                 "latent_dim": 256}
+  for argv, msg in ((["--claim=moons", "--cores=0"], "--cores, "),
                     (["--claim=moons", "--train_only"], "--train_only"),
+                    (["--claim=moons", "--latent_dim=50"], "--latent_dim"),
+                    (["--claim=mnist_latent", "--latent_dim=0"],
+                     "--latent_dim=0: a positive"),
                     (["--claim=mnist_latent", "--cores=a"], "--cores='a'"),
                     (["--claim=mnist_latent", f"--cores={os.cpu_count()}"],
                      "not among this machine")):

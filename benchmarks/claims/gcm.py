@@ -734,7 +734,7 @@ def claim_moons(seeds, steps=0):
 
 # PROTOCOL.md change 43: the MNIST latent run as a CPU stand-in.
 MNIST_CONFIG = "configs/mnist_latent_gcm.py"
-MNIST_ARM = "z256"
+MNIST_LATENT = 256         # the paper's dim(z)
 MNIST_SAMPLES = 10_000     # label shares
 MNIST_FD_SAMPLES = 5_000   # fd_mnist: the first half of them
 MIN_SHARE = 0.05           # half of uniform: no digit dropped
@@ -742,11 +742,22 @@ FD_RATIO = 0.5             # fd at most this share of its step-0 value
 MNIST_METRICS = ("min_share", "kl_uniform", "fd_mnist")
 
 
-def mnist_latent_overrides() -> dict:
+def mnist_latent_overrides(latent_dim: int = MNIST_LATENT) -> dict:
   """The CPU stand-in of configs/mnist_latent_gcm.py (benchmarks/
   gcm_latent.py's: MLP f and MLP decoder, offline MNIST test images) at
-  dim(z) = 256, the paper's."""
-  return {**LATENT_SETUPS["mnist"][2], "gcm.latent_dim": 256}
+  dim(z) = `latent_dim` (default 256, the paper's)."""
+  return {**LATENT_SETUPS["mnist"][2], "gcm.latent_dim": latent_dim}
+
+
+def mnist_arm(latent_dim: int) -> str:
+  return f"z{latent_dim}"
+
+
+def mnist_record(latent_dim: int) -> str:
+  """The claim (record) name: dim(z) = 256 is the paper's claim; another
+  dimension (e.g. 50, PROTOCOL.md change 44) is its own record."""
+  base = "mnist_latent_coverage"
+  return base if latent_dim == MNIST_LATENT else f"{base}_z{latent_dim}"
 
 
 def mnist_score(reference: np.ndarray):
@@ -770,9 +781,9 @@ def mnist_score(reference: np.ndarray):
   return score
 
 
-def _mnist_run(seed: int, steps: int):
+def _mnist_run(seed: int, steps: int, latent_dim: int = MNIST_LATENT):
   """(config, RunCache identity) of one MNIST latent run."""
-  over = mnist_latent_overrides()
+  over = mnist_latent_overrides(latent_dim)
   cfg = load(MNIST_CONFIG, {**over, "seed": seed,
                             **({"train.steps": steps} if steps else {})})
   ident = {"config": MNIST_CONFIG, "overrides": over,
@@ -789,11 +800,13 @@ def _mnist_reference(cfg):
       MNIST_FD_SAMPLES * 2))
 
 
-def _mnist_train(seed: int, steps: int) -> list:
-  cfg, _ = _mnist_run(seed, steps)
+def _mnist_train(seed: int, steps: int,
+                 latent_dim: int = MNIST_LATENT) -> list:
+  cfg, _ = _mnist_run(seed, steps, latent_dim)
   score = mnist_score(_mnist_reference(cfg)[:MNIST_FD_SAMPLES])
   rows, _ = _train_seeds(MNIST_CONFIG, [seed], score, MNIST_SAMPLES,
-                         MNIST_ARM, steps, mnist_latent_overrides())
+                         mnist_arm(latent_dim), steps,
+                         mnist_latent_overrides(latent_dim))
   return rows
 
 
@@ -851,43 +864,47 @@ def mnist_latent_verdict(rows, steps):
 
 
 def claim_mnist_latent(seeds, steps=0, cores=(), cache_dir="runs/claims000",
-                       train_only=False):
-  """PROTOCOL.md change 43: configs/mnist_latent_gcm.py's CPU stand-in
-  (`mnist_latent_overrides`) for each seed, scored every train.eval_every
-  steps by `mnist_score`, judged by `mnist_latent_verdict`. Each seed's
-  rows are cached on their own (split.RunCache under <cache_dir>/
-  mnist_latent_<steps>), so a rerun resumes; `cores` trains every missing
-  seed as its own pinned process (at most one per core at a time), then
-  writes the record; `train_only` trains and caches `seeds` and writes no
-  record (what such a process runs)."""
-  cfg0, _ = _mnist_run(seeds[0], steps)
+                       train_only=False, latent_dim=MNIST_LATENT):
+  """PROTOCOL.md change 43 (change 44 with `latent_dim` = 50):
+  configs/mnist_latent_gcm.py's CPU stand-in (`mnist_latent_overrides`)
+  for each seed, scored every train.eval_every steps by `mnist_score`,
+  judged by `mnist_latent_verdict`, written as claims_000_<mnist_record>.
+  Each seed's rows are cached on their own (split.RunCache under
+  <cache_dir>/mnist_latent_<steps>, arm z<latent_dim>), so a rerun
+  resumes; `cores` trains every missing seed as its own pinned process (at
+  most one per core at a time), then writes the record; `train_only`
+  trains and caches `seeds` and writes no record (what such a process
+  runs)."""
+  arm = mnist_arm(latent_dim)
+  cfg0, _ = _mnist_run(seeds[0], steps, latent_dim)
   steps = cfg0.train.steps
   cache = split.RunCache(os.path.join(cache_dir, f"mnist_latent_{steps}"))
+  ident = lambda seed: _mnist_run(seed, steps, latent_dim)[1]
   if cores and not train_only:
+    todo = {f"{arm} seed {seed}": seed for seed in seeds
+            if not os.path.exists(cache.path(arm, seed))}
     jobs = [split.Job(
-        f"{MNIST_ARM} seed {seed}",
-        [os.path.abspath(__file__), "--claim=mnist_latent",
-         f"--seeds={seed}", f"--steps={steps}", f"--cache_dir={cache_dir}",
-         "--train_only"],
-        cache.path(MNIST_ARM, seed)[:-len(".json")] + ".log")
-            for seed in seeds
-            if not os.path.exists(cache.path(MNIST_ARM, seed))]
+        name, [os.path.abspath(__file__), "--claim=mnist_latent",
+               f"--seeds={seed}", f"--steps={steps}",
+               f"--cache_dir={cache_dir}", f"--latent_dim={latent_dim}",
+               "--train_only"],
+        cache.path(arm, seed)[:-len(".json")] + ".log")
+            for name, seed in todo.items()]
     failed = split.run_on_cores(
         jobs, cores, lambda job: cache.get(
-            MNIST_ARM, int(job.name.split()[-1]),
-            _mnist_run(int(job.name.split()[-1]), steps)[1]) is not None)
+            arm, todo[job.name], ident(todo[job.name])) is not None)
     if failed:
       raise SystemExit("[split] failed runs (their logs): "
                        + ", ".join(j.log for j in failed))
   rows = []
   for seed in seeds:
     rows += cache.get_or_run(
-        MNIST_ARM, seed, _mnist_run(seed, steps)[1],
-        functools.partial(_mnist_train, seed, steps),
+        arm, seed, ident(seed),
+        functools.partial(_mnist_train, seed, steps, latent_dim),
         lambda: {"machine": machine_info(), "load_average": os.getloadavg()})
   if train_only:
-    print(f"trained and cached seeds {seeds} in {cache.root}; the record "
-          "is written by a run without --train_only", flush=True)
+    print(f"trained and cached {arm} seeds {seeds} in {cache.root}; the "
+          "record is written by a run without --train_only", flush=True)
     return None
   verdict, reason, stats = mnist_latent_verdict(rows, steps)
   ref = _mnist_reference(cfg0)
@@ -914,9 +931,13 @@ def claim_mnist_latent(seeds, steps=0, cores=(), cache_dir="runs/claims000",
             f"{tuple(cfg0.gcm.generator_hidden)} (CPU stand-in), "
             f"{cfg0.data.offline_fallback}, CPU")
   return V.write_claim(
-      PAPER, "mnist_latent_coverage", rows,
-      paper_figure=("MNIST samples at dim(z) = 256 (qualitative), "
-                    "'without the mode collapse of GANs'"),
+      PAPER, mnist_record(latent_dim), rows,
+      paper_figure=(
+          "MNIST samples at dim(z) = 256 (qualitative), 'without the mode "
+          "collapse of GANs'" + ("" if latent_dim == MNIST_LATENT else
+                                 f"; dim(z) = {latent_dim} is the paper "
+                                 "summary's suggested check, not a paper "
+                                 "experiment")),
       metric=(f"offline MNIST classifier labels of {MNIST_SAMPLES:,} g(z): "
               f"smallest class share and KL to uniform; fd_mnist of "
               f"{MNIST_FD_SAMPLES:,}"),
@@ -924,7 +945,8 @@ def claim_mnist_latent(seeds, steps=0, cores=(), cache_dir="runs/claims000",
       our_figure=(f"smallest share {V.format_summary(stats['min_share'])}; "
                   f"KL to uniform {V.format_summary(stats['kl_uniform'])}; "
                   f"fd_mnist {V.format_summary(stats['fd_mnist'])}"),
-      extra={"config": MNIST_CONFIG, "overrides": mnist_latent_overrides(),
+      extra={"config": MNIST_CONFIG,
+             "overrides": mnist_latent_overrides(latent_dim),
              "floors": floor, "per_seed": stats["per_seed"],
              "f0_identity_err": stats["f0_identity_err"],
              "cache": cache.root})
@@ -961,6 +983,10 @@ def _add_args(ap):
   ap.add_argument("--cache_dir", default="runs/claims000",
                   help="mnist_latent only: each seed's rows, in <dir>/"
                        "mnist_latent_<steps>/ (a rerun resumes)")
+  ap.add_argument("--latent_dim", type=int, default=MNIST_LATENT,
+                  help="mnist_latent only: dim(z) (256, the paper's: "
+                       "claims_000_mnist_latent_coverage.json; another: "
+                       "its own record, _z<dim>)")
   ap.add_argument("--train_only", action="store_true",
                   help="mnist_latent only: train and cache --seeds' runs, "
                        "write no record")
@@ -985,11 +1011,13 @@ def main():
   except ValueError:
     raise SystemExit(f"--cores={args.cores!r}: comma-separated core "
                      "numbers, e.g. 0,1") from None
+  if args.latent_dim < 1:
+    raise SystemExit(f"--latent_dim={args.latent_dim}: a positive integer")
   if args.claim == "mnist_latent":
     kw.update(cores=cores, cache_dir=args.cache_dir,
-              train_only=args.train_only)
-  elif cores or args.train_only:
-    raise SystemExit("--cores and --train_only apply to "
+              train_only=args.train_only, latent_dim=args.latent_dim)
+  elif cores or args.train_only or args.latent_dim != MNIST_LATENT:
+    raise SystemExit("--cores, --train_only and --latent_dim apply to "
                      "--claim=mnist_latent only")
   print("wrote", CLAIMS[args.claim](args.seeds, args.steps, **kw))
 
