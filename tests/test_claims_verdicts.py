@@ -940,7 +940,9 @@ def test_mnist_latent_caches_each_seed_splits_and_resumes(tmp_path,
   trained = []
   final = {0: (0.07, 10.0), 1: (0.08, 11.0), 2: (0.075, 12.0)}
 
-  def fake_train(seed, steps, latent_dim=256):
+  def fake_train(seed, steps, latent_dim=256, png=""):
+    assert png == os.path.join(cache_dir, "mnist_latent_700",
+                               f"z{latent_dim}_s{seed}.png")
     trained.append((seed, steps) if latent_dim == 256
                    else (seed, steps, latent_dim))
     rows = [r for r in _mnist_rows([final[seed]], steps=steps)]
@@ -1026,3 +1028,36 @@ def test_gcm_cli_passes_cores_to_the_mnist_claim_only(monkeypatch):
     monkeypatch.setattr(sys, "argv", ["gcm.py", *argv])
     with pytest.raises(SystemExit, match=msg):
       G.main()
+
+
+def test_mnist_samples_hook_scores_what_the_default_scores_and_plots(
+    tmp_path):
+  """The MNIST claim's `measure` hook draws g(z) as train_curve's default
+  scoring does (one step from the method's evaluation parameters, the
+  given key and count, the state's extras), scores it, and leaves the
+  last evaluation's first 64 samples (clipped) as a PNG."""
+  import types  # pylint: disable=g-import-not-at-top
+  import jax  # pylint: disable=g-import-not-at-top
+  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  G = _gcm_claims()
+  seen = []
+
+  def sample_fn(params, key, num, steps, extras):
+    seen.append((num, steps))
+    u = jax.random.uniform(key, (num, 2))
+    return params["g"] * u + extras["shift"]
+  run = types.SimpleNamespace(method=types.SimpleNamespace(
+      sample_fn=sample_fn,
+      eval_params=lambda params, ema: {"g": params["g"] + ema["g"]}))
+  state = types.SimpleNamespace(
+      params={"g": jnp.float32(1.0)}, ema_params={"g": jnp.float32(2.0)},
+      extras={"shift": jnp.float32(10.0)}, step=jnp.int32(7))
+  key = jax.random.key(3)
+  score = lambda x: {"mean": float(np.mean(x)), "max": float(np.max(x))}
+  png = str(tmp_path / "s.png")
+  got = G.mnist_samples_hook(score, np.zeros((64, 2), np.float32), png)(
+      run, state, key, 100)
+  want = score(np.asarray(3.0 * jax.random.uniform(key, (100, 2)) + 10.0))
+  assert got == pytest.approx(want) and seen == [(100, 1)]
+  assert os.path.getsize(png) > 1000

@@ -816,13 +816,37 @@ def _mnist_floors(seed: int) -> dict:
               metrics=["fd_mnist"])["fd_mnist"])}
 
 
-def _mnist_train(seed: int, steps: int,
-                 latent_dim: int = MNIST_LATENT) -> list:
+def mnist_samples_hook(score, reference: np.ndarray, png: str):
+  """`measure` hook of `train_curve`: scores g(z) from the method's
+  evaluation parameters as the default does, and writes the first 64
+  samples beside 64 reference images to `png` (overwritten at every
+  evaluation: the last one stays)."""
+  from gcflow_jax import plotting  # pylint: disable=g-import-not-at-top
+  jitted = {}
+
+  def measure(run, state, key, num):
+    if "sample" not in jitted:
+      jitted["sample"] = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
+    params = run.method.eval_params(state.params, state.ema_params)
+    x = np.asarray(jitted["sample"](params, key, num, 1, state.extras))
+    if np.isfinite(x).all():
+      plotting.save_samples_plot(
+          png, np.clip(x[:64], -1.0, 1.0), reference[:64],
+          title=f"g(z), step {int(state.step)}")
+    return score(x)
+  return measure
+
+
+def _mnist_train(seed: int, steps: int, latent_dim: int = MNIST_LATENT,
+                 png: str = "") -> list:
+  """One seed's rows (and, with `png`, its last evaluation's samples)."""
   cfg, _ = _mnist_run(seed, steps, latent_dim)
-  score = mnist_score(_mnist_reference(cfg)[:MNIST_FD_SAMPLES])
+  ref = _mnist_reference(cfg)[:MNIST_FD_SAMPLES]
+  score = mnist_score(ref)
+  hooks = {"measure": mnist_samples_hook(score, ref, png)} if png else {}
   rows, _ = _train_seeds(MNIST_CONFIG, [seed], score, MNIST_SAMPLES,
                          mnist_arm(latent_dim), steps,
-                         mnist_latent_overrides(latent_dim))
+                         mnist_latent_overrides(latent_dim), **hooks)
   return rows
 
 
@@ -916,7 +940,8 @@ def claim_mnist_latent(seeds, steps=0, cores=(), cache_dir="runs/claims000",
   for seed in seeds:
     rows += cache.get_or_run(
         arm, seed, ident(seed),
-        functools.partial(_mnist_train, seed, steps, latent_dim),
+        functools.partial(_mnist_train, seed, steps, latent_dim,
+                          cache.path(arm, seed)[:-len(".json")] + ".png"),
         lambda: {"machine": machine_info(), "load_average": os.getloadavg()})
   if train_only:
     print(f"trained and cached {arm} seeds {seeds} in {cache.root}; the "
