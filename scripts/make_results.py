@@ -167,6 +167,16 @@ def _section(path: str) -> list:
   return out
 
 
+def _samples_link(d: dict, rel: str) -> str:
+  """'; samples [name](...)' for a record naming a samples figure beside it
+  (`samples_png`), else ''."""
+  png = d.get("samples_png")
+  if not png:
+    return ""
+  path = os.path.join(os.path.dirname(rel), png)
+  return f"; samples [`{png}`](../{path})"
+
+
 def _claims_section(paths) -> list:
   """The papers' claims: one row per claims_*.json (benchmarks/claims/
   README.md gives the `claim` block), then each claim's reason and source."""
@@ -201,7 +211,8 @@ def _claims_section(paths) -> list:
         f"Metric: {_fmt(c.get('metric'))}. Seeds: "
         f"{_fmt(', '.join(map(str, c.get('seeds') or [])))}. "
         + (f"Command: `python {cmd}`; " if cmd else "")
-        + f"{_machine(d)}, {date}; data [`{rel}`](../{rel}).")
+        + f"{_machine(d)}, {date}; data [`{rel}`](../{rel})"
+        + _samples_link(d, rel) + ".")
   return out + ["", "Reasons and sources:", ""] + details + [""]
 
 

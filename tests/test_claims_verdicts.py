@@ -4,6 +4,7 @@ hand-made numbers, and the results page's claims section."""
 import json
 import math
 import os
+import re
 import sys
 
 import pytest
@@ -112,7 +113,8 @@ def test_results_page_puts_every_claims_file_first(tmp_path):
              "device_count": 1, "jax": "0.10.2", "date": "2026-11-30"}
   for paper, claim, verdict in (("000", "affine", "reproduced"),
                                 ("002", "lmd_vs_emd", "within noise")):
-    redo = ({"reproduce_command": "y.py --all"} if paper == "002" else {})
+    redo = ({"reproduce_command": "y.py --all"} if paper == "002" else
+            {"samples_png": "claims_000_affine_samples_s1.png"})
     (res / f"claims_{paper}_{claim}.json").write_text(json.dumps({
         "benchmark": f"claims_{paper}_{claim}", "command": "x.py", **redo,
         "machine": machine, "rows": [],
@@ -131,6 +133,12 @@ def test_results_page_puts_every_claims_file_first(tmp_path):
   # A record written from cached runs shows the command that redoes them.
   assert "Command: `python x.py`" in text
   assert "Command: `python y.py --all`" in text
+  # A record naming a samples figure beside it links it.
+  assert re.search(
+      r"data \[`(.*)/claims_000_affine.json`\]\(\.\./\1/claims_000_affine"
+      r"\.json\); samples \[`claims_000_affine_samples_s1.png`\]\(\.\./\1/"
+      r"claims_000_affine_samples_s1\.png\)\.", text)
+  assert text.count("; samples [") == 1
   assert "| 002 | lmd_vs_emd |" in text            # the other branch's files
   assert "### claims_000_affine" not in text        # not repeated below
 
@@ -943,6 +951,9 @@ def test_mnist_latent_caches_each_seed_splits_and_resumes(tmp_path,
   def fake_train(seed, steps, latent_dim=256, png=""):
     assert png == os.path.join(cache_dir, "mnist_latent_700",
                                f"z{latent_dim}_s{seed}.png")
+    if seed == 1:   # seed 0 stands for a run cached before the figure
+      with open(png, "wb") as f:
+        f.write(b"png of seed 1")
     trained.append((seed, steps) if latent_dim == 256
                    else (seed, steps, latent_dim))
     rows = [r for r in _mnist_rows([final[seed]], steps=steps)]
@@ -980,6 +991,10 @@ def test_mnist_latent_caches_each_seed_splits_and_resumes(tmp_path,
   assert rec["claim"]["verdict"] == V.REPRODUCED
   assert rec["claim"]["seeds"] == [0, 1, 2] and len(rec["rows"]) == 9
   assert "f MLP (512, 512, 512)" in rec["claim"]["budget"]
+  # The first seed with a samples figure has it copied beside the record.
+  assert rec["samples_png"] == "claims_000_mnist_latent_coverage_samples_s1.png"
+  assert (tmp_path / "res" / rec["samples_png"]).read_bytes() == (
+      b"png of seed 1")
   # The floors are the real test images' (every digit present).
   floors = rec["floors"]
   assert floors["label_shares_of_test_images"]["min_share"] > 0.08

@@ -105,6 +105,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
+import shutil
 import sys
 from typing import Any, Callable
 
@@ -119,7 +120,7 @@ import jax  # noqa: E402  pylint: disable=g-import-not-at-top
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
-from common import machine_info, read_result  # noqa: E402  pylint: disable=g-import-not-at-top
+from common import machine_info, read_result, result_path  # noqa: E402  pylint: disable=g-import-not-at-top
 from gcm_latent import SETUPS as LATENT_SETUPS  # noqa: E402  pylint: disable=g-import-not-at-top
 from gcm_moons import load, train_curve  # noqa: E402  pylint: disable=g-import-not-at-top
 import verdicts as V  # noqa: E402  pylint: disable=g-import-not-at-top
@@ -903,6 +904,22 @@ def mnist_latent_verdict(rows, steps):
   return V.outcome(holds, all(flat.values())), reason, stats
 
 
+def _keep_samples_png(cache, arm: str, seeds, record: str):
+  """Copies the samples figure of the first of `seeds` whose run left one
+  in `cache` (`mnist_samples_hook`) beside the record, as
+  <record>_samples_s<seed>.png; returns that file's name (None if no run
+  left one: runs cached before the hook existed)."""
+  for seed in seeds:
+    src = cache.path(arm, seed)[:-len(".json")] + ".png"
+    if os.path.exists(src):
+      dst = result_path(record)[:-len(".json")] + f"_samples_s{seed}.png"
+      os.makedirs(os.path.dirname(dst), exist_ok=True)
+      shutil.copyfile(src, dst + ".tmp")
+      os.replace(dst + ".tmp", dst)
+      return os.path.basename(dst)
+  return None
+
+
 def claim_mnist_latent(seeds, steps=0, cores=(), cache_dir="runs/claims000",
                        train_only=False, latent_dim=MNIST_LATENT):
   """PROTOCOL.md change 43 (change 44 with `latent_dim` = 50):
@@ -948,6 +965,8 @@ def claim_mnist_latent(seeds, steps=0, cores=(), cache_dir="runs/claims000",
           "record is written by a run without --train_only", flush=True)
     return None
   verdict, reason, stats = mnist_latent_verdict(rows, steps)
+  record = mnist_record(latent_dim)
+  png = _keep_samples_png(cache, arm, seeds, f"claims_{PAPER}_{record}")
   floor = _mnist_floors(seeds[0])
   ls = floor["label_shares_of_test_images"]
   reason += (f"; floors: all {floor['num_images']:,} test images' smallest "
@@ -965,7 +984,7 @@ def claim_mnist_latent(seeds, steps=0, cores=(), cache_dir="runs/claims000",
             f"{tuple(cfg0.gcm.generator_hidden)} (CPU stand-in), "
             f"{cfg0.data.offline_fallback}, CPU")
   return V.write_claim(
-      PAPER, mnist_record(latent_dim), rows,
+      PAPER, record, rows,
       paper_figure=(
           "MNIST samples at dim(z) = 256 (qualitative), 'without the mode "
           "collapse of GANs'" + ("" if latent_dim == MNIST_LATENT else
@@ -983,7 +1002,7 @@ def claim_mnist_latent(seeds, steps=0, cores=(), cache_dir="runs/claims000",
              "overrides": mnist_latent_overrides(latent_dim),
              "floors": floor, "per_seed": stats["per_seed"],
              "f0_identity_err": stats["f0_identity_err"],
-             "cache": cache.root})
+             "cache": cache.root, "samples_png": png})
 
 
 CLAIMS = {"affine": claim_affine,
