@@ -952,8 +952,8 @@ def test_mnist_latent_caches_each_seed_splits_and_resumes(tmp_path,
     assert png == os.path.join(cache_dir, "mnist_latent_700",
                                f"z{latent_dim}_s{seed}.png")
     if seed == 1:   # seed 0 stands for a run cached before the figure
-      with open(png, "wb") as f:
-        f.write(b"png of seed 1")
+      from PIL import Image  # pylint: disable=g-import-not-at-top
+      Image.new("RGBA", (8, 4), (200, 200, 200, 255)).save(png)
     trained.append((seed, steps) if latent_dim == 256
                    else (seed, steps, latent_dim))
     rows = [r for r in _mnist_rows([final[seed]], steps=steps)]
@@ -993,8 +993,14 @@ def test_mnist_latent_caches_each_seed_splits_and_resumes(tmp_path,
   assert "f MLP (512, 512, 512)" in rec["claim"]["budget"]
   # The first seed with a samples figure has it copied beside the record.
   assert rec["samples_png"] == "claims_000_mnist_latent_coverage_samples_s1.png"
-  assert (tmp_path / "res" / rec["samples_png"]).read_bytes() == (
-      b"png of seed 1")
+  from PIL import Image  # pylint: disable=g-import-not-at-top
+  with Image.open(tmp_path / "res" / rec["samples_png"]) as kept:
+    assert (kept.mode, kept.size, kept.getpixel((3, 2))) == ("L", (8, 4),
+                                                             200)
+  # Each run's date, wall-clock seconds and load, from its cache file.
+  assert set(rec["runs"]) == {"0", "1", "2"}
+  assert rec["runs"]["1"]["wall_sec"] >= 0.0
+  assert len(rec["runs"]["1"]["load_average_end"]) == 3
   # The floors are the real test images' (every digit present).
   floors = rec["floors"]
   assert floors["label_shares_of_test_images"]["min_share"] > 0.08

@@ -105,7 +105,6 @@ from __future__ import annotations
 import dataclasses
 import functools
 import os
-import shutil
 import sys
 from typing import Any, Callable
 
@@ -125,7 +124,7 @@ from gcm_latent import SETUPS as LATENT_SETUPS  # noqa: E402  pylint: disable=g-
 from gcm_moons import load, train_curve  # noqa: E402  pylint: disable=g-import-not-at-top
 import verdicts as V  # noqa: E402  pylint: disable=g-import-not-at-top
 
-from gcflow_jax import evaluation, train  # noqa: E402
+from gcflow_jax import evaluation, run_record, train  # noqa: E402
 from gcflow_jax.data import toy  # noqa: E402
 
 PAPER = "000"
@@ -905,19 +904,33 @@ def mnist_latent_verdict(rows, steps):
 
 
 def _keep_samples_png(cache, arm: str, seeds, record: str):
-  """Copies the samples figure of the first of `seeds` whose run left one
+  """Keeps the samples figure of the first of `seeds` whose run left one
   in `cache` (`mnist_samples_hook`) beside the record, as
-  <record>_samples_s<seed>.png; returns that file's name (None if no run
-  left one: runs cached before the hook existed)."""
+  <record>_samples_s<seed>.png in grey levels (the figure is grey: less
+  than half the bytes); returns that file's name (None if no run left
+  one: runs cached before the hook existed)."""
+  from PIL import Image  # pylint: disable=g-import-not-at-top
   for seed in seeds:
     src = cache.path(arm, seed)[:-len(".json")] + ".png"
     if os.path.exists(src):
       dst = result_path(record)[:-len(".json")] + f"_samples_s{seed}.png"
       os.makedirs(os.path.dirname(dst), exist_ok=True)
-      shutil.copyfile(src, dst + ".tmp")
+      with Image.open(src) as im:
+        im.convert("L").save(dst + ".tmp", format="PNG", optimize=True)
       os.replace(dst + ".tmp", dst)
       return os.path.basename(dst)
   return None
+
+
+def _run_meta(cache, arm: str, seeds) -> dict:
+  """{seed: when, how long and at what load each cached run trained}."""
+  out = {}
+  for seed in seeds:
+    meta = run_record.read_json(cache.path(arm, seed)).get("meta", {})
+    out[str(seed)] = {"date": meta.get("machine", {}).get("date"),
+                      "wall_sec": meta.get("wall_sec"),
+                      "load_average_end": meta.get("load_average")}
+  return out
 
 
 def claim_mnist_latent(seeds, steps=0, cores=(), cache_dir="runs/claims000",
@@ -1002,7 +1015,8 @@ def claim_mnist_latent(seeds, steps=0, cores=(), cache_dir="runs/claims000",
              "overrides": mnist_latent_overrides(latent_dim),
              "floors": floor, "per_seed": stats["per_seed"],
              "f0_identity_err": stats["f0_identity_err"],
-             "cache": cache.root, "samples_png": png})
+             "cache": cache.root, "samples_png": png,
+             "runs": _run_meta(cache, arm, seeds)})
 
 
 CLAIMS = {"affine": claim_affine,
