@@ -78,8 +78,7 @@ def _train(config):
   state, the constant-decay EMAs and the training time."""
   run = train.build(config)
   state = run.initial_state()
-  step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
-                    donate_argnums=(0,))
+  step_fn = run.jit_train_step(donate_argnums=(0,))
 
   @jax.jit
   def ema_step(emas, params):

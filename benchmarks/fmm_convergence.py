@@ -105,8 +105,7 @@ def train_curve(config, eval_every: int, score: Callable, num_samples: int,
   evaluations whose step is not a multiple of it (nor the last)."""
   run = train.build(config)
   state = run.initial_state()
-  step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
-                    donate_argnums=(0,))
+  step_fn = run.jit_train_step(donate_argnums=(0,))
   draw = sampler(run, num_samples)
   bs = config.train.batch_size
   rows, window = [], []

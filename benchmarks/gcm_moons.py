@@ -89,8 +89,7 @@ def train_curve(config, eval_every: int, score: Callable[[np.ndarray], dict],
   state = run.initial_state()
   if prepare is not None:
     state = prepare(run, state)
-  step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
-                    donate_argnums=(0,))
+  step_fn = run.jit_train_step(donate_argnums=(0,))
   sample = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
   eval_key = jax.random.key(1234)   # same z at every evaluation
   bs = config.train.batch_size

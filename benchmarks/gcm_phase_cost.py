@@ -46,8 +46,7 @@ class _Setting:
                                 "gcm.phase_only": phase_only})
     self.run = train.build(self.config)
     self.state = self.run.initial_state()
-    self.step_fn = train.jit_step(train.make_train_step(
-        self.run.method, self.run.tx, self.config.ema), donate_argnums=(0,))
+    self.step_fn = self.run.jit_train_step(donate_argnums=(0,))
     self.cycle = self.config.gcm.t_f + self.config.gcm.t_g
     self.k = 0
 

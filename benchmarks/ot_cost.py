@@ -90,8 +90,7 @@ def _toy_step_ms(batch, rounds, steps=20):
     cfg.lock()
     run = train.build(cfg)
     state = run.initial_state()
-    step = train.jit_step(train.make_train_step(run.method, run.tx, cfg.ema),
-                   donate_argnums=(0,))
+    step = run.jit_train_step(donate_argnums=(0,))
     xs = [jnp.asarray(run.dataset.global_batch(s, batch)) for s in range(2)]
     benches[name] = [run, state, step, xs, []]
   for _ in range(rounds + 1):          # first round: compile and warm up

@@ -141,9 +141,7 @@ def run_config(dataset, variant, seed, steps, curve, args):
   config.lock()
   run = train.build(config)
   state = run.initial_state()
-  step_fn = train.jit_step(
-      train.make_train_step(run.method, run.tx, config.ema),
-      donate_argnums=(0,))
+  step_fn = run.jit_train_step(donate_argnums=(0,))
   n = args.num_eval or NUM_EVAL[dataset]
   ref = run.dataset.reference(n)
   sample = jax.jit(run.method.sample_fn, static_argnums=(2, 3))

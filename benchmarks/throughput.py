@@ -34,9 +34,8 @@ def measure(spec: str, steps: int, batch_size: int = 0) -> dict:
   rep = sharding.replicated(run.mesh)
   bsh = sharding.batch_sharding(run.mesh)
   state = run.initial_state()
-  step_fn = train.jit_step(train.make_train_step(run.method, run.tx, config.ema),
-                    in_shardings=(rep, {"x": bsh}, rep),
-                    out_shardings=(rep, rep), donate_argnums=(0,))
+  step_fn = run.jit_train_step(in_shardings=(rep, {"x": bsh}, rep),
+                               out_shardings=(rep, rep), donate_argnums=(0,))
   bs = config.train.batch_size
   batches = [sharding.make_global_batch(
       run.mesh, run.dataset.global_batch(s, bs)) for s in range(4)]

@@ -80,6 +80,33 @@ def host_ot_fields(config) -> list:
   return []
 
 
+def check_host_ot(config, num_devices: int, backend: Optional[str]) -> None:
+  """Raises ValueError, naming the field and what to use instead, when the
+  train step would call the host (`host_ot_fields`) while partitioned over
+  several CPU devices: XLA:CPU aborts such a step after a 40 s rendezvous
+  timeout. Part of `validate` (with the trainer's backend); also called by
+  `train._Run.jit_train_step`, the benchmarks' way to compile the step."""
+  host = host_ot_fields(config)
+  if host and backend == "cpu" and num_devices > 1:
+    block = host[0].split(".")[0]
+    # Seen with jax 0.10.2 on 2, 4 and 8 host-platform CPU devices, for iCT
+    # and GCM: the step aborts in a collective's rendezvous (40 s timeout)
+    # while device 0's callback waits for its own argument. Outside the
+    # trainer too: a jitted function over 2 CPU devices whose callback
+    # reads (np.asarray) its [B, B] float32 operand hangs from B = 362 and
+    # runs up to B = 256; jax device_puts the operand onto CPU device 0
+    # before calling back, and the callback waits in np.asarray on it. Not
+    # a size per argument (128 KiB chunks hang too) nor intra-op threading
+    # (benchmarks/host_callback_cpu_devices.py).
+    raise ValueError(
+        f"{host[0]}: minibatch OT on the host (jax.pure_callback) inside a "
+        f"train step partitioned over {num_devices} CPU devices aborts in "
+        "XLA:CPU's collective rendezvous; use "
+        f"{block}.ot_solver='sinkhorn' with {block}.ot_rounding='greedy' "
+        "(all on the device), or one CPU device (no "
+        "--xla_force_host_platform_device_count in XLA_FLAGS)")
+
+
 def validate(config, num_devices: int = 1, num_processes: int = 1,
              backend: Optional[str] = None) -> None:
   """Raises ValueError on the first invalid field. `backend`
@@ -157,22 +184,4 @@ def validate(config, num_devices: int = 1, num_processes: int = 1,
   _positive(config.sample.steps, "sample.steps")
   _choice(config.sample.method, "sample.method", ode.INTEGRATORS)
   methods.validate_config(config)
-  host = host_ot_fields(config)
-  if host and backend == "cpu" and num_devices > 1:
-    block = host[0].split(".")[0]
-    # Seen with jax 0.10.2 on 2, 4 and 8 host-platform CPU devices, for iCT
-    # and GCM: the step aborts in a collective's rendezvous (40 s timeout)
-    # while device 0's callback waits for its own argument. Outside the
-    # trainer too: a jitted function over 2 CPU devices whose callback
-    # reads (np.asarray) its [B, B] float32 operand hangs from B = 362 and
-    # runs up to B = 256; jax device_puts the operand onto CPU device 0
-    # before calling back, and the callback waits in np.asarray on it. Not
-    # a size per argument (128 KiB chunks hang too) nor intra-op threading
-    # (benchmarks/host_callback_cpu_devices.py).
-    raise ValueError(
-        f"{host[0]}: minibatch OT on the host (jax.pure_callback) inside a "
-        f"train step partitioned over {num_devices} CPU devices aborts in "
-        "XLA:CPU's collective rendezvous; use "
-        f"{block}.ot_solver='sinkhorn' with {block}.ot_rounding='greedy' "
-        "(all on the device), or one CPU device (no "
-        "--xla_force_host_platform_device_count in XLA_FLAGS)")
+  check_host_ot(config, num_devices, backend)

@@ -253,6 +253,17 @@ class _Run:
                    out_shardings=sharding.replicated(self.mesh),
                    compiler_options=once_compiler_options())()
 
+  def jit_train_step(self, **jit_kwargs):
+    """This run's train step (`make_train_step`) compiled by `jit_step` with
+    `jit_kwargs`, as the benchmarks and claims scripts drive it. First
+    refuses, with the trainer's error, host minibatch OT on a mesh of
+    several CPU devices (`config_utils.check_host_ot`): the step would
+    abort inside XLA instead."""
+    config_utils.check_host_ot(self.config, self.mesh.size,
+                               jax.default_backend())
+    return jit_step(make_train_step(self.method, self.tx, self.config.ema),
+                    **jit_kwargs)
+
   def abstract_state(self):
     """Abstract state with replicated shardings (no allocation for params;
     a method's host-side `init` may still load a teacher)."""

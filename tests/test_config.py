@@ -110,6 +110,24 @@ def test_host_ot_on_several_cpu_devices_fails_before_compiling(spec, block):
   assert config_utils.host_ot_fields(c) == []
 
 
+def test_a_runs_own_train_step_refuses_host_ot_on_several_cpu_devices():
+  """`train.build(c).jit_train_step()` (the benchmarks' way to compile the
+  step, bypassing `validate`) refuses what the trainer refuses, on the
+  run's own mesh: the tests' 8 CPU devices; one device compiles."""
+  import jax  # pylint: disable=g-import-not-at-top
+  from gcflow_jax import train  # pylint: disable=g-import-not-at-top
+  if jax.default_backend() != "cpu" or jax.device_count() < 2:
+    pytest.skip("needs several CPU devices (the tests' XLA_FLAGS)")
+  c = _cfg("configs/gaussian_to_moons_gcm.py:smoke")
+  c.gcm.coupling, c.gcm.ot_solver, c.gcm.ot_rounding = "ot", "sinkhorn", "lsa"
+  with pytest.raises(ValueError, match=(
+      rf"gcm.ot_rounding='lsa': .* over {jax.device_count()} CPU devices")):
+    train.build(c).jit_train_step()
+  assert callable(train.build(c, devices=jax.devices()[:1]).jit_train_step())
+  c.gcm.ot_rounding = "greedy"
+  assert callable(train.build(c).jit_train_step(donate_argnums=(0,)))
+
+
 def test_cli_rejects_bad_value_before_compiling(tmp_path):
   t0 = time.time()
   proc = subprocess.run(

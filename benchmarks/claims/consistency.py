@@ -140,9 +140,7 @@ def train_with_evals(config, eval_every: int,
   final state, the built run)."""
   run = train.build(config)
   state = run.initial_state()
-  step_fn = train.jit_step(
-      train.make_train_step(run.method, run.tx, config.ema),
-      donate_argnums=(0,))
+  step_fn = run.jit_train_step(donate_argnums=(0,))
   bs = config.train.batch_size
   rows, sec = [], 0.0
 
