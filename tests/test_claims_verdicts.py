@@ -1051,34 +1051,34 @@ def test_gcm_cli_passes_cores_to_the_mnist_claim_only(monkeypatch):
       G.main()
 
 
-def test_mnist_samples_hook_scores_what_the_default_scores_and_plots(
-    tmp_path):
-  """The MNIST claim's `measure` hook draws g(z) as train_curve's default
-  scoring does (one step from the method's evaluation parameters, the
-  given key and count, the state's extras), scores it, and leaves the
-  last evaluation's first 64 samples (clipped) as a PNG."""
-  import types  # pylint: disable=g-import-not-at-top
-  import jax  # pylint: disable=g-import-not-at-top
-  import jax.numpy as jnp  # pylint: disable=g-import-not-at-top
+def test_with_samples_png_scores_as_given_and_keeps_the_last_figure(
+    tmp_path, monkeypatch):
+  """The MNIST claim's samples figure: the wrapped score returns what
+  `score` returns for the same samples; each call draws its first 64
+  samples, clipped to [-1, 1], titled with train_curve's evaluation step
+  (0, every eval_every, the last at `steps`); non-finite samples draw
+  nothing."""
   import numpy as np  # pylint: disable=g-import-not-at-top
+  from gcflow_jax import plotting  # pylint: disable=g-import-not-at-top
   G = _gcm_claims()
-  seen = []
-
-  def sample_fn(params, key, num, steps, extras):
-    seen.append((num, steps))
-    u = jax.random.uniform(key, (num, 2))
-    return params["g"] * u + extras["shift"]
-  run = types.SimpleNamespace(method=types.SimpleNamespace(
-      sample_fn=sample_fn,
-      eval_params=lambda params, ema: {"g": params["g"] + ema["g"]}))
-  state = types.SimpleNamespace(
-      params={"g": jnp.float32(1.0)}, ema_params={"g": jnp.float32(2.0)},
-      extras={"shift": jnp.float32(10.0)}, step=jnp.int32(7))
-  key = jax.random.key(3)
-  score = lambda x: {"mean": float(np.mean(x)), "max": float(np.max(x))}
+  drawn = []
+  real_plot = plotting.save_samples_plot
+  monkeypatch.setattr(plotting, "save_samples_plot",
+                      lambda path, x, ref, title: drawn.append(
+                          (path, x.copy(), title)) or real_plot(
+                              path, x, ref, title))
+  score = lambda x: {"mean": float(np.mean(x))}
+  ref = np.zeros((80, 28, 28, 1), np.float32)
   png = str(tmp_path / "s.png")
-  got = G.mnist_samples_hook(score, np.zeros((64, 2), np.float32), png)(
-      run, state, key, 100)
-  want = score(np.asarray(3.0 * jax.random.uniform(key, (100, 2)) + 10.0))
-  assert got == pytest.approx(want) and seen == [(100, 1)]
-  assert os.path.getsize(png) > 1000
+  scored = G.with_samples_png(score, ref, png, eval_every=3500, steps=8000)
+  x = np.linspace(-3, 3, 100 * 784, dtype=np.float32).reshape(100, 28, 28, 1)
+  for _ in range(4):
+    assert scored(x) == score(x)
+  assert [t for _, _, t in drawn] == [f"g(z), step {s}"
+                                      for s in (0, 3500, 7000, 8000)]
+  path, first, _ = drawn[-1]
+  assert path == png and os.path.getsize(png) > 1000
+  np.testing.assert_array_equal(first, np.clip(x[:64], -1.0, 1.0))
+  bad = x.copy()
+  bad[0, 0, 0, 0] = np.nan
+  assert math.isnan(scored(bad)["mean"]) and len(drawn) == 4

@@ -816,25 +816,24 @@ def _mnist_floors(seed: int) -> dict:
               metrics=["fd_mnist"])["fd_mnist"])}
 
 
-def mnist_samples_hook(score, reference: np.ndarray, png: str):
-  """`measure` hook of `train_curve`: scores g(z) from the method's
-  evaluation parameters as the default does, and writes the first 64
-  samples beside 64 reference images to `png` (overwritten at every
-  evaluation: the last one stays)."""
+def with_samples_png(score, reference: np.ndarray, png: str,
+                     eval_every: int, steps: int):
+  """`score` that also draws the first 64 samples it scores (clipped to
+  the image range) beside 64 `reference` images into `png`, titled with the
+  step of `train_curve`'s k-th evaluation (0, eval_every, 2 eval_every,
+  ..., `steps`); overwritten at every evaluation, so the last one stays."""
   from gcflow_jax import plotting  # pylint: disable=g-import-not-at-top
-  jitted = {}
+  calls = [0]
 
-  def measure(run, state, key, num):
-    if "sample" not in jitted:
-      jitted["sample"] = jax.jit(run.method.sample_fn, static_argnums=(2, 3))
-    params = run.method.eval_params(state.params, state.ema_params)
-    x = np.asarray(jitted["sample"](params, key, num, 1, state.extras))
-    if np.isfinite(x).all():
+  def scored(samples):
+    step = min(calls[0] * eval_every, steps)
+    calls[0] += 1
+    if np.isfinite(samples).all():
       plotting.save_samples_plot(
-          png, np.clip(x[:64], -1.0, 1.0), reference[:64],
-          title=f"g(z), step {int(state.step)}")
-    return score(x)
-  return measure
+          png, np.clip(samples[:64], -1.0, 1.0), reference[:64],
+          title=f"g(z), step {step}")
+    return score(samples)
+  return scored
 
 
 def _mnist_train(seed: int, steps: int, latent_dim: int = MNIST_LATENT,
@@ -843,10 +842,12 @@ def _mnist_train(seed: int, steps: int, latent_dim: int = MNIST_LATENT,
   cfg, _ = _mnist_run(seed, steps, latent_dim)
   ref = _mnist_reference(cfg)[:MNIST_FD_SAMPLES]
   score = mnist_score(ref)
-  hooks = {"measure": mnist_samples_hook(score, ref, png)} if png else {}
+  if png:
+    score = with_samples_png(score, ref, png, cfg.train.eval_every,
+                             cfg.train.steps)
   rows, _ = _train_seeds(MNIST_CONFIG, [seed], score, MNIST_SAMPLES,
                          mnist_arm(latent_dim), steps,
-                         mnist_latent_overrides(latent_dim), **hooks)
+                         mnist_latent_overrides(latent_dim))
   return rows
 
 
@@ -905,7 +906,7 @@ def mnist_latent_verdict(rows, steps):
 
 def _keep_samples_png(cache, arm: str, seeds, record: str):
   """Keeps the samples figure of the first of `seeds` whose run left one
-  in `cache` (`mnist_samples_hook`) beside the record, as
+  in `cache` (`with_samples_png`) beside the record, as
   <record>_samples_s<seed>.png in grey levels (the figure is grey: less
   than half the bytes); returns that file's name (None if no run left
   one: runs cached before the hook existed)."""
