@@ -21,8 +21,9 @@ steps the same stand-in (dim(z) = 256, 3 seeds, PROTOCOL.md change 43,
 results/claims_000_mnist_latent_coverage.json) covers every digit
 (smallest label share 0.082 ± 0.004, test images 0.090) with fd_mnist
 1.97 ± 0.61 (untrained ~32.6, real images 0.036) and ‖g − f_0(g)‖² 0.99:
-blurred but recognisable digits, no digit dropped; `:z50` there (change
-44) did as well (0.083 ± 0.006, fd_mnist 1.69 ± 0.14).
+blurred but recognisable digits, no digit dropped. The same stand-in at
+dim(z) = 50 (`:z50`, change 44) did as well (0.083 ± 0.006, fd_mnist
+1.69 ± 0.14).
 Variants: `:z50` (D = 50), `:smoke`, `:z50_smoke` (MNIST-5k offline, MLP f,
 140 steps, ~1-2 min on CPU).
 """
