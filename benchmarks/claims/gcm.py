@@ -12,7 +12,7 @@ python benchmarks/claims/gcm.py
     [--tfs=50,200 (affine_tf)] [--g_lr_mults=10,3,1 (affine_glr)]
     [--tag=NAME (affine sweeps: another budget's own record)]
     [--cores=0,1] [--cache_dir=runs/claims000] [--train_only]
-    (mnist_latent)
+    [--latent_dim=256] (mnist_latent)
 
 Every run trains with the project's trainer step through
 `benchmarks/gcm_moons.train_curve` (the config as committed, only `seed`,
@@ -87,7 +87,10 @@ Every run trains with the project's trainer step through
   if at the end every seed's smallest share is >= 0.05 and its fd_mnist
   at most half its step-0 value, on flat curves. Each seed's rows are
   cached (`--cache_dir`), so a rerun resumes; `--cores` trains the
-  missing seeds as pinned processes, two at a time on 0,1.
+  missing seeds as pinned processes, two at a time on 0,1. Each run
+  leaves its last evaluation's samples as a figure; the record keeps the
+  first seed's beside it. `--latent_dim=50` (change 44): the same at
+  dim(z) = 50, its own record claims_000_mnist_latent_coverage_z50.json.
 
 A claim that fails while its curve still moves is "not reached at this
 budget" (PROTOCOL.md). Writes results/claims_000_<claim>.json. The affine
