@@ -515,25 +515,12 @@ def _split_runs(args, runs, cache: split.RunCache) -> None:
   """`--cores`: each (arm, seed) of `runs` not yet in `cache` as its own
   process of this script (`--arms=<arm> --seeds=<seed>`: it trains and
   caches that run only), at most one per listed core at a time, pinned,
-  one XLA thread; logs beside the cache. Exits naming the failed runs'
-  logs."""
-  paths, jobs = {}, []
-  for arm, seed in runs:
-    path = cache.path(arm, seed)
-    if os.path.exists(path):
-      continue
-    name = f"{arm} seed {seed}"
-    paths[name] = path
-    argv = [os.path.abspath(__file__), f"--claim={args.claim}",
-            f"--arms={arm}", f"--seeds={seed}"] + [
-                f"--{k}={getattr(args, k)}" for k in _CHILD_FLAGS
-                if getattr(args, k, None) not in (None, "", 0)]
-    jobs.append(split.Job(name, argv, path[:-len(".json")] + ".log"))
-  failed = split.run_on_cores(jobs, args.cores,
-                              lambda job: os.path.exists(paths[job.name]))
-  if failed:
-    raise SystemExit("[split] failed runs (their logs): "
-                     + ", ".join(j.log for j in failed))
+  one XLA thread; logs beside the cache (`split.train_missing`)."""
+  split.train_missing(cache, runs, lambda arm, seed: [
+      os.path.abspath(__file__), f"--claim={args.claim}", f"--arms={arm}",
+      f"--seeds={seed}"] + [f"--{k}={getattr(args, k)}" for k in _CHILD_FLAGS
+                            if getattr(args, k, None) not in (None, "", 0)],
+                      args.cores)
 
 
 def _quality_toy_record(args) -> str:
@@ -995,12 +982,7 @@ def main():
                        f">= ict.s0 = {s0}")
   if args.steps < 5:
     raise SystemExit(f"--steps={args.steps} must be >= 5 (five evaluations)")
-  try:
-    args.cores = split.check_cores(
-        [int(v) for v in args.cores.split(",") if v])
-  except ValueError:
-    raise SystemExit(f"--cores={args.cores!r}: comma-separated core "
-                     "numbers, e.g. 0,1") from None
+  args.cores = split.parse_cores(args.cores)
   if args.cores and args.claim not in ("quality_toy", "quality_digits"):
     raise SystemExit(f"--cores applies to --claim=quality_toy or "
                      f"quality_digits (not {args.claim!r})")

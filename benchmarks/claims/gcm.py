@@ -955,21 +955,13 @@ def claim_mnist_latent(seeds, steps=0, cores=(), cache_dir="runs/claims000",
   cache = split.RunCache(os.path.join(cache_dir, f"mnist_latent_{steps}"))
   ident = lambda seed: _mnist_run(seed, steps, latent_dim)[1]
   if cores and not train_only:
-    todo = {f"{arm} seed {seed}": seed for seed in seeds
-            if not os.path.exists(cache.path(arm, seed))}
-    jobs = [split.Job(
-        name, [os.path.abspath(__file__), "--claim=mnist_latent",
-               f"--seeds={seed}", f"--steps={steps}",
-               f"--cache_dir={cache_dir}", f"--latent_dim={latent_dim}",
-               "--train_only"],
-        cache.path(arm, seed)[:-len(".json")] + ".log")
-            for name, seed in todo.items()]
-    failed = split.run_on_cores(
-        jobs, cores, lambda job: cache.get(
-            arm, todo[job.name], ident(todo[job.name])) is not None)
-    if failed:
-      raise SystemExit("[split] failed runs (their logs): "
-                       + ", ".join(j.log for j in failed))
+    split.train_missing(cache, [(arm, seed) for seed in seeds],
+                        lambda _, seed: [
+                            os.path.abspath(__file__), "--claim=mnist_latent",
+                            f"--seeds={seed}", f"--steps={steps}",
+                            f"--cache_dir={cache_dir}",
+                            f"--latent_dim={latent_dim}", "--train_only"],
+                        cores)
   rows = []
   for seed in seeds:
     rows += cache.get_or_run(
@@ -1077,11 +1069,7 @@ def main():
   elif args.tag:
     raise SystemExit(f"--tag={args.tag!r} applies to the affine sweeps "
                      f"only: --claim={'|'.join(SWEEPS)}")
-  try:
-    cores = split.check_cores([int(v) for v in args.cores.split(",") if v])
-  except ValueError:
-    raise SystemExit(f"--cores={args.cores!r}: comma-separated core "
-                     "numbers, e.g. 0,1") from None
+  cores = split.parse_cores(args.cores)
   if args.latent_dim < 1:
     raise SystemExit(f"--latent_dim={args.latent_dim}: a positive integer")
   if args.claim == "mnist_latent":

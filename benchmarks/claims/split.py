@@ -33,7 +33,8 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from gcflow_jax import run_record
 
 __all__ = ["PIN_ENV", "ONE_THREAD_XLA_FLAGS", "pin_from_env", "child_env",
-           "check_cores", "Job", "run_on_cores", "RunCache", "config_digest"]
+           "check_cores", "parse_cores", "Job", "run_on_cores",
+           "train_missing", "RunCache", "config_digest"]
 
 # The core a split child pins itself to, first thing (before JAX starts any
 # thread; there is no pre-exec hook in a forking JAX parent).
@@ -72,6 +73,17 @@ def check_cores(cores: Sequence[int], flag: str = "--cores") -> Tuple[int,
     raise SystemExit(f"{flag}={','.join(map(str, cores))}: {bad} not among "
                      f"this machine's cores 0..{n - 1}")
   return tuple(cores)
+
+
+def parse_cores(text: str, flag: str = "--cores") -> Tuple[int, ...]:
+  """`flag`'s comma-separated core numbers ('' = none), each checked by
+  `check_cores`; exits naming `flag` if one is not a number."""
+  try:
+    cores = [int(v) for v in text.split(",") if v]
+  except ValueError:
+    raise SystemExit(f"{flag}={text!r}: comma-separated core numbers, "
+                     "e.g. 0,1") from None
+  return check_cores(cores, flag)
 
 
 @dataclasses.dataclass
@@ -121,6 +133,28 @@ def run_on_cores(jobs: Sequence[Job], cores: Sequence[int],
       if not ok:
         failed.append(job)
   return failed
+
+
+def train_missing(cache: "RunCache", runs: Iterable[Tuple[str, int]],
+                  argv_of: Callable[[str, int], List[str]],
+                  cores: Sequence[int]) -> None:
+  """Each (arm, seed) of `runs` not yet in `cache` as its own child
+  process (`run_on_cores`: `argv_of(arm, seed)`, which must train and cache
+  that run only), its log beside its cache file. Exits naming the failed
+  runs' logs (a child that exits 0 without caching its run failed)."""
+  paths, jobs = {}, []
+  for arm, seed in runs:
+    path = cache.path(arm, seed)
+    if os.path.exists(path):
+      continue
+    name = f"{arm} seed {seed}"
+    paths[name] = path
+    jobs.append(Job(name, argv_of(arm, seed), path[:-len(".json")] + ".log"))
+  failed = run_on_cores(jobs, cores,
+                        lambda job: os.path.exists(paths[job.name]))
+  if failed:
+    raise SystemExit("[split] failed runs (their logs): "
+                     + ", ".join(j.log for j in failed))
 
 
 class RunCache:
