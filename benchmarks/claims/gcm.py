@@ -767,8 +767,10 @@ def mnist_score(reference: np.ndarray):
   """score(samples) of the MNIST latent claim: `evaluation.label_shares`
   ('mnist') of all samples and fd_mnist of the first len(reference) of
   them against `reference` (images in [-1, 1]; samples are clipped to it,
-  as the sampler's tanh output already is)."""
+  as the sampler's tanh output already is). The reference's feature
+  statistics are computed once, not at every evaluation."""
   n = len(reference)
+  ref_stats = evaluation.compute_reference_stats(reference, "mnist")
 
   def score(samples):
     samples = np.asarray(samples)
@@ -777,7 +779,7 @@ def mnist_score(reference: np.ndarray):
               "shares": None, "fd_mnist": float("nan")}
     samples = np.clip(samples, -1.0, 1.0)
     ls = evaluation.label_shares(samples, classifier="mnist")
-    fd = evaluation.evaluate(samples[:n], reference, metrics=["fd_mnist"])
+    fd = evaluation.evaluate(samples[:n], ref_stats, metrics=["fd_mnist"])
     return {"min_share": ls["min_share"], "kl_uniform": ls["kl_uniform"],
             "shares": [round(float(v), 5) for v in ls["shares"]],
             "fd_mnist": float(fd["fd_mnist"])}
