@@ -183,7 +183,6 @@ def inception_score(samples: Array, *, splits: int = 10,
   return inception_score_from_logits(logits, splits)
 
 
-
 def label_shares(samples: Array, *, classifier: str = "mnist",
                  quantize: bool = True, batch_size: int = 200,
                  progress: bool | None = None) -> dict[str, Any]:
@@ -212,6 +211,7 @@ def label_shares(samples: Array, *, classifier: str = "mnist",
   return {"shares": shares,
           "kl_uniform": float(np.log(len(shares)) + np.sum(seen * np.log(seen))),
           "min_share": float(shares.min())}
+
 
 # --------------------------------------------------------------------------
 # evaluate().
