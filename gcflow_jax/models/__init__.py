@@ -8,10 +8,15 @@ init_fn)` with the calling convention every method uses:
 `times` are [B] arrays (or scalars). A `key` switches dropout on (training
 mode) and is the *only* randomness a network draws; passing the same key to
 two calls reuses the same dropout mask (iCT's teacher/student convention).
+
+`model.name='mlp'` on image data [H, W, C] is an MLP on the flattened image
+(H·W·C inputs and outputs), reshaped back: the CPU stand-in for a UNet that
+every method gets the same way.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable, Tuple
 
 import jax
@@ -31,9 +36,9 @@ def count_params(params: Any) -> int:
 def _module(model_cfg, data_shape, num_times):
   name = model_cfg.name
   if name == "mlp":
-    if len(data_shape) != 1:
-      raise ValueError(f"model.name='mlp' needs vector data [D], got data "
-                       f"shape {data_shape}; use model.name='unet' for images")
+    if len(data_shape) not in (1, 3):
+      raise ValueError(f"model.name='mlp' needs vector data [D] or images "
+                       f"[H, W, C], got data shape {data_shape}")
     return TimeMLP(hidden=tuple(model_cfg.mlp.hidden),
                    time_dim=model_cfg.mlp.time_dim,
                    time_scale=model_cfg.mlp.time_scale,
@@ -57,18 +62,26 @@ def make_network(model_cfg, data_shape, num_times: int = 1
     apply_fn: `(params, x, *times, key=None) -> [B, *data_shape]`.
     init_fn: `key -> params`.
   """
-  module = _module(model_cfg, tuple(data_shape), num_times)
+  data_shape = tuple(data_shape)
+  module = _module(model_cfg, data_shape, num_times)
+  # An MLP sees an image as one vector.
+  flat = model_cfg.name == "mlp" and len(data_shape) > 1
+  net_shape = (math.prod(data_shape),) if flat else data_shape
 
   def apply_fn(params, x, *times, key=None):
     if len(times) != num_times:
       raise ValueError(f"network takes {num_times} time input(s), got "
                        f"{len(times)}")
+    h = x.reshape((x.shape[0],) + net_shape) if flat else x
     if key is None:
-      return module.apply(params, x, *times, train=False)
-    return module.apply(params, x, *times, train=True, rngs={"dropout": key})
+      out = module.apply(params, h, *times, train=False)
+    else:
+      out = module.apply(params, h, *times, train=True,
+                         rngs={"dropout": key})
+    return out.reshape(x.shape) if flat else out
 
   def init_fn(key):
-    x = jnp.zeros((1,) + tuple(data_shape), jnp.float32)
+    x = jnp.zeros((1,) + net_shape, jnp.float32)
     ts = [jnp.zeros((1,), jnp.float32) for _ in range(num_times)]
     return module.init({"params": key}, x, *ts, train=False)
 
