@@ -1167,3 +1167,19 @@ def test_quality_digits_record_is_rebuilt_word_for_word_from_its_rows():
   assert our == claim["our_figure"]
   assert claim["verdict_reason"] == (
       reason + ". Paper scale: CIFAR-10, 100k steps × batch 512, FID")
+
+
+def test_best_over_run_reports_each_arms_lowest_value_and_its_step():
+  C = _consistency_claims()
+  setup = C.QUALITY_IMAGES["mnist"]
+  rows = []
+  for arm, base in (("gc", 1.0), ("ot", 2.0), ("ic", 3.0)):
+    for seed in (0, 1):
+      # Best at step 50, worse at the end (a run that degraded).
+      for step, v in ((0, 50.0), (50, base + seed), (100, 40.0)):
+        rows.append({"arm": arm, "seed": seed, "step": step,
+                     "fd_mnist@1": v})
+  text = C.best_over_run(setup, rows)
+  assert "GC 1.5 ± 0.707" in text and "at steps [50, 50]" in text
+  assert "IC 3.5 ± 0.707" in text
+  assert text.startswith("lowest 1-step fd_mnist over the run")

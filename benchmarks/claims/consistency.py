@@ -845,7 +845,8 @@ def _quality_images_record(name: str, rows: List[dict], seeds,
            f"{cfg.ict.s1}, warm-up EMA), trained on {cfg.data.name}, "
            f"scored against all of {setup['reference']}")
     extra = {"floor": _quality_floor(setup, cfg)}
-    reason += (f". Floor: {extra['floor']['text']}")
+    reason += (f"; {best_over_run(setup, rows)}. Floor: "
+               f"{extra['floor']['text']}")
   reason += ". Paper scale: CIFAR-10, 100k steps × batch 512, FID"
   return V.write_claim(
       PAPER, setup["record"], rows,
@@ -859,6 +860,25 @@ def _quality_images_record(name: str, rows: List[dict], seeds,
               "GC μ = 0.5, CPU"),
       seeds=seeds, verdict=verdict, verdict_reason=reason,
       our_figure=our, extra=extra)
+
+
+def best_over_run(setup: dict, rows: List[dict]) -> str:
+  """Each arm's lowest 1-step value over its run (mean ± std over seeds)
+  and the steps where the seeds reached it: a run that got worse after
+  its best shows here, whatever the last evaluations say."""
+  key = quality_key(setup, setup["metrics"][0], 1)
+  parts = []
+  for arm in ("gc", "ot", "ic"):
+    best, at = [], []
+    for seed in sorted({r["seed"] for r in rows if r["arm"] == arm}):
+      curve = [r for r in rows if r["arm"] == arm and r["seed"] == seed]
+      low = min(curve, key=lambda r: r[key])
+      best.append(low[key])
+      at.append(low["step"])
+    parts.append(f"{arm.upper()} {V.format_summary(V.summarize(best))} "
+                 f"at steps {at}")
+  return f"lowest 1-step {setup['metrics'][0]} over the run: " + ", ".join(
+      parts)
 
 
 def _quality_floor(setup: dict, cfg) -> dict:
