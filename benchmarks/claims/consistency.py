@@ -134,7 +134,9 @@ SIGMA_CLAIM = 1.0   # the claims are judged at every σ >= 1
 MARGINAL_TOL = 0.1
 TABLE1 = ("Table 1 (CIFAR-10, 1 step, 100k steps × batch 512): FID IC "
           "7.42 ± 0.04, OT 6.75 ± 0.04, GC 5.95 ± 0.05")
-# (c): the paper's ordering GC < OT < IC, pair by pair.
+# (c): the three couplings, in the paper's order GC < OT < IC, and that
+# order pair by pair.
+COUPLINGS = ("gc", "ot", "ic")
 ORDER_PAIRS = (("gc", "ot"), ("ot", "ic"), ("gc", "ic"))
 
 
@@ -376,7 +378,7 @@ def claim_quality(seeds, args):
   acc = read_result("accelerator_nvidia_h200")
   q = acc["sections"]["quality"]
   setup = q["setup"]
-  arms = sorted({r["arm"] for r in q["rows"]}, key=["gc", "ot", "ic"].index)
+  arms = sorted({r["arm"] for r in q["rows"]}, key=COUPLINGS.index)
   if all("curve" in r for r in q["rows"]):
     return _quality_curves_record(acc, q, arms)
   rows = [{"arm": r["arm"], "seed": r["seed"], "step": r["steps"],
@@ -423,7 +425,7 @@ def _quality_curves_record(acc: dict, q: dict, arms: List[str]) -> str:
   two = {a: [r["fd_mnist@2"] for r in q["rows"] if r["arm"] == a]
          for a in arms}
   order = _pairwise_better(final)
-  holds = (set(arms) == {"gc", "ot", "ic"} and order["GC < OT"]
+  holds = (set(arms) == set(COUPLINGS) and order["GC < OT"]
            and order["OT < IC"])
   flat = {a: V.flattened(V.curve_of(rows, a, key)) for a in arms}
   reason = (f"better by the mean ± std rule on 1-step fd_mnist: {order}; "
@@ -563,7 +565,7 @@ def claim_quality_toy(seeds, args):
   `--arms` (a subset) only trains and caches those arms, `--arms=` only
   reads the cache; `--cores=0,1` trains every missing run as its own
   pinned process, then writes the record."""
-  all_arms = ("gc", "ot", "ic")
+  all_arms = COUPLINGS
   todo = _arms_arg(args, all_arms)
   num = 2000
   s1 = getattr(args, "ict_s1", 0) or 0
@@ -699,12 +701,12 @@ def _quality_images_run(name: str, arm: str, seed: int, steps: int):
                             sample_key=QUALITY_SAMPLE_KEY, **extra)
 
 
-def _quality_reference(setup: dict, cfg, run) -> np.ndarray:
+def _quality_reference(setup: dict, cfg, dataset) -> np.ndarray:
   """The images a (c) run is scored against, in [-1, 1]: the training
-  dataset's reference permutation (eval.num_samples of it), or all of a
+  `dataset`'s reference permutation (eval.num_samples of it), or all of a
   named offline set."""
   if setup["reference"] is None:
-    return run.dataset.reference(cfg.eval.num_samples)
+    return dataset.reference(cfg.eval.num_samples)
   ref_cfg = cfg.data.copy_and_resolve_references()
   ref_cfg.name = setup["reference"]
   ds = data_lib.make_dataset(ref_cfg, cfg.seed)
@@ -737,7 +739,7 @@ def _quality_images(name: str, seeds, args):
   `name`'s images and writes its record; see claim_quality_digits and
   claim_quality_mnist."""
   setup = QUALITY_IMAGES[name]
-  all_arms = ("gc", "ot", "ic")
+  all_arms = COUPLINGS
   todo = _arms_arg(args, all_arms)
   steps = args.steps
   eval_every = max(1, steps // 10)
@@ -759,7 +761,7 @@ def _quality_images(name: str, seeds, args):
           del step
           if ref_stats is None:
             ref_stats = evaluation.compute_reference_stats(
-                _quality_reference(setup, cfg, run), extractor,
+                _quality_reference(setup, cfg, run.dataset), extractor,
                 batch_size=cfg.eval.batch_size)
           return quality_score(setup, cfg, run, state.ema_params,
                                state.extras, ref_stats)
@@ -789,7 +791,7 @@ def quality_images_verdict(setup: dict, rows: List[dict], steps: int):
   is better than OT and OT better than IC by the mean ± std rule on the
   first metric at one step, at the last evaluation; a verdict only if
   every arm's curve of it has flattened."""
-  arms = ("gc", "ot", "ic")
+  arms = COUPLINGS
   final = [r for r in rows if r["step"] == steps]
   main_metric, other = setup["metrics"]
 
@@ -808,9 +810,7 @@ def quality_images_verdict(setup: dict, rows: List[dict], steps: int):
   if setup["ks"] == (1,):   # the digits record's wording, as recorded
     reason = (f"better by the mean ± std rule on 1-step {main_metric}: "
               f"{order}; {main_metric} curves (every {steps // 10} steps) "
-              f"flattened: {flat}; {other}: " + ", ".join(
-                  f"{a.upper()} {V.format_summary(V.summarize(v))}"
-                  for a, v in vals(other).items()))
+              f"flattened: {flat}; {other}: " + figure(other))
     our = "1 step: " + figure(key1)
   else:
     parts = [f"better by the mean ± std rule on 1-step {main_metric}: "
@@ -868,7 +868,7 @@ def best_over_run(setup: dict, rows: List[dict]) -> str:
   its best shows here, whatever the last evaluations say."""
   key = quality_key(setup, setup["metrics"][0], 1)
   parts = []
-  for arm in ("gc", "ot", "ic"):
+  for arm in COUPLINGS:
     best, at = [], []
     for seed in sorted({r["seed"] for r in rows if r["arm"] == arm}):
       curve = [r for r in rows if r["arm"] == arm and r["seed"] == seed]
@@ -886,7 +886,7 @@ def _quality_floor(setup: dict, cfg) -> dict:
   reference: what a perfect model of the training set would score."""
   ds = data_lib.make_dataset(cfg.data, cfg.seed)
   real = ds.reference(cfg.eval.num_samples)
-  ref = _quality_reference(setup, cfg, None)
+  ref = _quality_reference(setup, cfg, ds)
   got = evaluation.evaluate(real, ref, metrics=list(setup["metrics"]),
                             batch_size=cfg.eval.batch_size)
   vals = {m: float(got[m]) for m in setup["metrics"]}
