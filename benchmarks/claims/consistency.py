@@ -680,6 +680,19 @@ QUALITY_IMAGES = {
               "metrics": ("fd_mnist", "kid_mnist"), "ks": (1, 2),
               "reference": "mnist_test"},
 }
+# MNIST with Adam and a shorter curriculum (PROTOCOL.md change 46): change
+# 45's setup with optim.name = 'adam' at lr 1e-4 and iCT s1 = 80 or 160;
+# the verdict's curves must also have settled (every seed's last value
+# within `settle` × its lowest over the run).
+MNIST_ADAM_S1 = (80, 160)
+MNIST_ADAM_SETTLE = 1.2
+for _s1 in MNIST_ADAM_S1:
+  QUALITY_IMAGES[f"mnist_adam_s{_s1}"] = {
+      **QUALITY_IMAGES["mnist"],
+      "record": f"c_quality_mnist_mlp_adam_s{_s1}",
+      "over": {**QUALITY_IMAGES["mnist"]["over"], "optim.name": "adam",
+               "optim.lr": 1e-4, "ict.s1": _s1},
+      "settle": MNIST_ADAM_SETTLE}
 QUALITY_SAMPLE_KEY = 30_000
 
 
@@ -801,6 +814,9 @@ def quality_images_verdict(setup: dict, rows: List[dict], steps: int):
   key1 = quality_key(setup, main_metric, 1)
   order = _pairwise_better(vals(key1))
   flat = {a: V.flattened(V.curve_of(rows, a, key1)) for a in arms}
+  if "settle" in setup:
+    flat = {a: f and settled(rows, a, key1, setup["settle"])
+            for a, f in flat.items()}
   holds = order["GC < OT"] and order["OT < IC"]
 
   def figure(key):
@@ -841,12 +857,18 @@ def _quality_images_record(name: str, rows: List[dict], seeds,
   else:
     net = (f"MLP {tuple(cfg.model.mlp.hidden)} on the flattened 28×28 image "
            f"(a CPU stand-in for the tiny UNet), configs/digits_gc.py's "
-           f"iCT recipe (Lion lr {cfg.optim.lr:g}, s0 {cfg.ict.s0} → s1 "
-           f"{cfg.ict.s1}, warm-up EMA), trained on {cfg.data.name}, "
-           f"scored against all of {setup['reference']}")
+           f"iCT recipe ({cfg.optim.name.capitalize()} lr {cfg.optim.lr:g}, "
+           f"s0 {cfg.ict.s0} → s1 {cfg.ict.s1}, warm-up EMA), trained on "
+           f"{cfg.data.name}, scored against all of {setup['reference']}")
     extra = {"floor": _quality_floor(setup, cfg)}
-    reason += (f"; {best_over_run(setup, rows)}. Floor: "
-               f"{extra['floor']['text']}")
+    reason += f"; {best_over_run(setup, rows)}"
+    if "settle" in setup:
+      key1 = quality_key(setup, setup["metrics"][0], 1)
+      reason += (f"; curves settled (every seed's last 1-step value within "
+                 f"{setup['settle']:g}× its lowest): " + str(
+                     {a: settled(rows, a, key1, setup["settle"])
+                      for a in COUPLINGS}))
+    reason += f". Floor: {extra['floor']['text']}"
   reason += ". Paper scale: CIFAR-10, 100k steps × batch 512, FID"
   return V.write_claim(
       PAPER, setup["record"], rows,
@@ -860,6 +882,22 @@ def _quality_images_record(name: str, rows: List[dict], seeds,
               "GC μ = 0.5, CPU"),
       seeds=seeds, verdict=verdict, verdict_reason=reason,
       our_figure=our, extra=extra)
+
+
+def settled(rows: List[dict], arm: str, key: str, factor: float) -> bool:
+  """True if every seed of `arm` ends within `factor` × its own lowest
+  value of `key` over the run: a curve that has risen from its best has
+  not settled, however little its last evaluations move."""
+  seeds = sorted({r["seed"] for r in rows if r["arm"] == arm})
+  if not seeds:
+    raise ValueError(f"settled: no rows of arm {arm!r}")
+  for seed in seeds:
+    curve = sorted((r for r in rows if r["arm"] == arm and r["seed"] == seed),
+                   key=lambda r: r["step"])
+    vals = [r[key] for r in curve]
+    if not np.isfinite(vals).all() or vals[-1] > factor * min(vals):
+      return False
+  return True
 
 
 def best_over_run(setup: dict, rows: List[dict]) -> str:
@@ -923,6 +961,15 @@ def claim_quality_mnist(seeds, args):
   rule) with every arm's 1-step curve flattened. Caching, `--arms` and
   `--cores` as claim_quality_digits."""
   return _quality_images("mnist", seeds, args)
+
+
+def claim_quality_mnist_adam(seeds, args):
+  """(c) on MNIST, change 45's stand-in with Adam (lr 1e-4) and the iCT
+  curriculum ending at `--ict_s1` (80 or 160) intervals (PROTOCOL.md
+  change 46); record c_quality_mnist_mlp_adam_s<s1>. Same rule as
+  quality_mnist, and every arm's 1-step curve must also have settled:
+  every seed's last value within 1.2× its lowest over the run."""
+  return _quality_images(f"mnist_adam_s{args.ict_s1}", seeds, args)
 
 
 def _mean_sq_norm(a: jax.Array) -> jax.Array:
@@ -1117,7 +1164,9 @@ def _gc_only_cost(seeds, args, num_arms):
 CLAIMS = {"toy_diagnostics": claim_toy_diagnostics, "quality": claim_quality,
           "quality_toy": claim_quality_toy,
           "quality_digits": claim_quality_digits,
-          "quality_mnist": claim_quality_mnist, "gc_only": claim_gc_only,
+          "quality_mnist": claim_quality_mnist,
+          "quality_mnist_adam": claim_quality_mnist_adam,
+          "gc_only": claim_gc_only,
           "transport_digits": claim_transport_digits}
 
 
@@ -1152,7 +1201,8 @@ def _add_args(ap):
                        "the record)")
   ap.add_argument("--ict_s1", type=int, default=0,
                   help="quality_toy: every arm's final number of iCT "
-                       "intervals ict.s1 (0: the config's); its own record")
+                       "intervals ict.s1 (0: the config's); its own record. "
+                       "quality_mnist_adam: 80 or 160 (required)")
   ap.add_argument("--tag", default="",
                   help="quality_toy: lowercase letters and digits appended "
                        "to the record's name (another budget's record)")
@@ -1169,11 +1219,16 @@ def main():
                        f">= ict.s0 = {s0}")
   if args.steps < 5:
     raise SystemExit(f"--steps={args.steps} must be >= 5 (five evaluations)")
+  if args.claim == "quality_mnist_adam" and args.ict_s1 not in MNIST_ADAM_S1:
+    raise SystemExit(f"--claim=quality_mnist_adam needs --ict_s1 in "
+                     f"{MNIST_ADAM_S1} (PROTOCOL.md change 46), not "
+                     f"{args.ict_s1}")
   args.cores = split.parse_cores(args.cores)
   if args.cores and args.claim not in ("quality_toy", "quality_digits",
-                                       "quality_mnist"):
+                                       "quality_mnist", "quality_mnist_adam"):
     raise SystemExit(f"--cores applies to --claim=quality_toy, "
-                     f"quality_digits or quality_mnist (not {args.claim!r})")
+                     f"quality_digits, quality_mnist or quality_mnist_adam "
+                     f"(not {args.claim!r})")
   if args.curriculum_steps < 0:
     raise SystemExit(f"--curriculum_steps={args.curriculum_steps} must be "
                      ">= 0 (0: the run's steps)")
