@@ -1183,3 +1183,66 @@ def test_best_over_run_reports_each_arms_lowest_value_and_its_step():
   assert "GC 1.5 ± 0.707" in text and "at steps [50, 50]" in text
   assert "IC 3.5 ± 0.707" in text
   assert text.startswith("lowest 1-step fd_mnist over the run")
+
+
+def test_settled_needs_every_seed_within_the_factor_of_its_own_lowest():
+  C = _consistency_claims()
+  rows = []
+  for seed, curve in enumerate(([50.0, 10.0, 11.9], [50.0, 20.0, 21.0])):
+    for step, v in zip((0, 50, 100), curve):
+      rows.append({"arm": "gc", "seed": seed, "step": step, "m": v})
+  assert C.settled(rows, "gc", "m", 1.2)
+  # One seed that rose past 1.2× its own lowest is enough to fail, even
+  # though it ends below the other seed's lowest.
+  rows[2]["m"] = 12.1
+  assert not C.settled(rows, "gc", "m", 1.2)
+  assert C.settled(rows, "gc", "m", 1.25)
+  # The last value is the last step's, whatever the rows' order.
+  shuffled = rows[::-1]
+  assert not C.settled(shuffled, "gc", "m", 1.2)
+  rows[1]["m"] = float("nan")
+  assert not C.settled(rows, "gc", "m", 10.0)
+  with pytest.raises(ValueError, match="no rows of arm 'ot'"):
+    C.settled(rows, "ot", "m", 1.2)
+
+
+def test_mnist_adam_setup_is_change_45s_but_optimiser_and_curriculum_end():
+  C = _consistency_claims()
+  base_cfg, base_ident = C._quality_images_run("mnist", "ic", 0, 16000)
+  for s1 in C.MNIST_ADAM_S1:
+    setup = C.QUALITY_IMAGES[f"mnist_adam_s{s1}"]
+    assert setup["record"] == f"c_quality_mnist_mlp_adam_s{s1}"
+    cfg, ident = C._quality_images_run(f"mnist_adam_s{s1}", "ic", 0, 16000)
+    assert (cfg.optim.name, cfg.optim.lr, cfg.ict.s1) == ("adam", 1e-4, s1)
+    assert (cfg.optim.b1, cfg.optim.b2) == (0.9, 0.99)
+    extra = {k: v for k, v in ident["overrides"].items()
+             if base_ident["overrides"].get(k) != v}
+    assert extra == {"optim.name": "adam", "optim.lr": 1e-4, "ict.s1": s1}
+    assert ({k: v for k, v in ident.items() if k not in (
+        "overrides", "config_digest")} == {k: v for k, v in base_ident.items()
+                                           if k not in ("overrides",
+                                                        "config_digest")})
+    assert ident["config_digest"] != base_ident["config_digest"]
+  # The rule: ordered, flat by the old test, but GC seed 0 was at 0.8
+  # early on and ended at 1.0 (> 1.2 × 0.8): not reached, not reproduced.
+  setup = C.QUALITY_IMAGES["mnist_adam_s160"]
+  ordered = {"gc": [1.0, 1.02, 0.98], "ot": [2.0, 2.02, 1.98],
+             "ic": [3.0, 3.02, 2.98]}
+  rows = _quality_rows(ordered, (1, 2))
+  assert C.quality_images_verdict(setup, rows, 100)[0] == V.REPRODUCED
+  for low, want in ((0.84, V.REPRODUCED), (0.8, V.NOT_REACHED)):
+    early = {**rows[0], "step": 10, "fd_mnist@1": low}
+    assert C.quality_images_verdict(setup, [early] + rows, 100)[0] == want
+  rows = [early] + rows
+  assert C.quality_images_verdict(C.QUALITY_IMAGES["mnist"], rows,
+                                  100)[0] == V.REPRODUCED
+
+
+def test_quality_mnist_adam_refuses_an_s1_outside_the_protocol(
+    monkeypatch):
+  C = _consistency_claims()
+  monkeypatch.setattr(sys, "argv", ["consistency.py",
+                                    "--claim=quality_mnist_adam",
+                                    "--ict_s1=320"])
+  with pytest.raises(SystemExit, match="--ict_s1 in \\(80, 160\\)"):
+    C.main()
