@@ -1,6 +1,7 @@
 """The claims suite's verdict rules (benchmarks/claims/verdicts.py) on
 hand-made numbers, and the results page's claims section."""
 
+import argparse
 import json
 import math
 import os
@@ -1246,3 +1247,16 @@ def test_quality_mnist_adam_refuses_an_s1_outside_the_protocol(
                                     "--ict_s1=320"])
   with pytest.raises(SystemExit, match="--ict_s1 in \\(80, 160\\)"):
     C.main()
+
+
+def test_quality_images_reproduce_command_trains_every_run():
+  C = _consistency_claims()
+  args = argparse.Namespace(claim="quality_mnist_adam", ict_s1=160,
+                            steps=16000, arms="", cores=())
+  assert C.reproduce_command(args, [0, 1, 2]) == (
+      "python benchmarks/claims/consistency.py --claim=quality_mnist_adam "
+      "--ict_s1=160 --steps=16000 --seeds=0,1,2 --cores=0,1")
+  args = argparse.Namespace(claim="quality_mnist", ict_s1=0, steps=16000)
+  assert C.reproduce_command(args, [0, 1, 2]) == (
+      "python benchmarks/claims/consistency.py --claim=quality_mnist "
+      "--steps=16000 --seeds=0,1,2 --cores=0,1")

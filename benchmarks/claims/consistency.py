@@ -796,7 +796,20 @@ def _quality_images(name: str, seeds, args):
   if missing:
     print(f"runs still missing {missing}: no record written", flush=True)
     return None
-  return _quality_images_record(name, rows, seeds, steps)
+  return _quality_images_record(name, rows, seeds, steps,
+                                reproduce_command(args, seeds))
+
+
+def reproduce_command(args, seeds) -> str:
+  """The command that trains every run of a (c) record and writes it
+  (the record's own `command` is whichever process wrote it last, e.g.
+  `--arms=` reading the cache)."""
+  flags = [f"--claim={args.claim}"]
+  if getattr(args, "ict_s1", 0):
+    flags.append(f"--ict_s1={args.ict_s1}")
+  flags += [f"--steps={args.steps}",
+            f"--seeds={','.join(str(s) for s in seeds)}", "--cores=0,1"]
+  return "python benchmarks/claims/consistency.py " + " ".join(flags)
 
 
 def quality_images_verdict(setup: dict, rows: List[dict], steps: int):
@@ -845,8 +858,8 @@ def quality_images_verdict(setup: dict, rows: List[dict], steps: int):
   return V.outcome(holds, all(flat.values())), reason, our
 
 
-def _quality_images_record(name: str, rows: List[dict], seeds,
-                           steps: int) -> str:
+def _quality_images_record(name: str, rows: List[dict], seeds, steps: int,
+                           reproduce: str = "") -> str:
   setup = QUALITY_IMAGES[name]
   verdict, reason, our = quality_images_verdict(setup, rows, steps)
   cfg = load(DIGITS_CONFIG, setup["over"])
@@ -870,6 +883,8 @@ def _quality_images_record(name: str, rows: List[dict], seeds,
                       for a in COUPLINGS}))
     reason += f". Floor: {extra['floor']['text']}"
   reason += ". Paper scale: CIFAR-10, 100k steps × batch 512, FID"
+  if reproduce:
+    extra["reproduce_command"] = reproduce
   return V.write_claim(
       PAPER, setup["record"], rows,
       paper_figure=("Table 1's ordering GC < OT < IC (CIFAR-10 FID)"
