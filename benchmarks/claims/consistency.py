@@ -3,7 +3,7 @@ claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 
 python benchmarks/claims/consistency.py
     --claim=toy_diagnostics|quality|quality_toy|quality_digits|
-            quality_mnist|gc_only|transport_digits
+            quality_mnist|quality_mnist_adam|gc_only|transport_digits
     [--seeds=0,1,2] [--steps=3000] [--denoiser_steps=2000]
 
 * toy_diagnostics — (a) transport cost c(σ) (Fig. 3) and (b) the CT-vs-CD
@@ -49,6 +49,13 @@ python benchmarks/claims/consistency.py
   10,000 official test images every 1/10 of the budget. Same rule as
   quality_digits, on 1-step fd_mnist; the record gives the real-image
   floor (5,000 training digits against the test set).
+* quality_mnist_adam — quality_mnist with Adam (lr 1e-4) and the iCT
+  curriculum ending at 160 or 80 intervals (PROTOCOL.md change 46):
+  `python benchmarks/claims/consistency.py --claim=quality_mnist_adam
+  --ict_s1=160 --steps=16000 --cores=0,1`
+  Record c_quality_mnist_mlp_adam_s<s1>. Same rule, and every seed's
+  1-step curve must have settled: its last value within 1.2× its lowest
+  over the run (else "not reached").
 * quality_toy — (c) with curves, on the checkerboard:
   `python benchmarks/claims/consistency.py --claim=quality_toy --steps=3000
   [--ict_s1=160] [--curriculum_steps=K] [--tag=NAME] [--cores=0,1]`
@@ -58,17 +65,16 @@ python benchmarks/claims/consistency.py
   1-step curve flattened.
 
 Runs are cached (quality_toy, quality_digits, quality_mnist,
-transport_digits, gc_only):
+quality_mnist_adam, transport_digits, gc_only):
 each (arm, seed)'s rows in <--cache_dir>/<record>_<steps>/<arm>_s<seed>.json
 (benchmarks/claims/split.py's RunCache, with the run's config, overrides
 and the resolved config's digest), so a killed command resumes and a
 changed one refuses a cached run of another identity. `--arms` (a subset)
 only trains and caches those arms; `--arms=` only reads the cache and
 writes the record. `--cores=0,1` (quality_toy, quality_digits,
-quality_mnist) trains every
-missing run as its own process, at most one per listed core at a time,
-pinned with one XLA thread (logs beside the cache), then writes the
-record.
+quality_mnist, quality_mnist_adam) trains every missing run as its own
+process, at most one per listed core at a time, pinned with one XLA thread
+(logs beside the cache), then writes the record.
 * transport_digits — (a) in 64 dimensions, on sklearn digits:
   `python benchmarks/claims/consistency.py --claim=transport_digits
   --steps=2000 --cache_dir=runs/claims_001_a_digits [--train_seeds=0,1]`
