@@ -1260,3 +1260,36 @@ def test_quality_images_reproduce_command_trains_every_run():
   assert C.reproduce_command(args, [0, 1, 2]) == (
       "python benchmarks/claims/consistency.py --claim=quality_mnist "
       "--steps=16000 --seeds=0,1,2 --cores=0,1")
+
+
+def test_mnist_adam_stage1_picks_160_then_80_and_gates_the_other_runs(
+    tmp_path, monkeypatch):
+  C = _consistency_claims()
+  args = argparse.Namespace(claim="quality_mnist_adam", cache_dir=str(
+      tmp_path), steps=20, arms="gc", seeds=[1], cores=(), ict_s1=160)
+
+  def put(s1, curve):
+    name = f"mnist_adam_s{s1}"
+    ident = C._quality_images_run(name, "ic", 0, 20)[1]
+    rows = [{"arm": "ic", "seed": 0, "step": 10 * i, "fd_mnist@1": v}
+            for i, v in enumerate(curve)]
+    C._cache(args, C.QUALITY_IMAGES[name]["record"]).put("ic", 0, ident,
+                                                          rows)
+
+  put(160, [50.0, 10.0, 12.5])            # rose 1.25×: not settled
+  st = C.mnist_adam_stage1(args)
+  assert st["chosen"] is None and "s1 = 80: not run" in st["text"]
+  put(80, [50.0, 10.0, 11.0])
+  st = C.mnist_adam_stage1(args)
+  assert st["chosen"] == 80 and st["runs"]["160"]["settled"] is False
+  assert (st["runs"]["80"]["last"], st["runs"]["80"]["lowest"]) == (11.0,
+                                                                    10.0)
+  # Stage 2 at the s1 stage 1 did not pick is refused before training.
+  with pytest.raises(SystemExit, match="has not picked it"):
+    C.claim_quality_mnist_adam([1], args)
+  put(160, [50.0, 10.0, 11.9])
+  assert C.mnist_adam_stage1(args)["chosen"] == 160
+  # Stage 1 itself (IC seed 0) always runs: here it is cached, so no
+  # training, and a subset of arms writes no record.
+  args.arms, args.ict_s1 = "ic", 80
+  assert C.claim_quality_mnist_adam([0], args) is None

@@ -102,6 +102,7 @@ Writes results/claims_001_<claim>.json.
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import time
@@ -803,7 +804,8 @@ def _quality_images(name: str, seeds, args):
     print(f"runs still missing {missing}: no record written", flush=True)
     return None
   return _quality_images_record(name, rows, seeds, steps,
-                                reproduce_command(args, seeds))
+                                reproduce_command(args, seeds),
+                                args.cache_dir)
 
 
 def reproduce_command(args, seeds) -> str:
@@ -865,7 +867,7 @@ def quality_images_verdict(setup: dict, rows: List[dict], steps: int):
 
 
 def _quality_images_record(name: str, rows: List[dict], seeds, steps: int,
-                           reproduce: str = "") -> str:
+                           reproduce: str = "", cache_dir: str = "") -> str:
   setup = QUALITY_IMAGES[name]
   verdict, reason, our = quality_images_verdict(setup, rows, steps)
   cfg = load(DIGITS_CONFIG, setup["over"])
@@ -880,6 +882,10 @@ def _quality_images_record(name: str, rows: List[dict], seeds, steps: int,
            f"s0 {cfg.ict.s0} → s1 {cfg.ict.s1}, warm-up EMA), trained on "
            f"{cfg.data.name}, scored against all of {setup['reference']}")
     extra = {"floor": _quality_floor(setup, cfg)}
+    if "settle" in setup:
+      extra["stage1"] = mnist_adam_stage1(argparse.Namespace(
+          cache_dir=cache_dir, steps=steps))
+      reason += f"; s1 picked by stage 1 (change 46): {extra['stage1']['text']}"
     reason += f"; {best_over_run(setup, rows)}"
     if "settle" in setup:
       key1 = quality_key(setup, setup["metrics"][0], 1)
@@ -989,8 +995,52 @@ def claim_quality_mnist_adam(seeds, args):
   curriculum ending at `--ict_s1` (80 or 160) intervals (PROTOCOL.md
   change 46); record c_quality_mnist_mlp_adam_s<s1>. Same rule as
   quality_mnist, and every arm's 1-step curve must also have settled:
-  every seed's last value within 1.2× its lowest over the run."""
+  every seed's last value within 1.2× its lowest over the run.
+
+  Stage 1 (`--arms=ic --seeds=0` at each s1) trains the run that picks
+  s1 (`mnist_adam_stage1`); any other run, or the record, is refused
+  unless stage 1 has picked this `--ict_s1`."""
+  if not (_arms_arg(args, COUPLINGS) == ["ic"] and list(seeds) == [0]):
+    stage1 = mnist_adam_stage1(args)
+    if stage1["chosen"] != args.ict_s1:
+      raise SystemExit(
+          f"--ict_s1={args.ict_s1}: PROTOCOL.md change 46's stage 1 has "
+          f"not picked it ({stage1['text']}); stage 1 is --arms=ic "
+          f"--seeds=0 at --ict_s1=160 and at --ict_s1=80")
   return _quality_images(f"mnist_adam_s{args.ict_s1}", seeds, args)
+
+
+def mnist_adam_stage1(args) -> dict:
+  """PROTOCOL.md change 46's stage 1: per s1, IC seed 0's 1-step fd_mnist
+  at the end and its lowest over the run (from the cache), whether it
+  settled, and the pick: 160 if it settled, else 80 if it did, else None
+  (None too while a stage-1 run is missing)."""
+  out, chosen = {}, None
+  for s1 in sorted(MNIST_ADAM_S1, reverse=True):
+    name = f"mnist_adam_s{s1}"
+    setup = QUALITY_IMAGES[name]
+    rows, missing = _cache(args, setup["record"]).collect(
+        [("ic", 0)], lambda a, sd, name=name: _quality_images_run(
+            name, a, sd, args.steps)[1])
+    if missing:
+      out[s1] = None
+      continue
+    key = quality_key(setup, setup["metrics"][0], 1)
+    curve = sorted(rows, key=lambda r: r["step"])
+    ok = settled(rows, "ic", key, setup["settle"])
+    out[s1] = {"last": curve[-1][key], "lowest": min(r[key] for r in curve),
+               "settled": ok, "rows": rows}
+    if ok and chosen is None:
+      chosen = s1
+  if any(v is None for v in out.values()):
+    chosen = None
+  text = "; ".join(
+      f"s1 = {s1}: " + ("not run" if v is None else
+                        f"IC seed 0 ends at {v['last']:.3g}, lowest "
+                        f"{v['lowest']:.3g}, settled {v['settled']}")
+      for s1, v in out.items()) + f"; picked: {chosen}"
+  return {"chosen": chosen, "text": text,
+          "runs": {str(s1): v for s1, v in out.items()}}
 
 
 def _mean_sq_norm(a: jax.Array) -> jax.Array:
