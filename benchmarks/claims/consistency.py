@@ -835,9 +835,12 @@ def quality_images_verdict(setup: dict, rows: List[dict], steps: int):
   key1 = quality_key(setup, main_metric, 1)
   order = _pairwise_better(vals(key1))
   flat = {a: V.flattened(V.curve_of(rows, a, key1)) for a in arms}
+  settle_text = ""
   if "settle" in setup:
-    flat = {a: f and settled(rows, a, key1, setup["settle"])
-            for a, f in flat.items()}
+    done = {a: settled(rows, a, key1, setup["settle"]) for a in arms}
+    flat = {a: f and done[a] for a, f in flat.items()}
+    settle_text = (f"; curves settled (every seed's last 1-step value "
+                   f"within {setup['settle']:g}× its lowest): {done}")
   holds = order["GC < OT"] and order["OT < IC"]
 
   def figure(key):
@@ -860,7 +863,7 @@ def quality_images_verdict(setup: dict, rows: List[dict], steps: int):
             f"{_pairwise_better(vals(quality_key(setup, main_metric, k)))})")
       parts.append(f"{k} step{'s' if k > 1 else ''} {other}: "
                    + figure(quality_key(setup, other, k)))
-    reason = "; ".join(parts)
+    reason = "; ".join(parts) + settle_text
     our = "; ".join(f"{k} step{'s' if k > 1 else ''}: " + figure(
         quality_key(setup, main_metric, k)) for k in setup["ks"])
   return V.outcome(holds, all(flat.values())), reason, our
@@ -887,12 +890,6 @@ def _quality_images_record(name: str, rows: List[dict], seeds, steps: int,
           cache_dir=cache_dir, steps=steps))
       reason += f"; s1 picked by stage 1 (change 46): {extra['stage1']['text']}"
     reason += f"; {best_over_run(setup, rows)}"
-    if "settle" in setup:
-      key1 = quality_key(setup, setup["metrics"][0], 1)
-      reason += (f"; curves settled (every seed's last 1-step value within "
-                 f"{setup['settle']:g}× its lowest): " + str(
-                     {a: settled(rows, a, key1, setup["settle"])
-                      for a in COUPLINGS}))
     reason += f". Floor: {extra['floor']['text']}"
   reason += ". Paper scale: CIFAR-10, 100k steps × batch 512, FID"
   if reproduce:
