@@ -1293,3 +1293,45 @@ def test_mnist_adam_stage1_picks_160_then_80_and_gates_the_other_runs(
   # training, and a subset of arms writes no record.
   args.arms, args.ict_s1 = "ic", 80
   assert C.claim_quality_mnist_adam([0], args) is None
+
+
+def test_mnist_cosine_setup_is_change_46s_s80_but_the_schedule(monkeypatch):
+  """Change 47: change 46's s1 = 80 setup with only optim.schedule =
+  'cosine' added (the same evaluation identity), change 46's settle rule,
+  and no stage 1; s1 is fixed, so --ict_s1 is refused."""
+  C = _consistency_claims()
+  setup = C.QUALITY_IMAGES["mnist_adam_s80_cosine"]
+  base = C.QUALITY_IMAGES["mnist_adam_s80"]
+  assert setup["record"] == "c_quality_mnist_mlp_adam_s80_cosine"
+  assert setup["settle"] == base["settle"] == 1.2
+  assert base["stage1"] and not setup["stage1"]
+  cfg, ident = C._quality_images_run("mnist_adam_s80_cosine", "gc", 0,
+                                     12800)
+  _, base_ident = C._quality_images_run("mnist_adam_s80", "gc", 0, 12800)
+  assert (cfg.optim.name, cfg.optim.lr, cfg.optim.schedule, cfg.ict.s1,
+          cfg.optim.warmup_steps) == ("adam", 1e-4, "cosine", 80, 0)
+  extra = {k: v for k, v in ident["overrides"].items()
+           if base_ident["overrides"].get(k) != v}
+  assert extra == {"optim.schedule": "cosine"}
+  assert ({k: v for k, v in ident.items() if k not in (
+      "overrides", "config_digest")} == {k: v for k, v in base_ident.items()
+                                         if k not in ("overrides",
+                                                      "config_digest")})
+  assert ident["eval_every"] == 1280
+  # The settle clause is part of this setup's rule too.
+  rows = _quality_rows({"gc": [1.0, 1.02, 0.98], "ot": [2.0, 2.02, 1.98],
+                        "ic": [3.0, 3.02, 2.98]}, (1, 2))
+  assert C.quality_images_verdict(setup, rows, 100)[0] == V.REPRODUCED
+  early = {**rows[0], "step": 10, "fd_mnist@1": 0.8}
+  assert C.quality_images_verdict(setup, [early] + rows,
+                                  100)[0] == V.NOT_REACHED
+  args = argparse.Namespace(claim="quality_mnist_cosine", ict_s1=0,
+                            steps=12800)
+  assert C.reproduce_command(args, [0, 1, 2]) == (
+      "python benchmarks/claims/consistency.py --claim=quality_mnist_cosine "
+      "--steps=12800 --seeds=0,1,2 --cores=0,1")
+  monkeypatch.setattr(sys, "argv", ["consistency.py",
+                                    "--claim=quality_mnist_cosine",
+                                    "--ict_s1=160"])
+  with pytest.raises(SystemExit, match="s1 = 80 fixed"):
+    C.main()

@@ -487,3 +487,37 @@ def test_kill_minus_nine_at_random_moments_keeps_one_record(tmp_path):
   assert np.isfinite(entry["eval/sinkhorn"])
   after = snapshot()
   assert {f: after[f] for f in before} == before
+
+
+@pytest.mark.parametrize("schedule,warmup", [("constant", 0),
+                                             ("constant", 3),
+                                             ("cosine", 0), ("cosine", 3)])
+def test_make_optimizer_learning_rate_follows_the_schedule(schedule, warmup):
+  """Adam on a constant unit gradient moves by exactly −lr_t/(1 + eps)
+  (bias-corrected moments are 1), so the updates read out the schedule:
+  linear warm-up from 0, then constant, or a cosine that ends at 0."""
+  cfg = config_utils.load_config("configs/digits_gc.py")
+  cfg.optim.name, cfg.optim.lr, cfg.optim.eps = "adam", 1e-3, 0.0
+  cfg.optim.schedule, cfg.optim.warmup_steps = schedule, warmup
+  total = 11
+  tx = train.make_optimizer(cfg.optim, total)
+  params = jnp.zeros((), jnp.float64 if jax.config.x64_enabled
+                     else jnp.float32)
+  state = tx.init(params)
+  got = []
+  for _ in range(total + 1):
+    upd, state = tx.update(jnp.ones_like(params), state, params)
+    got.append(-float(upd))
+  w = max(warmup, 1) if schedule == "cosine" else warmup
+  want = []
+  for t in range(total + 1):
+    if t < w:
+      want.append(1e-3 * t / w)
+    elif schedule == "constant":
+      want.append(1e-3)
+    else:
+      frac = min((t - w) / (total - w), 1.0)
+      want.append(1e-3 * 0.5 * (1 + np.cos(np.pi * frac)))
+  np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-9)
+  if schedule == "cosine":
+    assert got[total] == pytest.approx(0.0, abs=1e-12)

@@ -3,7 +3,8 @@ claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 
 python benchmarks/claims/consistency.py
     --claim=toy_diagnostics|quality|quality_toy|quality_digits|
-            quality_mnist|quality_mnist_adam|gc_only|transport_digits
+            quality_mnist|quality_mnist_adam|quality_mnist_cosine|
+            gc_only|transport_digits
     [--seeds=0,1,2] [--steps=3000] [--denoiser_steps=2000]
 
 * toy_diagnostics — (a) transport cost c(σ) (Fig. 3) and (b) the CT-vs-CD
@@ -56,6 +57,12 @@ python benchmarks/claims/consistency.py
   Record c_quality_mnist_mlp_adam_s<s1>. Same rule, and every seed's
   1-step curve must have settled: its last value within 1.2× its lowest
   over the run (else "not reached").
+* quality_mnist_cosine — quality_mnist_adam at s1 = 80 with the learning
+  rate decayed by a cosine to 0 over the run (PROTOCOL.md change 47):
+  `python benchmarks/claims/consistency.py --claim=quality_mnist_cosine
+  --steps=12800 --cores=0,1`
+  Record c_quality_mnist_mlp_adam_s80_cosine; quality_mnist_adam's rule,
+  no stage 1.
 * quality_toy — (c) with curves, on the checkerboard:
   `python benchmarks/claims/consistency.py --claim=quality_toy --steps=3000
   [--ict_s1=160] [--curriculum_steps=K] [--tag=NAME] [--cores=0,1]`
@@ -65,16 +72,17 @@ python benchmarks/claims/consistency.py
   1-step curve flattened.
 
 Runs are cached (quality_toy, quality_digits, quality_mnist,
-quality_mnist_adam, transport_digits, gc_only):
+quality_mnist_adam, quality_mnist_cosine, transport_digits, gc_only):
 each (arm, seed)'s rows in <--cache_dir>/<record>_<steps>/<arm>_s<seed>.json
 (benchmarks/claims/split.py's RunCache, with the run's config, overrides
 and the resolved config's digest), so a killed command resumes and a
 changed one refuses a cached run of another identity. `--arms` (a subset)
 only trains and caches those arms; `--arms=` only reads the cache and
 writes the record. `--cores=0,1` (quality_toy, quality_digits,
-quality_mnist, quality_mnist_adam) trains every missing run as its own
-process, at most one per listed core at a time, pinned with one XLA thread
-(logs beside the cache), then writes the record.
+quality_mnist, quality_mnist_adam, quality_mnist_cosine) trains every
+missing run as its own process, at most one per listed core at a time,
+pinned with one XLA thread (logs beside the cache), then writes the
+record.
 * transport_digits — (a) in 64 dimensions, on sklearn digits:
   `python benchmarks/claims/consistency.py --claim=transport_digits
   --steps=2000 --cache_dir=runs/claims_001_a_digits [--train_seeds=0,1]`
@@ -699,7 +707,16 @@ for _s1 in MNIST_ADAM_S1:
       "record": f"c_quality_mnist_mlp_adam_s{_s1}",
       "over": {**QUALITY_IMAGES["mnist"]["over"], "optim.name": "adam",
                "optim.lr": 1e-4, "ict.s1": _s1},
-      "settle": MNIST_ADAM_SETTLE}
+      "settle": MNIST_ADAM_SETTLE, "stage1": True}
+# Change 46's s1 = 80 setup with the learning rate decayed to 0 by a cosine
+# over the run (PROTOCOL.md change 47), so the curves can settle within
+# the budget; same rule, no stage 1.
+QUALITY_IMAGES["mnist_adam_s80_cosine"] = {
+    **QUALITY_IMAGES["mnist_adam_s80"],
+    "record": "c_quality_mnist_mlp_adam_s80_cosine",
+    "over": {**QUALITY_IMAGES["mnist_adam_s80"]["over"],
+             "optim.schedule": "cosine"},
+    "stage1": False}
 QUALITY_SAMPLE_KEY = 30_000
 
 
@@ -881,11 +898,13 @@ def _quality_images_record(name: str, rows: List[dict], seeds, steps: int,
   else:
     net = (f"MLP {tuple(cfg.model.mlp.hidden)} on the flattened 28×28 image "
            f"(a CPU stand-in for the tiny UNet), configs/digits_gc.py's "
-           f"iCT recipe ({cfg.optim.name.capitalize()} lr {cfg.optim.lr:g}, "
-           f"s0 {cfg.ict.s0} → s1 {cfg.ict.s1}, warm-up EMA), trained on "
+           f"iCT recipe ({cfg.optim.name.capitalize()} lr {cfg.optim.lr:g}"
+           + (" cosine to 0 over the run" if cfg.optim.schedule == "cosine"
+              else "") +
+           f", s0 {cfg.ict.s0} → s1 {cfg.ict.s1}, warm-up EMA), trained on "
            f"{cfg.data.name}, scored against all of {setup['reference']}")
     extra = {"floor": _quality_floor(setup, cfg)}
-    if "settle" in setup:
+    if setup.get("stage1"):
       extra["stage1"] = mnist_adam_stage1(argparse.Namespace(
           cache_dir=cache_dir, steps=steps))
       reason += f"; s1 picked by stage 1 (change 46): {extra['stage1']['text']}"
@@ -1005,6 +1024,15 @@ def claim_quality_mnist_adam(seeds, args):
           f"not picked it ({stage1['text']}); stage 1 is --arms=ic "
           f"--seeds=0 at --ict_s1=160 and at --ict_s1=80")
   return _quality_images(f"mnist_adam_s{args.ict_s1}", seeds, args)
+
+
+def claim_quality_mnist_cosine(seeds, args):
+  """(c) on MNIST, change 46's s1 = 80 setup with the learning rate decayed
+  by a cosine from 1e-4 to 0 over the run (PROTOCOL.md change 47); record
+  c_quality_mnist_mlp_adam_s80_cosine. Change 46's rule (ordered by the
+  mean ± std rule at the end, every curve flattened and settled); no
+  stage 1. Caching, `--arms` and `--cores` as claim_quality_digits."""
+  return _quality_images("mnist_adam_s80_cosine", seeds, args)
 
 
 def mnist_adam_stage1(args) -> dict:
@@ -1234,6 +1262,7 @@ CLAIMS = {"toy_diagnostics": claim_toy_diagnostics, "quality": claim_quality,
           "quality_digits": claim_quality_digits,
           "quality_mnist": claim_quality_mnist,
           "quality_mnist_adam": claim_quality_mnist_adam,
+          "quality_mnist_cosine": claim_quality_mnist_cosine,
           "gc_only": claim_gc_only,
           "transport_digits": claim_transport_digits}
 
@@ -1291,11 +1320,14 @@ def main():
     raise SystemExit(f"--claim=quality_mnist_adam needs --ict_s1 in "
                      f"{MNIST_ADAM_S1} (PROTOCOL.md change 46), not "
                      f"{args.ict_s1}")
+  if args.claim == "quality_mnist_cosine" and args.ict_s1:
+    raise SystemExit(f"--claim=quality_mnist_cosine has s1 = 80 fixed "
+                     f"(PROTOCOL.md change 47); drop --ict_s1={args.ict_s1}")
   args.cores = split.parse_cores(args.cores)
-  if args.cores and args.claim not in ("quality_toy", "quality_digits",
-                                       "quality_mnist", "quality_mnist_adam"):
-    raise SystemExit(f"--cores applies to --claim=quality_toy, "
-                     f"quality_digits, quality_mnist or quality_mnist_adam "
+  split_claims = ("quality_toy", "quality_digits", "quality_mnist",
+                  "quality_mnist_adam", "quality_mnist_cosine")
+  if args.cores and args.claim not in split_claims:
+    raise SystemExit(f"--cores applies to --claim= one of {split_claims} "
                      f"(not {args.claim!r})")
   if args.curriculum_steps < 0:
     raise SystemExit(f"--curriculum_steps={args.curriculum_steps} must be "
