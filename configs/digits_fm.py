@@ -5,14 +5,19 @@ Hardware: CPU (2 cores), ~10 minutes; a GPU makes it seconds.
 Expected: eval/fd_digits (Fréchet distance in the offline digits
 classifier's feature space) well below that of noise; see
 benchmarks/results for measured values.
-Variants: `:smoke` (60 steps, tiny UNet).
+Variants: `:smoke` (60 steps, tiny UNet); `:mlp` (a CPU stand-in for the
+UNet, the paper-002 digits teacher of benchmarks/claims/PROTOCOL.md change
+48: an MLP (512, 512, 512) on the flattened image, Adam 1e-3 with a cosine
+decay to 0 over 20,000 steps, as configs/toy_fm.py:xl on the checkerboard);
+`:mlp,smoke`.
 """
 
 from configs import base, common
 
 
 def get_config(arg=None):
-  smoke = "smoke" in common.parse_variants(arg, ("smoke",), "digits_fm.py")
+  variants = common.parse_variants(arg, ("smoke", "mlp"), "digits_fm.py")
+  smoke = "smoke" in variants
   c = base.get_config()
   c.method = "flow_matching"
   c.data.name = "digits"
@@ -29,8 +34,23 @@ def get_config(arg=None):
   c.eval.metrics = ("fd_digits", "kid_digits")
   c.sample.steps = 20
   c.sample.method = "heun"
+  if "mlp" in variants:
+    mlp(c, smoke)
+    c.optim.lr = 1e-3
+    c.optim.schedule = "cosine"
+    c.optim.warmup_steps = 200
+    c.train.steps = 20_000
+    c.train.log_every = 500
+    c.train.checkpoint_every = 5000
   if smoke:
     common.schedule(c, steps=60, batch=32, log_every=20, checkpoint_every=30,
                     eval_samples=200)
     c.sample.steps = 4
   return c
+
+
+def mlp(c, smoke):
+  """The `:mlp` network of this teacher and of its students
+  (configs/digits_fmm_lmd.py:mlp): an MLP on the flattened 8×8 image."""
+  c.model.name = "mlp"
+  c.model.mlp.hidden = (64, 64) if smoke else (512, 512, 512)

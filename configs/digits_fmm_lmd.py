@@ -19,14 +19,19 @@ neither reached 2× the teacher's 0.134 on every seed and EMD's curve still
 falls: "not reached at this budget" (results/
 claims_002_digits_lmd_vs_emd.json).
 Variants: `:smoke` (20 steps, tiny UNet, the smoke teacher), `:emd` (the
-Eulerian loss, same budget), `:emd,smoke`.
+Eulerian loss, same budget), `:emd,smoke`; `:mlp` (a CPU stand-in, with
+any of the others: an MLP (512, 512, 512) student on the flattened image,
+distilled from configs/digits_fm.py:mlp with Adam 1e-3 and a cosine decay
+to 0 over 20,000 steps, as the checkerboard students;
+benchmarks/claims/PROTOCOL.md change 48).
 """
 
-from configs import base, common
+from configs import base, common, digits_fm
 
 
 def get_config(arg=None):
-  variants = common.parse_variants(arg, ("smoke", "emd"), "digits_fmm_lmd.py")
+  variants = common.parse_variants(arg, ("smoke", "emd", "mlp"),
+                                  "digits_fmm_lmd.py")
   smoke = "smoke" in variants
   c = base.get_config()
   c.method = "fmm"
@@ -49,6 +54,19 @@ def get_config(arg=None):
   # embeddings keep the JVP ∂_t X tame.
   c.fmm.time_scale = 1.0
   c.fmm.sample_steps = 1
+  if "mlp" in variants:
+    teacher = "configs/digits_fm.py:mlp" + (",smoke" if smoke else "")
+    c.teacher.config = teacher
+    c.teacher.workdir = ("runs/teacher_digits_fm_mlp"
+                         + ("_smoke" if smoke else ""))
+    digits_fm.mlp(c, smoke)
+    # As the checkerboard students: moderate time frequencies (the losses
+    # differentiate the map in time), Adam 1e-3 with a cosine decay.
+    c.model.mlp.time_scale = 30.0
+    c.optim.lr = 1e-3
+    c.optim.schedule = "cosine"
+    c.train.steps = 20_000
+    c.train.checkpoint_every = 5000
   if smoke:
     c.teacher.use_ema = False     # 60 steps: the teacher's EMA is ~its init
     common.schedule(c, steps=20, batch=32, log_every=10, checkpoint_every=10,

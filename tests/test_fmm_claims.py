@@ -657,3 +657,41 @@ def test_speed_times_a_kept_lmd_seed_and_names_the_kept_ones(tmp_path,
       json.dumps({"rows": [], "args": {"steps": 3000}}))
   with pytest.raises(SystemExit, match=r"--speed_seed=1: .* kept here: none"):
     fmm_claims.main(["speed", "--student_width=256", "--speed_seed=1"])
+
+
+def test_digits_mlp_setup_is_digits_with_mlp_teacher_and_students():
+  """--setup=digits_mlp (PROTOCOL.md change 48): digits' metric, rule and
+  arms; the teacher configs/digits_fm.py:mlp and the students
+  digits_fmm_lmd.py:mlp / :emd,mlp, MLPs (512, 512, 512) on the flattened
+  image; its own records and workdirs, the teacher the students load."""
+  a = fmm_claims.parse(["students", "--setup=digits_mlp", "--steps=20000"])
+  setup = fmm_claims.SETUPS["digits_mlp"]
+  digits = fmm_claims.SETUPS["digits"]
+  for field in ("metric", "num_samples", "ks", "arms", "teacher_steps",
+                "teacher_ks", "allowed_arms"):
+    assert getattr(setup, field) == getattr(digits, field), field
+  assert (a.teacher_config, a.teacher_eval_every) == (
+      "configs/digits_fm.py:mlp", 2000)
+  assert fmm_claims.students_record(a) == "claims_002_digits_mlp_lmd_vs_emd"
+  assert setup.teacher_record == "claims_002_digits_mlp_teacher"
+  assert fmm_claims._student_workdir("emd", 2, a).endswith(
+      os.path.join("claims002", "digits_mlp_emd_s2"))
+  assert setup.student_spec("emd") == "configs/digits_fmm_lmd.py:emd,mlp"
+  assert setup.student_spec("lmd") == "configs/digits_fmm_lmd.py:mlp"
+  for arm, loss in (("lmd", "lmd"), ("emd", "emd")):
+    cfg = fmm_claims.student_config(arm, 1, 20000, a)
+    assert (cfg.fmm.loss, cfg.model.name, tuple(cfg.model.mlp.hidden)) == (
+        loss, "mlp", (512, 512, 512))
+    assert (cfg.optim.lr, cfg.optim.schedule, cfg.train.steps, cfg.seed,
+            cfg.ema.decay) == (1e-3, "cosine", 20000, 1, fmm_claims.EMA_DECAY)
+    assert (cfg.teacher.config, cfg.teacher.workdir) == (
+        "configs/digits_fm.py:mlp",
+        os.path.join("runs", "claims002", "teacher_digits_mlp"))
+    assert cfg.data.name == "digits"
+  tcfg = fmm_claims._jax_imports()[1].load(a.teacher_config)
+  assert (tcfg.method, tcfg.model.name, tuple(tcfg.model.mlp.hidden),
+          tcfg.train.steps, tcfg.optim.schedule) == (
+              "flow_matching", "mlp", (512, 512, 512), 20000, "cosine")
+  with pytest.raises(SystemExit, match="UNet or MLP"):
+    fmm_claims.parse(["students", "--setup=digits_mlp",
+                      "--student_width=64"])

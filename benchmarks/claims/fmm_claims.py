@@ -73,6 +73,13 @@ records results/claims_002_digits_teacher.json and
 claims_002_digits_lmd_vs_emd[<suffix>].json. The speed and intervals
 stages are the checkerboard's only.
 
+`--setup=digits_mlp` (PROTOCOL.md change 48) is the same on a CPU
+stand-in: the teacher configs/digits_fm.py:mlp and the students
+configs/digits_fmm_lmd.py:mlp / `:emd,mlp`, MLPs (512, 512, 512) on the
+flattened image (runs/claims002/teacher_digits_mlp,
+runs/claims002/digits_mlp_<arm>_s<seed>; records
+claims_002_digits_mlp_teacher.json, claims_002_digits_mlp_lmd_vs_emd.json).
+
 Rows: one per (arm, seed, evaluation step, sample_steps) with keys arm,
 seed, step, metric, value, sample_steps; each file has a `claim` block
 (paper, claim, paper_figure, metric, budget, seeds, verdict,
@@ -135,11 +142,16 @@ class Setup:
   record: str                 # the students' record, before the suffix
   teacher_record: str
   data_text: str
+  # Digits: variants of configs/digits_fmm_lmd.py every student gets
+  # (besides `:emd` for EMD), e.g. ('mlp',).
+  student_variants: Tuple[str, ...] = ()
 
   def student_spec(self, arm: str) -> str:
     name, _, variant = arm.partition(":")
-    if self.name == "digits":   # one config; EMD is its `:emd` variant
-      return "configs/digits_fmm_lmd.py" + (":emd" if name == "emd" else "")
+    if self.name != "checkerboard":   # one config; EMD is its `:emd` variant
+      variants = (("emd",) if name == "emd" else ()) + self.student_variants
+      return "configs/digits_fmm_lmd.py" + (
+          ":" + ",".join(variants) if variants else "")
     return f"configs/checkerboard_fmm_{name}.py" + (f":{variant}" if variant
                                                     else "")
 
@@ -170,6 +182,23 @@ SETUPS = {
         record="claims_002_digits_lmd_vs_emd",
         teacher_record="claims_002_digits_teacher",
         data_text="sklearn digits (8×8)"),
+    # PROTOCOL.md change 48: the same comparison on a CPU stand-in, an MLP
+    # (512, 512, 512) on the flattened image for the teacher
+    # (configs/digits_fm.py:mlp) and the students (digits_fmm_lmd.py:mlp).
+    "digits_mlp": Setup(
+        name="digits_mlp", teacher_config="configs/digits_fm.py:mlp",
+        teacher_workdir=os.path.join("runs", "claims002",
+                                     "teacher_digits_mlp"),
+        teacher_steps=20, teacher_ks=(4, 8, 20), teacher_eval_every=2000,
+        metric="fd_digits", short="fd",
+        metric_text="fd_digits, the Fréchet distance in the offline "
+                    "digits classifier's features",
+        num_samples=1000, ks=(1, 2, 4), arms=("lmd", "emd"),
+        allowed_arms=("lmd", "emd"),
+        record="claims_002_digits_mlp_lmd_vs_emd",
+        teacher_record="claims_002_digits_mlp_teacher",
+        data_text="sklearn digits (8×8), MLP stand-in",
+        student_variants=("mlp",)),
 }
 
 
@@ -1212,9 +1241,10 @@ def parse(argv=None) -> argparse.Namespace:
   p.add_argument("stage", choices=("teacher", "students", "speed",
                                    "verdict", "merge", "intervals"))
   p.add_argument("--setup", default="checkerboard",
-                 help="checkerboard (the protocol's main comparison) or "
+                 help="checkerboard (the protocol's main comparison), "
                  "digits (PROTOCOL.md change 35: teacher, students, "
-                 "verdict, merge); sets the defaults of the teacher and "
+                 "verdict, merge) or digits_mlp (change 48: the same on an "
+                 "MLP stand-in); sets the defaults of the teacher and "
                  "scoring flags")
   p.add_argument("--merge_from", type=_csv(str), default=(),
                  help="merge: directories holding claims_002_lmd_vs_emd.json"
@@ -1270,7 +1300,7 @@ def parse(argv=None) -> argparse.Namespace:
   p.add_argument("--teacher_eval_every", type=int, default=None,
                  help="teacher: train it (if its workdir has no checkpoint) "
                  "with its score every this many steps (default 5000; "
-                 "digits 500); 0 = the main trainer, no curve")
+                 "digits 500, digits_mlp 2000); 0 = the main trainer, no curve")
   a = p.parse_args(argv)
   if a.setup not in SETUPS:
     raise SystemExit(f"--setup={a.setup!r} is not one of {tuple(SETUPS)}")
@@ -1284,8 +1314,9 @@ def parse(argv=None) -> argparse.Namespace:
       raise SystemExit(f"the {a.stage} stage is for --setup=checkerboard "
                        f"only (not {a.setup!r})")
     if a.student_width:
-      raise SystemExit(f"--student_width sets an MLP's width: "
-                       f"--setup={a.setup!r} has UNet students")
+      raise SystemExit(f"--student_width sets the checkerboard students' "
+                       f"MLP width: --setup={a.setup!r} fixes its students' "
+                       f"network (UNet or MLP) in its configs")
   if a.student_width < 0:
     raise SystemExit(f"--student_width={a.student_width} must be >= 0")
   verdicts.check_tag(a.tag)
