@@ -182,24 +182,17 @@ SETUPS = {
         record="claims_002_digits_lmd_vs_emd",
         teacher_record="claims_002_digits_teacher",
         data_text="sklearn digits (8×8)"),
-    # PROTOCOL.md change 48: the same comparison on a CPU stand-in, an MLP
-    # (512, 512, 512) on the flattened image for the teacher
-    # (configs/digits_fm.py:mlp) and the students (digits_fmm_lmd.py:mlp).
-    "digits_mlp": Setup(
-        name="digits_mlp", teacher_config="configs/digits_fm.py:mlp",
-        teacher_workdir=os.path.join("runs", "claims002",
-                                     "teacher_digits_mlp"),
-        teacher_steps=20, teacher_ks=(4, 8, 20), teacher_eval_every=2000,
-        metric="fd_digits", short="fd",
-        metric_text="fd_digits, the Fréchet distance in the offline "
-                    "digits classifier's features",
-        num_samples=1000, ks=(1, 2, 4), arms=("lmd", "emd"),
-        allowed_arms=("lmd", "emd"),
-        record="claims_002_digits_mlp_lmd_vs_emd",
-        teacher_record="claims_002_digits_mlp_teacher",
-        data_text="sklearn digits (8×8), MLP stand-in",
-        student_variants=("mlp",)),
 }
+# PROTOCOL.md change 48: the digits comparison on a CPU stand-in, an MLP
+# (512, 512, 512) on the flattened image for the teacher
+# (configs/digits_fm.py:mlp) and the students (digits_fmm_lmd.py:mlp).
+SETUPS["digits_mlp"] = dataclasses.replace(
+    SETUPS["digits"], name="digits_mlp",
+    teacher_config="configs/digits_fm.py:mlp",
+    teacher_workdir=os.path.join("runs", "claims002", "teacher_digits_mlp"),
+    teacher_eval_every=2000, record="claims_002_digits_mlp_lmd_vs_emd",
+    teacher_record="claims_002_digits_mlp_teacher",
+    data_text="sklearn digits (8×8), MLP stand-in", student_variants=("mlp",))
 
 
 def setup_of(a) -> Setup:
