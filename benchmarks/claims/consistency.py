@@ -963,16 +963,21 @@ def _quality_images_record(name: str, rows: List[dict], seeds, steps: int,
       our_figure=our, extra=extra)
 
 
+def seed_curves(rows: List[dict], arm: str, what: str) -> Dict[int, list]:
+  """Seed -> the rows of `arm` for that seed in step order (seeds
+  ascending); `what` names the caller in the error when `arm` has none."""
+  seeds = sorted({r["seed"] for r in rows if r["arm"] == arm})
+  if not seeds:
+    raise ValueError(f"{what}: no rows of arm {arm!r}")
+  return {sd: sorted((r for r in rows if r["arm"] == arm and r["seed"] == sd),
+                     key=lambda r: r["step"]) for sd in seeds}
+
+
 def settled(rows: List[dict], arm: str, key: str, factor: float) -> bool:
   """True if every seed of `arm` ends within `factor` × its own lowest
   value of `key` over the run: a curve that has risen from its best has
   not settled, however little its last evaluations move."""
-  seeds = sorted({r["seed"] for r in rows if r["arm"] == arm})
-  if not seeds:
-    raise ValueError(f"settled: no rows of arm {arm!r}")
-  for seed in seeds:
-    curve = sorted((r for r in rows if r["arm"] == arm and r["seed"] == seed),
-                   key=lambda r: r["step"])
+  for curve in seed_curves(rows, arm, "settled").values():
     vals = [r[key] for r in curve]
     if not np.isfinite(vals).all() or vals[-1] > factor * min(vals):
       return False
@@ -987,8 +992,7 @@ def best_over_run(setup: dict, rows: List[dict]) -> str:
   parts = []
   for arm in COUPLINGS:
     best, at = [], []
-    for seed in sorted({r["seed"] for r in rows if r["arm"] == arm}):
-      curve = [r for r in rows if r["arm"] == arm and r["seed"] == seed]
+    for curve in seed_curves(rows, arm, "best_over_run").values():
       low = min(curve, key=lambda r: r[key])
       best.append(low[key])
       at.append(low["step"])
@@ -1087,7 +1091,7 @@ def mnist_adam_stage1(args) -> dict:
       out[s1] = None
       continue
     key = quality_key(setup, setup["metrics"][0], 1)
-    curve = sorted(rows, key=lambda r: r["step"])
+    curve = seed_curves(rows, "ic", "mnist_adam_stage1")[0]
     ok = settled(rows, "ic", key, setup["settle"])
     out[s1] = {"last": curve[-1][key], "lowest": min(r[key] for r in curve),
                "settled": ok, "rows": rows}
@@ -1216,13 +1220,9 @@ def diverged(rows: List[dict], arm: str, key: str,
   """Per seed of `arm` (in seed order): its last value of `key` is above
   `factor` × its lowest over the run, or not finite."""
   out = []
-  for seed in sorted({r["seed"] for r in rows if r["arm"] == arm}):
-    v = np.array([r[key] for r in sorted(
-        (r for r in rows if r["arm"] == arm and r["seed"] == seed),
-        key=lambda r: r["step"])], dtype=float)
+  for curve in seed_curves(rows, arm, "diverged").values():
+    v = np.array([r[key] for r in curve], dtype=float)
     out.append(bool(not np.isfinite(v[-1]) or v[-1] > factor * np.nanmin(v)))
-  if not out:
-    raise ValueError(f"diverged: no rows of arm {arm!r}")
   return out
 
 
@@ -1251,13 +1251,10 @@ def gc_only_images_verdict(setup: dict, rows: List[dict]):
   def per_arm(pick):
     return {a: V.summarize(pick(a)) for a in arms}
 
-  def seed_vals(a, f):
-    return [f([r[key] for r in rows if r["arm"] == a and r["seed"] == sd])
-            for sd in sorted({r["seed"] for r in rows if r["arm"] == a})]
-
   final = per_arm(lambda a: [r[key] for r in rows
                              if r["arm"] == a and r["step"] == steps])
-  lowest = per_arm(lambda a: seed_vals(a, min))
+  lowest = per_arm(lambda a: [min(r[key] for r in c) for c in seed_curves(
+      rows, a, "gc_only_images_verdict").values()])
   reason = (f"diverged (last 1-step {setup['metrics'][0]} > "
             f"{GC_ONLY_DIVERGE:g}× its lowest) per seed: {div}; 1-step "
             f"curves (every {steps // 10} steps) flattened: {flat}; final: "
