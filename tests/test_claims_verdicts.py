@@ -1335,3 +1335,77 @@ def test_mnist_cosine_setup_is_change_46s_s80_but_the_schedule(monkeypatch):
                                     "--ict_s1=160"])
   with pytest.raises(SystemExit, match="s1 = 80 fixed"):
     C.main()
+
+
+def _gc_only_rows(curves):
+  """(d) rows on images: arm -> per seed the 1-step fd_mnist at steps 0,
+  50, 100."""
+  return [{"arm": arm, "seed": seed, "step": step, "fd_mnist@1": v}
+          for arm, per_seed in curves.items()
+          for seed, curve in enumerate(per_seed)
+          for step, v in zip((0, 50, 100), curve)]
+
+
+def test_diverged_compares_each_seeds_last_value_with_its_own_lowest():
+  C = _consistency_claims()
+  rows = _gc_only_rows({"a": [[50.0, 10.0, 14.9], [50.0, 10.0, 15.1],
+                              [50.0, 10.0, float("nan")]]})
+  assert C.diverged(rows, "a", "fd_mnist@1", 1.5) == [False, True, True]
+  assert C.diverged(rows[::-1], "a", "fd_mnist@1", 1.5) == [False, True,
+                                                            True]
+  with pytest.raises(ValueError, match="no rows of arm 'b'"):
+    C.diverged(rows, "b", "fd_mnist@1", 1.5)
+
+
+def test_gc_only_images_verdict_needs_the_controls_to_hold():
+  """(d) on MNIST (PROTOCOL.md change 49): GC-only with the curriculum
+  diverges on every seed, the fixed-N GC-only and the IC curriculum arms
+  on none, with those two curves flat."""
+  C = _consistency_claims()
+  setup = C.QUALITY_IMAGES["mnist_gc_only"]
+  up = [[50.0, 10.0, 20.0], [50.0, 11.0, 21.0], [50.0, 12.0, 22.0]]
+  flat = [[50.0, 10.0, 10.1], [50.0, 11.0, 10.9], [50.0, 12.0, 12.0]]
+  falling = [[50.0, 20.0, 12.0], [50.0, 21.0, 13.0], [50.0, 22.0, 14.0]]
+  arms = list(C.GC_ONLY_ARMS)
+  assert arms == ["gc_only_curriculum", "gc_only_fixed_n", "ic_curriculum"]
+
+  def verdict(curr, fixed, ic):
+    return C.gc_only_images_verdict(setup, _gc_only_rows(dict(zip(
+        arms, (curr, fixed, ic)))))[0]
+
+  assert verdict(up, flat, flat) == V.REPRODUCED
+  # The fix still moving: no verdict yet.
+  assert verdict(up, falling, flat) == V.NOT_REACHED
+  # IC diverges too (the curriculum's, not GC-only's), or the fix fails.
+  assert verdict(up, flat, up) == V.NOT_REPRODUCED
+  assert verdict(up, up, flat) == V.NOT_REPRODUCED
+  # The curriculum did not diverge on every seed: not reproduced once
+  # every curve is flat, not reached while one still moves.
+  assert verdict(flat, flat, flat) == V.NOT_REPRODUCED
+  assert verdict(falling, flat, flat) == V.NOT_REACHED
+  assert verdict(up[:2] + [flat[2]], flat, flat) == V.NOT_REACHED
+  reason = C.gc_only_images_verdict(setup, _gc_only_rows(dict(zip(
+      arms, (up, flat, flat)))))[1]
+  assert "'gc_only_curriculum': [True, True, True]" in reason
+  assert "gc_only_curriculum 21 ± 1" in reason
+
+
+def test_gc_only_mnist_arms_are_change_46s_stand_in_at_a_constant_rate():
+  C = _consistency_claims()
+  _, base = C._quality_images_run("mnist_adam_s160", "gc", 0, 12800)
+  want = {"gc_only_curriculum": ("gc", 1.0, 1280),
+          "gc_only_fixed_n": ("gc", 1.0, 10), "ic_curriculum": ("ic", None,
+                                                                1280)}
+  for arm, (coupling, mu, s1) in want.items():
+    cfg, ident = C._quality_images_run("mnist_gc_only", arm, 0, 12800)
+    assert (cfg.ict.coupling, cfg.ict.s0, cfg.ict.s1) == (coupling, 10, s1)
+    if mu is not None:
+      assert cfg.ict.gc_mu == mu
+    assert (cfg.optim.name, cfg.optim.lr, cfg.optim.schedule) == (
+        "adam", 1e-4, "constant")
+    assert ({k: v for k, v in ident.items() if k not in (
+        "overrides", "config_digest")} == {k: v for k, v in base.items()
+                                           if k not in ("overrides",
+                                                        "config_digest")})
+  assert C.QUALITY_IMAGES["mnist_gc_only"]["record"] == (
+      "d_gc_only_divergence_mnist_mlp")

@@ -4,7 +4,7 @@ claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 python benchmarks/claims/consistency.py
     --claim=toy_diagnostics|quality|quality_toy|quality_digits|
             quality_mnist|quality_mnist_adam|quality_mnist_cosine|
-            gc_only|transport_digits
+            gc_only|gc_only_mnist|transport_digits
     [--seeds=0,1,2] [--steps=3000] [--denoiser_steps=2000]
 
 * toy_diagnostics — (a) transport cost c(σ) (Fig. 3) and (b) the CT-vs-CD
@@ -63,6 +63,15 @@ python benchmarks/claims/consistency.py
   --steps=12800 --cores=0,1`
   Record c_quality_mnist_mlp_adam_s80_cosine; quality_mnist_adam's rule,
   no stage 1.
+* gc_only_mnist — (d) on MNIST (PROTOCOL.md change 49):
+  `python benchmarks/claims/consistency.py --claim=gc_only_mnist
+  --steps=12800 --cores=0,1`
+  quality_mnist_adam's stand-in at a constant Adam lr 1e-4, three arms:
+  GC only (μ = 1) with the curriculum N 10 → 1280, GC only at a fixed
+  N = 10, IC with the curriculum; 3 seeds each. Reproduced if every
+  GC-only curriculum seed diverges (last 1-step fd_mnist > 1.5× its
+  lowest) and no seed of the other two arms does, with their curves
+  flattened (record d_gc_only_divergence_mnist_mlp).
 * quality_toy — (c) with curves, on the checkerboard:
   `python benchmarks/claims/consistency.py --claim=quality_toy --steps=3000
   [--ict_s1=160] [--curriculum_steps=K] [--tag=NAME] [--cores=0,1]`
@@ -72,15 +81,16 @@ python benchmarks/claims/consistency.py
   1-step curve flattened.
 
 Runs are cached (quality_toy, quality_digits, quality_mnist,
-quality_mnist_adam, quality_mnist_cosine, transport_digits, gc_only):
+quality_mnist_adam, quality_mnist_cosine, gc_only_mnist, transport_digits,
+gc_only):
 each (arm, seed)'s rows in <--cache_dir>/<record>_<steps>/<arm>_s<seed>.json
 (benchmarks/claims/split.py's RunCache, with the run's config, overrides
 and the resolved config's digest), so a killed command resumes and a
 changed one refuses a cached run of another identity. `--arms` (a subset)
 only trains and caches those arms; `--arms=` only reads the cache and
 writes the record. `--cores=0,1` (quality_toy, quality_digits,
-quality_mnist, quality_mnist_adam, quality_mnist_cosine) trains every
-missing run as its own process, at most one per listed core at a time,
+quality_mnist, quality_mnist_adam, quality_mnist_cosine, gc_only_mnist)
+trains every missing run as its own process, at most one per listed core at a time,
 pinned with one XLA thread (logs beside the cache), then writes the
 record.
 * transport_digits — (a) in 64 dimensions, on sklearn digits:
@@ -717,7 +727,32 @@ QUALITY_IMAGES["mnist_adam_s80_cosine"] = {
     "over": {**QUALITY_IMAGES["mnist_adam_s80"]["over"],
              "optim.schedule": "cosine"},
     "stage1": False}
+# (d) on MNIST (PROTOCOL.md change 49): change 46's stand-in (Adam 1e-4,
+# constant) with the paper's curriculum (s1 = 1280) for GC only (μ = 1),
+# the fixed discretisation N = 10 for GC only, and IC with the curriculum
+# (is a divergence GC-only's, or the curriculum's with any coupling?).
+GC_ONLY_ARMS = {
+    "gc_only_curriculum": {"ict.coupling": "gc", "ict.gc_mu": 1.0},
+    "gc_only_fixed_n": {"ict.coupling": "gc", "ict.gc_mu": 1.0,
+                        "ict.s1": 10},
+    "ic_curriculum": {"ict.coupling": "ic"},
+}
+GC_ONLY_DIVERGE = 1.5   # a run diverges if its last value > 1.5× its lowest
+QUALITY_IMAGES["mnist_gc_only"] = {
+    **QUALITY_IMAGES["mnist"],
+    "record": "d_gc_only_divergence_mnist_mlp",
+    "over": {**QUALITY_IMAGES["mnist"]["over"], "optim.name": "adam",
+             "optim.lr": 1e-4},
+    "arms": GC_ONLY_ARMS, "kind": "gc_only"}
 QUALITY_SAMPLE_KEY = 30_000
+
+
+def image_arms(setup: dict) -> Dict[str, dict]:
+  """A (c)/(d) setup on images: arm -> its overrides (the three couplings,
+  GC at μ = 0.5, unless the setup names its own arms)."""
+  if "arms" in setup:
+    return setup["arms"]
+  return {a: {"ict.coupling": a, "ict.gc_mu": 0.5} for a in COUPLINGS}
 
 
 def quality_key(setup: dict, metric: str, k: int) -> str:
@@ -729,7 +764,7 @@ def quality_key(setup: dict, metric: str, k: int) -> str:
 def _quality_images_run(name: str, arm: str, seed: int, steps: int):
   """(config, RunCache identity) of one (c) run on `name`'s images."""
   setup = QUALITY_IMAGES[name]
-  over = {**setup["over"], "ict.coupling": arm, "ict.gc_mu": 0.5}
+  over = {**setup["over"], **image_arms(setup)[arm]}
   cfg = load(DIGITS_CONFIG, {**over, "seed": seed, "train.steps": steps})
   extra = ({} if setup["ks"] == (1,) else
            {"ks": list(setup["ks"]), "reference": setup["reference"]})
@@ -776,7 +811,7 @@ def _quality_images(name: str, seeds, args):
   `name`'s images and writes its record; see claim_quality_digits and
   claim_quality_mnist."""
   setup = QUALITY_IMAGES[name]
-  all_arms = COUPLINGS
+  all_arms = tuple(image_arms(setup))
   todo = _arms_arg(args, all_arms)
   steps = args.steps
   eval_every = max(1, steps // 10)
@@ -820,9 +855,10 @@ def _quality_images(name: str, seeds, args):
   if missing:
     print(f"runs still missing {missing}: no record written", flush=True)
     return None
-  return _quality_images_record(name, rows, seeds, steps,
-                                reproduce_command(args, seeds),
-                                args.cache_dir)
+  writer = (_gc_only_images_record if setup.get("kind") == "gc_only"
+            else _quality_images_record)
+  return writer(name, rows, seeds, steps, reproduce_command(args, seeds),
+                args.cache_dir)
 
 
 def reproduce_command(args, seeds) -> str:
@@ -927,16 +963,21 @@ def _quality_images_record(name: str, rows: List[dict], seeds, steps: int,
       our_figure=our, extra=extra)
 
 
+def seed_curves(rows: List[dict], arm: str, what: str) -> Dict[int, list]:
+  """Seed -> the rows of `arm` for that seed in step order (seeds
+  ascending); `what` names the caller in the error when `arm` has none."""
+  seeds = sorted({r["seed"] for r in rows if r["arm"] == arm})
+  if not seeds:
+    raise ValueError(f"{what}: no rows of arm {arm!r}")
+  return {sd: sorted((r for r in rows if r["arm"] == arm and r["seed"] == sd),
+                     key=lambda r: r["step"]) for sd in seeds}
+
+
 def settled(rows: List[dict], arm: str, key: str, factor: float) -> bool:
   """True if every seed of `arm` ends within `factor` × its own lowest
   value of `key` over the run: a curve that has risen from its best has
   not settled, however little its last evaluations move."""
-  seeds = sorted({r["seed"] for r in rows if r["arm"] == arm})
-  if not seeds:
-    raise ValueError(f"settled: no rows of arm {arm!r}")
-  for seed in seeds:
-    curve = sorted((r for r in rows if r["arm"] == arm and r["seed"] == seed),
-                   key=lambda r: r["step"])
+  for curve in seed_curves(rows, arm, "settled").values():
     vals = [r[key] for r in curve]
     if not np.isfinite(vals).all() or vals[-1] > factor * min(vals):
       return False
@@ -951,8 +992,7 @@ def best_over_run(setup: dict, rows: List[dict]) -> str:
   parts = []
   for arm in COUPLINGS:
     best, at = [], []
-    for seed in sorted({r["seed"] for r in rows if r["arm"] == arm}):
-      curve = [r for r in rows if r["arm"] == arm and r["seed"] == seed]
+    for curve in seed_curves(rows, arm, "best_over_run").values():
       low = min(curve, key=lambda r: r[key])
       best.append(low[key])
       at.append(low["step"])
@@ -1051,7 +1091,7 @@ def mnist_adam_stage1(args) -> dict:
       out[s1] = None
       continue
     key = quality_key(setup, setup["metrics"][0], 1)
-    curve = sorted(rows, key=lambda r: r["step"])
+    curve = seed_curves(rows, "ic", "mnist_adam_stage1")[0]
     ok = settled(rows, "ic", key, setup["settle"])
     out[s1] = {"last": curve[-1][key], "lowest": min(r[key] for r in curve),
                "settled": ok, "rows": rows}
@@ -1175,6 +1215,96 @@ def claim_transport_digits(seeds, args):
       marginal_tol=MARGINAL_TOL)
 
 
+def diverged(rows: List[dict], arm: str, key: str,
+             factor: float) -> List[bool]:
+  """Per seed of `arm` (in seed order): its last value of `key` is above
+  `factor` × its lowest over the run, or not finite."""
+  out = []
+  for curve in seed_curves(rows, arm, "diverged").values():
+    v = np.array([r[key] for r in curve], dtype=float)
+    out.append(bool(not np.isfinite(v[-1]) or v[-1] > factor * np.nanmin(v)))
+  return out
+
+
+def gc_only_images_verdict(setup: dict, rows: List[dict]):
+  """(verdict, reason, our_figure) of (d) on images (PROTOCOL.md change
+  49): reproduced if every GC-only curriculum seed diverged (last 1-step
+  value > 1.5× its lowest) while no seed of the fixed-N GC-only arm or of
+  the IC curriculum arm did, with those two arms' curves flattened. A
+  divergence of either of them is "not reproduced" whatever the curves
+  (the fix failed, or the curriculum diverges with IC too); so is a
+  curriculum arm that did not diverge on every seed once every curve has
+  flattened; otherwise "not reached at this budget"."""
+  key = quality_key(setup, setup["metrics"][0], 1)
+  arms = tuple(image_arms(setup))
+  curr, fixed, ic = arms
+  div = {a: diverged(rows, a, key, GC_ONLY_DIVERGE) for a in arms}
+  flat = {a: V.flattened(V.curve_of(rows, a, key)) for a in arms}
+  if any(div[fixed]) or any(div[ic]):
+    verdict = V.NOT_REPRODUCED
+  elif all(div[curr]):
+    verdict = V.REPRODUCED if flat[fixed] and flat[ic] else V.NOT_REACHED
+  else:
+    verdict = V.NOT_REPRODUCED if all(flat.values()) else V.NOT_REACHED
+  steps = max(r["step"] for r in rows)
+
+  def per_arm(pick):
+    return {a: V.summarize(pick(a)) for a in arms}
+
+  final = per_arm(lambda a: [r[key] for r in rows
+                             if r["arm"] == a and r["step"] == steps])
+  lowest = per_arm(lambda a: [min(r[key] for r in c) for c in seed_curves(
+      rows, a, "gc_only_images_verdict").values()])
+  reason = (f"diverged (last 1-step {setup['metrics'][0]} > "
+            f"{GC_ONLY_DIVERGE:g}× its lowest) per seed: {div}; 1-step "
+            f"curves (every {steps // 10} steps) flattened: {flat}; final: "
+            + ", ".join(f"{a} {V.format_summary(final[a])} (lowest over the "
+                        f"run {V.format_summary(lowest[a])})" for a in arms))
+  our = "; ".join(f"{a}: final {V.format_summary(final[a])}, lowest "
+                  f"{V.format_summary(lowest[a])}" for a in arms)
+  return verdict, reason, our
+
+
+def _gc_only_images_record(name: str, rows: List[dict], seeds, steps: int,
+                           reproduce: str = "", cache_dir: str = "") -> str:
+  del cache_dir
+  setup = QUALITY_IMAGES[name]
+  verdict, reason, our = gc_only_images_verdict(setup, rows)
+  cfg = load(DIGITS_CONFIG, setup["over"])
+  extra = {"floor": _quality_floor(setup, cfg)}
+  reason += (f". Floor: {extra['floor']['text']}. Paper scale: CIFAR-10, "
+             "tens of thousands of steps, FID")
+  if reproduce:
+    extra["reproduce_command"] = reproduce
+  return V.write_claim(
+      PAPER, setup["record"], rows,
+      paper_figure=("Sec. 5.1 / Fig. 4a: GC-only FID worsens with the "
+                    "growing discretisation; a fixed N prevents it"),
+      metric=(f"1-step {setup['metrics'][0]} ({setup['metrics'][1]} and 2 "
+              f"steps beside), {cfg.eval.num_samples} EMA samples"),
+      budget=(f"{steps} steps × batch {cfg.train.batch_size}, MLP "
+              f"{tuple(cfg.model.mlp.hidden)} on the flattened 28×28 image "
+              f"(a CPU stand-in), {cfg.optim.name.capitalize()} lr "
+              f"{cfg.optim.lr:g} constant, warm-up EMA, trained on "
+              f"{cfg.data.name}, scored against all of "
+              f"{setup['reference']}; GC-only (μ = 1) with the curriculum "
+              f"N {cfg.ict.s0} → {cfg.ict.s1} vs fixed N = 10, and IC with "
+              "the curriculum, CPU"),
+      seeds=seeds, verdict=verdict, verdict_reason=reason, our_figure=our,
+      extra=extra)
+
+
+def claim_gc_only_mnist(seeds, args):
+  """(d) on MNIST (PROTOCOL.md change 49): change 46's stand-in (Adam 1e-4
+  constant, MLP on mnist5k, 5,000 EMA samples against mnist_test every
+  1/10 of the budget) with three arms: GC only (μ = 1) with the paper's
+  curriculum N 10 → 1280, GC only with N fixed at 10, and IC with the
+  curriculum; record d_gc_only_divergence_mnist_mlp, rule in
+  `gc_only_images_verdict`. Caching, `--arms` and `--cores` as
+  claim_quality_digits."""
+  return _quality_images("mnist_gc_only", seeds, args)
+
+
 def claim_gc_only(seeds, args):
   """(d): GC only (μ = 1) with the iCT curriculum N: 10 -> 1280 vs a fixed
   N = 10; 1-step Sinkhorn divergence of 2,000 EMA samples every 1/10 of
@@ -1189,25 +1319,19 @@ def claim_gc_only(seeds, args):
       {a: {"ict.coupling": "gc", "ict.gc_mu": 1.0, **o}
        for a, o in arms.items()}, seeds, args.steps, num, {1: "sinkhorn"},
       "(d)", _cache(args, "d_gc_only_divergence"))
-  diverged = {}
-  for arm in arms:
-    diverged[arm] = []
-    for seed in seeds:
-      v = np.array([r["sinkhorn"] for r in rows
-                    if r["arm"] == arm and r["seed"] == seed])
-      diverged[arm].append(bool(not np.isfinite(v[-1])
-                                or v[-1] > 1.5 * np.nanmin(v)))
+  div = {arm: diverged(rows, arm, "sinkhorn", GC_ONLY_DIVERGE)
+         for arm in arms}
   flat = {arm: V.flattened(V.curve_of(rows, arm, "sinkhorn"))
           for arm in arms}
-  holds = (all(diverged["gc_only_curriculum"])
-           and not any(diverged["gc_only_fixed_n"]))
+  holds = (all(div["gc_only_curriculum"])
+           and not any(div["gc_only_fixed_n"]))
   verdict = V.outcome(holds, all(flat.values()))
   final = {arm: V.summarize([r["sinkhorn"] for r in rows if r["arm"] == arm
                              and r["step"] == args.steps]) for arm in arms}
   best = {arm: V.summarize([min(r["sinkhorn"] for r in rows
                                 if r["arm"] == arm and r["seed"] == sd)
                             for sd in seeds]) for arm in arms}
-  reason = (f"diverged (last > 1.5 × min) per seed: {diverged}; final "
+  reason = (f"diverged (last > 1.5 × min) per seed: {div}; final "
             f"Sinkhorn: " + ", ".join(
                 f"{a} {V.format_summary(final[a])} (min over the run "
                 f"{V.format_summary(best[a])})" for a in arms)
@@ -1264,6 +1388,7 @@ CLAIMS = {"toy_diagnostics": claim_toy_diagnostics, "quality": claim_quality,
           "quality_mnist_adam": claim_quality_mnist_adam,
           "quality_mnist_cosine": claim_quality_mnist_cosine,
           "gc_only": claim_gc_only,
+          "gc_only_mnist": claim_gc_only_mnist,
           "transport_digits": claim_transport_digits}
 
 
@@ -1325,7 +1450,8 @@ def main():
                      f"(PROTOCOL.md change 47); drop --ict_s1={args.ict_s1}")
   args.cores = split.parse_cores(args.cores)
   split_claims = ("quality_toy", "quality_digits", "quality_mnist",
-                  "quality_mnist_adam", "quality_mnist_cosine")
+                  "quality_mnist_adam", "quality_mnist_cosine",
+                  "gc_only_mnist")
   if args.cores and args.claim not in split_claims:
     raise SystemExit(f"--cores applies to --claim= one of {split_claims} "
                      f"(not {args.claim!r})")
