@@ -84,9 +84,11 @@ def test_lite_config_reads_the_config_files_like_ml_collections(monkeypatch):
     c.model.unet.dtyp = "float32"
 
 
+@pytest.mark.slow
 def test_accelerator_smoke_writes_marked_json(tmp_path):
   """`--smoke` on CPU into a temporary folder: every section runs, the file
-  is named and marked smoke, CPU rows carry no MFU."""
+  is named and marked smoke, CPU rows carry no MFU. The largest test (2-5
+  min of CPU): slow, so run it (`-m slow`) before any device run."""
   env = dict(os.environ, JAX_PLATFORMS="cpu", PYTHONPATH=ROOT)
   env.pop("XLA_FLAGS", None)
   cmd = [sys.executable, os.path.join(ROOT, "benchmarks", "accelerator.py"),

@@ -64,7 +64,11 @@ def test_pins_satisfy_setup_cfg(name):
         f"colab/{name}.ipynb pins {pkg}=={version}, setup.cfg wants {req}")
 
 
-@pytest.mark.parametrize("name", NOTEBOOKS)
+# The default suite executes the quickstart (a new user's first hour); the
+# other notebooks (60-110 s of CPU each) run with `-m slow`.
+@pytest.mark.parametrize("name", [
+    n if n == "quickstart" else pytest.param(n, marks=pytest.mark.slow)
+    for n in NOTEBOOKS])
 def test_notebook_runs_on_smoke_settings(name, tmp_path):
   nb = _load(name)
   env = dict(os.environ, GCFLOW_NOTEBOOK_SMOKE="1",
