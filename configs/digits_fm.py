@@ -39,12 +39,9 @@ def get_config(arg=None):
   c.sample.method = "heun"
   if "mlp" in variants:
     mlp(c, smoke)
-    c.optim.lr = 1e-3
     c.optim.schedule = "cosine"
-    c.optim.warmup_steps = 200
-    c.train.steps = 20_000
-    c.train.log_every = 500
-    c.train.checkpoint_every = 5000
+    common.schedule(c, steps=20_000, batch=c.train.batch_size, log_every=500,
+                    checkpoint_every=5000, lr=1e-3, warmup=200)
   if smoke:
     common.schedule(c, steps=60, batch=32, log_every=20, checkpoint_every=30,
                     eval_samples=200)

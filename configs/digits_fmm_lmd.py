@@ -63,10 +63,10 @@ def get_config(arg=None):
     # As the checkerboard students: moderate time frequencies (the losses
     # differentiate the map in time), Adam 1e-3 with a cosine decay.
     c.model.mlp.time_scale = 30.0
-    c.optim.lr = 1e-3
     c.optim.schedule = "cosine"
-    c.train.steps = 20_000
-    c.train.checkpoint_every = 5000
+    common.schedule(c, steps=20_000, batch=c.train.batch_size,
+                    log_every=c.train.log_every, checkpoint_every=5000,
+                    lr=1e-3)
   if smoke:
     c.teacher.use_ema = False     # 60 steps: the teacher's EMA is ~its init
     common.schedule(c, steps=20, batch=32, log_every=10, checkpoint_every=10,

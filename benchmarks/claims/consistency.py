@@ -90,9 +90,9 @@ changed one refuses a cached run of another identity. `--arms` (a subset)
 only trains and caches those arms; `--arms=` only reads the cache and
 writes the record. `--cores=0,1` (quality_toy, quality_digits,
 quality_mnist, quality_mnist_adam, quality_mnist_cosine, gc_only_mnist)
-trains every missing run as its own process, at most one per listed core at a time,
-pinned with one XLA thread (logs beside the cache), then writes the
-record.
+trains every missing run as its own process, at most one per listed core
+at a time, pinned with one XLA thread (logs beside the cache), then
+writes the record.
 * transport_digits — (a) in 64 dimensions, on sklearn digits:
   `python benchmarks/claims/consistency.py --claim=transport_digits
   --steps=2000 --cache_dir=runs/claims_001_a_digits [--train_seeds=0,1]`
@@ -1215,6 +1215,13 @@ def claim_transport_digits(seeds, args):
       marginal_tol=MARGINAL_TOL)
 
 
+def lowest_per_seed(rows: List[dict], arm: str, key: str) -> List[float]:
+  """Per seed of `arm` (in seed order): its lowest value of `key` over the
+  run."""
+  return [min(r[key] for r in curve)
+          for curve in seed_curves(rows, arm, "lowest_per_seed").values()]
+
+
 def diverged(rows: List[dict], arm: str, key: str,
              factor: float) -> List[bool]:
   """Per seed of `arm` (in seed order): its last value of `key` is above
@@ -1253,8 +1260,7 @@ def gc_only_images_verdict(setup: dict, rows: List[dict]):
 
   final = per_arm(lambda a: [r[key] for r in rows
                              if r["arm"] == a and r["step"] == steps])
-  lowest = per_arm(lambda a: [min(r[key] for r in c) for c in seed_curves(
-      rows, a, "gc_only_images_verdict").values()])
+  lowest = per_arm(lambda a: lowest_per_seed(rows, a, key))
   reason = (f"diverged (last 1-step {setup['metrics'][0]} > "
             f"{GC_ONLY_DIVERGE:g}× its lowest) per seed: {div}; 1-step "
             f"curves (every {steps // 10} steps) flattened: {flat}; final: "
@@ -1328,9 +1334,8 @@ def claim_gc_only(seeds, args):
   verdict = V.outcome(holds, all(flat.values()))
   final = {arm: V.summarize([r["sinkhorn"] for r in rows if r["arm"] == arm
                              and r["step"] == args.steps]) for arm in arms}
-  best = {arm: V.summarize([min(r["sinkhorn"] for r in rows
-                                if r["arm"] == arm and r["seed"] == sd)
-                            for sd in seeds]) for arm in arms}
+  best = {arm: V.summarize(lowest_per_seed(rows, arm, "sinkhorn"))
+          for arm in arms}
   reason = (f"diverged (last > 1.5 × min) per seed: {div}; final "
             f"Sinkhorn: " + ", ".join(
                 f"{a} {V.format_summary(final[a])} (min over the run "
