@@ -374,3 +374,31 @@ def test_quality_toy_repeat_of_reports_the_largest_difference_at_common_steps(
                                     "--repeat_of=c_quality_toy_nope"])
   with pytest.raises(SystemExit, match="--repeat_of=c_quality_toy_nope"):
     C.main()
+
+
+def test_cores_without_arms_launches_every_arm_of_the_claim(tmp_path,
+                                                             monkeypatch):
+  """PROTOCOL.md change 49's command names no --arms: the parent must launch
+  the claim's own arms (gc_only_mnist's are not the couplings), and an
+  explicit --arms= still launches none."""
+  C = _consistency()
+  launched = []
+
+  def fake_run_on_cores(jobs, cores, finished):
+    del cores, finished
+    launched.extend(j.name for j in jobs)
+    raise SystemExit("stop after launching")
+  monkeypatch.setattr(C.split, "run_on_cores", fake_run_on_cores)
+  monkeypatch.setattr(C, "train_with_evals", None)  # must not be reached
+  base = ["consistency.py", "--claim=gc_only_mnist", "--steps=12800",
+          "--seeds=0,1", f"--cache_dir={tmp_path}", "--cores=0"]
+  monkeypatch.setattr(sys, "argv", base)
+  with pytest.raises(SystemExit, match="stop after launching"):
+    C.main()
+  assert launched == [f"{a} seed {s}" for s in (0, 1) for a in (
+      "gc_only_curriculum", "gc_only_fixed_n", "ic_curriculum")]
+  launched.clear()
+  monkeypatch.setattr(sys, "argv", base + ["--arms="])
+  with pytest.raises(SystemExit, match="stop after launching|no record"):
+    C.main()
+  assert launched == []

@@ -538,10 +538,11 @@ def _machine_meta() -> dict:
 
 
 def _arms_arg(args, all_arms) -> List[str]:
-  """--arms as a list: the arms this process trains ('' = none: only read
-  the cache and write the record)."""
-  todo = [a for a in getattr(args, "arms", ",".join(all_arms)).split(",")
-          if a]
+  """--arms as a list: the arms this process trains (unset = every arm of
+  the claim, '' = none: only read the cache and write the record)."""
+  given = getattr(args, "arms", None)
+  todo = [a for a in (",".join(all_arms) if given is None else given
+                      ).split(",") if a]
   bad = [a for a in todo if a not in all_arms]
   if bad:
     raise SystemExit(f"--arms: {bad} not in {tuple(all_arms)}")
@@ -846,8 +847,9 @@ def _quality_images(name: str, seeds, args):
     # A process given a subset of the arms only trains (and caches) them;
     # the record is written by a run over every arm, or `--arms=` (none:
     # read the cache only).
-    print(f"trained {todo} × {seeds}; the record is written by "
-          "--arms=gc,ot,ic or --arms=", flush=True)
+    print(f"trained {todo} × {seeds}; the record is written by a run "
+          f"over every arm (--arms={','.join(all_arms)}) or --arms=",
+          flush=True)
     return None
   rows, missing = cache.collect(
       [(a, sd) for a in all_arms for sd in seeds],
@@ -1400,10 +1402,11 @@ CLAIMS = {"toy_diagnostics": claim_toy_diagnostics, "quality": claim_quality,
 def _add_args(ap):
   ap.add_argument("--steps", type=int, default=3000)
   ap.add_argument("--denoiser_steps", type=int, default=2000)
-  ap.add_argument("--arms", default="gc,ot,ic",
-                  help="quality_toy, quality_digits, quality_mnist: the "
-                       "couplings this process trains ('': none, only "
-                       "write the record from the cache)")
+  ap.add_argument("--arms", default=None,
+                  help="quality_toy, quality_digits, quality_mnist, "
+                       "gc_only_mnist: the arms this process trains (default: "
+                       "every arm of the claim; '': none, only write the "
+                       "record from the cache)")
   ap.add_argument("--cache_dir", default="runs/claims001",
                   help="quality_toy, quality_digits, quality_mnist, "
                        "transport_digits, gc_only: each run's rows, in "
