@@ -134,6 +134,93 @@ def test_run_on_cores_pins_each_child_and_reports_the_failed(tmp_path):
   assert any(line == "[split] ok: finished" for line in said)
 
 
+def _dead_pid() -> int:
+  import subprocess  # pylint: disable=g-import-not-at-top
+  proc = subprocess.Popen([sys.executable, "-c", "pass"])
+  proc.wait()
+  return proc.pid
+
+
+def test_take_claim_is_exclusive_and_takes_over_a_dead_holders(tmp_path):
+  import subprocess  # pylint: disable=g-import-not-at-top
+  me = os.uname().nodename
+  path = str(tmp_path / "c" / "gc_s0.json.claim")
+  assert S.take_claim(path)
+  assert open(path).read().split() == [me, str(os.getpid())]
+  # This process's own claim handed to its child: the holder changes.
+  assert S.take_claim(path, 12345)
+  assert open(path).read().split() == [me, "12345"]
+  # A live holder on this host keeps it; so does any holder elsewhere.
+  other = subprocess.Popen([sys.executable, "-c",
+                            "import time; time.sleep(30)"])
+  try:
+    with open(path, "w") as f:
+      f.write(f"{me} {other.pid}\n")
+    assert not S.take_claim(path)
+    assert not S._claim_free(path)  # pylint: disable=protected-access
+  finally:
+    other.kill()
+    other.wait()
+  # Its holder died without removing it: stale, taken over.
+  assert S._claim_free(path)  # pylint: disable=protected-access
+  assert S.take_claim(path)
+  assert open(path).read().split() == [me, str(os.getpid())]
+  with open(path, "w") as f:
+    f.write(f"another-host-{me} {_dead_pid()}\n")
+  assert not S.take_claim(path)
+
+
+def test_run_on_cores_shares_claimed_jobs_with_another_parent(tmp_path):
+  """Jobs with claims: one already finished is skipped, one whose claim a
+  live process holds is waited for until that process finishes it, one
+  whose holder dies without finishing it is run here; claims are removed
+  when a job ends."""
+  import subprocess  # pylint: disable=g-import-not-at-top
+  import threading  # pylint: disable=g-import-not-at-top
+  import time  # pylint: disable=g-import-not-at-top
+  script = tmp_path / "child.py"
+  script.write_text(_CHILD)
+  me = os.uname().nodename
+
+  def job(name):
+    return S.Job(name, [str(script), "ok", str(tmp_path / f"{name}.out")],
+                 str(tmp_path / f"{name}.log"),
+                 claim=str(tmp_path / f"{name}.claim"))
+  jobs = [job(n) for n in ("done", "elsewhere", "abandoned", "mine")]
+  (tmp_path / "done.out").write_text("done")
+  holders = {n: subprocess.Popen([sys.executable, "-c",
+                                  "import time; time.sleep(30)"])
+             for n in ("elsewhere", "abandoned")}
+  for name, proc in holders.items():
+    (tmp_path / f"{name}.claim").write_text(f"{me} {proc.pid}\n")
+
+  def other_parent():   # finishes one run, abandons the other
+    time.sleep(0.5)
+    (tmp_path / "elsewhere.out").write_text("done")
+    for proc in holders.values():
+      proc.kill()
+      proc.wait()
+    os.remove(tmp_path / "elsewhere.claim")
+  thread = threading.Thread(target=other_parent)
+  thread.start()
+  said = []
+  core = max(os.sched_getaffinity(0))
+  failed = S.run_on_cores(
+      jobs, [core],
+      lambda j: (tmp_path / f"{j.name}.out").exists()
+      and (tmp_path / f"{j.name}.out").read_text() == "done",
+      poll_s=0.05, say=said.append)
+  thread.join()
+  assert failed == []
+  assert "[split] done: skipped (already finished)" in said
+  assert "[split] elsewhere: finished by another process" in said
+  assert any(line.startswith("[split] abandoned on core") for line in said)
+  assert any(line.startswith("[split] mine on core") for line in said)
+  assert not (tmp_path / "elsewhere.log").exists()   # never run here
+  assert not (tmp_path / "done.log").exists()
+  assert not list(tmp_path.glob("*.claim"))
+
+
 def test_child_env_keeps_flags_but_one_device_and_one_thread(monkeypatch):
   monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=8"
                      " --xla_dump_to=/tmp/x")
@@ -387,6 +474,11 @@ def test_cores_without_arms_launches_every_arm_of_the_claim(tmp_path,
   def fake_run_on_cores(jobs, cores, finished):
     del cores, finished
     launched.extend(j.name for j in jobs)
+    for j in jobs:   # each claimed by its cache file, for other parents
+      arm, _, seed = j.name.split()
+      assert j.claim == os.path.join(str(tmp_path), "d_gc_only_divergence_"
+                                     f"mnist_mlp_12800/{arm}_s{seed}"
+                                     ".json.claim")
     raise SystemExit("stop after launching")
   monkeypatch.setattr(C.split, "run_on_cores", fake_run_on_cores)
   monkeypatch.setattr(C, "train_with_evals", None)  # must not be reached

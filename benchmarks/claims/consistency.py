@@ -92,7 +92,10 @@ writes the record. `--cores=0,1` (quality_toy, quality_digits,
 quality_mnist, quality_mnist_adam, quality_mnist_cosine, gc_only_mnist)
 trains every missing run as its own process, at most one per listed core
 at a time, pinned with one XLA thread (logs beside the cache), then
-writes the record.
+writes the record. Each run is claimed while it trains (<run>.json.claim),
+so a second `--cores` command on the same cache (e.g. `--cores=0` when
+core 0 frees up, beside a running `--cores=1`) skips the runs the first is
+training, waits for them, and both end by writing the same record.
 * transport_digits — (a) in 64 dimensions, on sklearn digits:
   `python benchmarks/claims/consistency.py --claim=transport_digits
   --steps=2000 --cache_dir=runs/claims_001_a_digits [--train_seeds=0,1]`
@@ -1413,10 +1416,12 @@ def _add_args(ap):
                        "<dir>/<record>_<steps>/ (a rerun resumes; "
                        "processes can share the work)")
   ap.add_argument("--cores", default="",
-                  help="quality_toy, quality_digits, quality_mnist: e.g. "
-                       "0,1: every missing (arm, seed) run as its own "
-                       "process, at most one per listed core at a time "
-                       "(pinned, one XLA thread), then the record")
+                  help="quality_toy, quality_digits, quality_mnist(_adam, "
+                       "_cosine), gc_only_mnist: e.g. 0,1: every missing "
+                       "(arm, seed) run as its own process, at most one per "
+                       "listed core at a time (pinned, one XLA thread), then "
+                       "the record; a second such command on the same cache "
+                       "shares the runs left")
   ap.add_argument("--repeat_of", default="",
                   help="quality_toy: a shorter record whose first steps "
                        "this run repeats (e.g. c_quality_toy_s1_160_18k); "

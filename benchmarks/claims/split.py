@@ -13,6 +13,11 @@ over processes, cores and sessions:
   listed core at a time, each pinned to its core (`PIN_ENV`, read by the
   child's `pin_from_env` before JAX starts a thread, and by PID once it is
   started) with one XLA thread and one CPU device, each with its own log.
+  A job may name a claim file (`train_missing` does: the cache file plus
+  `.claim`), taken atomically when it starts and removed when it ends, so
+  several parents can share one cache: each skips the runs another has
+  finished or is running, e.g. a second `--cores=0` command started when
+  core 0 frees up, beside a `--cores=1` one.
 
 fmm_claims keeps its per-directory records (joined with `merge`), since a
 students run also saves its final state; the consistency claims keep their
@@ -33,7 +38,7 @@ from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 from gcflow_jax import run_record
 
 __all__ = ["PIN_ENV", "ONE_THREAD_XLA_FLAGS", "pin_from_env", "child_env",
-           "check_cores", "parse_cores", "Job", "run_on_cores",
+           "check_cores", "parse_cores", "Job", "take_claim", "run_on_cores",
            "train_missing", "RunCache", "config_digest"]
 
 # The core a split child pins itself to, first thing (before JAX starts any
@@ -89,11 +94,88 @@ def parse_cores(text: str, flag: str = "--cores") -> Tuple[int, ...]:
 @dataclasses.dataclass
 class Job:
   """One child process: `argv` (without the interpreter: a script and its
-  flags, or ['-m', module, ...]), its log file, extra environment."""
+  flags, or ['-m', module, ...]), its log file, extra environment, and an
+  optional claim file (`take_claim`): with one, the job is skipped if it
+  has already finished or another live process holds the claim."""
   name: str
   argv: List[str]
   log: str
   env: Dict[str, str] = dataclasses.field(default_factory=dict)
+  claim: Optional[str] = None
+
+
+def _claim_holder(path: str) -> Optional[Tuple[str, int]]:
+  """(host, pid) written in a claim file; None if it is unreadable (a
+  claim being written, or a foreign file)."""
+  try:
+    with open(path) as f:
+      host, pid = f.read().split()
+    return host, int(pid)
+  except (OSError, ValueError):
+    return None
+
+
+def _alive(host: str, pid: int) -> bool:
+  """Whether the claim's holder may still run: a process of this host that
+  exists, or any holder on another host (which this one cannot check)."""
+  if host != os.uname().nodename:
+    return True
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def take_claim(path: str, pid: Optional[int] = None) -> bool:
+  """Takes the claim file `path` for `pid` (default: this process),
+  atomically: True if taken (or already this process's: then its holder
+  becomes `pid`, as a parent hands the claim to its child), False if
+  another live holder has it. A claim whose holder on this host has died is
+  stale and is taken over."""
+  me = os.uname().nodename
+  pid = os.getpid() if pid is None else pid
+  os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+  for _ in range(2):
+    try:
+      fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+      holder = _claim_holder(path)
+      if holder == (me, os.getpid()):
+        tmp = f"{path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+          f.write(f"{me} {pid}\n")
+        os.replace(tmp, path)
+        return True
+      if holder is None or _alive(*holder):
+        return False
+      try:      # stale: its holder died without removing it
+        os.remove(path)
+      except FileNotFoundError:
+        pass
+      continue
+    with os.fdopen(fd, "w") as f:
+      f.write(f"{me} {pid}\n")
+    return True
+  return False
+
+
+def _claim_free(path: str) -> bool:
+  """Whether nobody holds the claim `path` (no file, or a dead holder)."""
+  if not os.path.exists(path):
+    return True
+  holder = _claim_holder(path)
+  return holder is not None and not _alive(*holder)
+
+
+def _release_claim(path: Optional[str]) -> None:
+  if path:
+    try:
+      os.remove(path)
+    except FileNotFoundError:
+      pass
 
 
 def run_on_cores(jobs: Sequence[Job], cores: Sequence[int],
@@ -103,13 +185,34 @@ def run_on_cores(jobs: Sequence[Job], cores: Sequence[int],
   """Runs `jobs` in order as child processes of this interpreter, at most
   one per core of `cores` at a time (each pinned, one XLA thread, stdout
   and stderr to its log). A job succeeded if it exited 0 and
-  `finished(job)` holds. Returns the jobs that did not."""
+  `finished(job)` holds. A job with a claim file is skipped, when its turn
+  comes, if `finished(job)` already holds; if another live process holds
+  its claim (another parent sharing the work), it is waited for: done
+  once `finished(job)` holds, run here if that process stops without
+  finishing it. A job's claim is held while it runs. Returns the jobs that
+  did not succeed."""
   say = say or (lambda text: print(text, flush=True))
   pending, free = list(jobs), list(cores)
-  running, failed = [], []
-  while pending or running:
+  running, failed, waiting = [], [], []
+  while pending or running or waiting:
+    for job in list(waiting):
+      if finished(job):
+        waiting.remove(job)
+        say(f"[split] {job.name}: finished by another process")
+      elif _claim_free(job.claim):
+        waiting.remove(job)
+        pending.insert(0, job)
     while pending and free:
-      job, core = pending.pop(0), free.pop(0)
+      job = pending.pop(0)
+      if job.claim and finished(job):
+        say(f"[split] {job.name}: skipped (already finished)")
+        continue
+      if job.claim and not take_claim(job.claim):
+        waiting.append(job)
+        say(f"[split] {job.name}: running in another process "
+            f"({job.claim}); waiting for it")
+        continue
+      core = free.pop(0)
       os.makedirs(os.path.dirname(os.path.abspath(job.log)), exist_ok=True)
       log = open(job.log, "w")
       proc = subprocess.Popen([sys.executable, *job.argv], stdout=log,
@@ -119,6 +222,8 @@ def run_on_cores(jobs: Sequence[Job], cores: Sequence[int],
         os.sched_setaffinity(proc.pid, {core})
       except ProcessLookupError:
         pass  # already gone: its exit status says why
+      if job.claim:   # held by the child: its parent may be stopped first
+        take_claim(job.claim, proc.pid)
       running.append((proc, job, core, log))
       say(f"[split] {job.name} on core {core}: {job.log}")
     time.sleep(poll_s)
@@ -126,6 +231,7 @@ def run_on_cores(jobs: Sequence[Job], cores: Sequence[int],
       proc, job, core, log = item
       running.remove(item)
       log.close()
+      _release_claim(job.claim)
       free.append(core)
       ok = proc.returncode == 0 and finished(job)
       say(f"[split] {job.name}: "
@@ -140,8 +246,10 @@ def train_missing(cache: "RunCache", runs: Iterable[Tuple[str, int]],
                   cores: Sequence[int]) -> None:
   """Each (arm, seed) of `runs` not yet in `cache` as its own child
   process (`run_on_cores`: `argv_of(arm, seed)`, which must train and cache
-  that run only), its log beside its cache file. Exits naming the failed
-  runs' logs (a child that exits 0 without caching its run failed)."""
+  that run only), its log beside its cache file, claimed by the cache file
+  plus `.claim` while it runs (another parent on the same cache skips it).
+  Exits naming the failed runs' logs (a child that exits 0 without caching
+  its run failed)."""
   paths, jobs = {}, []
   for arm, seed in runs:
     path = cache.path(arm, seed)
@@ -149,7 +257,8 @@ def train_missing(cache: "RunCache", runs: Iterable[Tuple[str, int]],
       continue
     name = f"{arm} seed {seed}"
     paths[name] = path
-    jobs.append(Job(name, argv_of(arm, seed), path[:-len(".json")] + ".log"))
+    jobs.append(Job(name, argv_of(arm, seed), path[:-len(".json")] + ".log",
+                    claim=path + ".claim"))
   failed = run_on_cores(jobs, cores,
                         lambda job: os.path.exists(paths[job.name]))
   if failed:
