@@ -494,3 +494,49 @@ def test_cores_without_arms_launches_every_arm_of_the_claim(tmp_path,
   with pytest.raises(SystemExit, match="stop after launching|no record"):
     C.main()
   assert launched == []
+
+
+def test_tag_gives_the_mnist_cosine_runs_their_own_record_and_cache(
+    tmp_path, monkeypatch):
+  """`--tag` on quality_mnist_cosine (another budget of change 47's
+  setup): the same run identities, a record and cache folder of its own,
+  the children and the reproduce command keep the tag; other image claims
+  refuse it."""
+  C = _consistency()
+  key = C._tagged_setup("mnist_adam_s80_cosine", "16k")
+  assert C.QUALITY_IMAGES[key]["record"] == (
+      "c_quality_mnist_mlp_adam_s80_cosine_16k")
+  assert C.QUALITY_IMAGES["mnist_adam_s80_cosine"]["record"] == (
+      "c_quality_mnist_mlp_adam_s80_cosine")
+  assert (C._quality_images_run(key, "gc", 1, 16000)[1]
+          == C._quality_images_run("mnist_adam_s80_cosine", "gc", 1,
+                                   16000)[1])
+  launched = []
+
+  def fake_run_on_cores(jobs, cores, finished):
+    del cores, finished
+    launched.extend(jobs)
+    raise SystemExit("stop after launching")
+  monkeypatch.setattr(C.split, "run_on_cores", fake_run_on_cores)
+  monkeypatch.setattr(C, "train_with_evals", None)  # must not be reached
+  monkeypatch.setattr(sys, "argv", [
+      "consistency.py", "--claim=quality_mnist_cosine", "--steps=16000",
+      "--tag=16k", "--seeds=0", f"--cache_dir={tmp_path}", "--cores=0"])
+  with pytest.raises(SystemExit, match="stop after launching"):
+    C.main()
+  assert [j.name for j in launched] == ["gc seed 0", "ot seed 0",
+                                        "ic seed 0"]
+  assert launched[0].claim == os.path.join(
+      str(tmp_path), "c_quality_mnist_mlp_adam_s80_cosine_16k_16000",
+      "gc_s0.json.claim")
+  assert "--tag=16k" in launched[0].argv
+  args = argparse.Namespace(claim="quality_mnist_cosine", ict_s1=0,
+                            steps=16000, tag="16k")
+  assert C.reproduce_command(args, [0, 1, 2]) == (
+      "python benchmarks/claims/consistency.py --claim=quality_mnist_cosine "
+      "--tag=16k --steps=16000 --seeds=0,1,2 --cores=0,1")
+  monkeypatch.setattr(sys, "argv", ["consistency.py",
+                                    "--claim=gc_only_mnist", "--tag=x"])
+  with pytest.raises(SystemExit, match="--tag='x' applies to --claim= one "
+                     "of .*not 'gc_only_mnist'"):
+    C.main()

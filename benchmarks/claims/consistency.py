@@ -62,7 +62,8 @@ python benchmarks/claims/consistency.py
   `python benchmarks/claims/consistency.py --claim=quality_mnist_cosine
   --steps=12800 --cores=0,1`
   Record c_quality_mnist_mlp_adam_s80_cosine; quality_mnist_adam's rule,
-  no stage 1.
+  no stage 1. `--tag=16k --steps=16000` (change 50) records the same runs
+  at another budget as c_quality_mnist_mlp_adam_s80_cosine_16k.
 * gc_only_mnist — (d) on MNIST (PROTOCOL.md change 49):
   `python benchmarks/claims/consistency.py --claim=gc_only_mnist
   --steps=12800 --cores=0,1`
@@ -814,6 +815,7 @@ def _quality_images(name: str, seeds, args):
   """Trains (or reads from the cache) IC / batch-OT / GC (μ = 0.5) on
   `name`'s images and writes its record; see claim_quality_digits and
   claim_quality_mnist."""
+  name = _tagged_setup(name, getattr(args, "tag", "") or "")
   setup = QUALITY_IMAGES[name]
   all_arms = tuple(image_arms(setup))
   todo = _arms_arg(args, all_arms)
@@ -866,6 +868,19 @@ def _quality_images(name: str, seeds, args):
                 args.cache_dir)
 
 
+def _tagged_setup(name: str, tag: str) -> str:
+  """The QUALITY_IMAGES name of `name`'s runs under another budget: with a
+  `--tag`, the same setup recorded as <record>_<tag> (its own record and
+  cache folder; the runs' identities are the same setup's)."""
+  if not tag:
+    return name
+  key = f"{name}_{tag}"
+  if key not in QUALITY_IMAGES:
+    QUALITY_IMAGES[key] = {**QUALITY_IMAGES[name],
+                           "record": f"{QUALITY_IMAGES[name]['record']}_{tag}"}
+  return key
+
+
 def reproduce_command(args, seeds) -> str:
   """The command that trains every run of a (c) record and writes it
   (the record's own `command` is whichever process wrote it last, e.g.
@@ -873,6 +888,8 @@ def reproduce_command(args, seeds) -> str:
   flags = [f"--claim={args.claim}"]
   if getattr(args, "ict_s1", 0):
     flags.append(f"--ict_s1={args.ict_s1}")
+  if getattr(args, "tag", ""):
+    flags.append(f"--tag={args.tag}")
   flags += [f"--steps={args.steps}",
             f"--seeds={','.join(str(s) for s in seeds)}", "--cores=0,1"]
   return "python benchmarks/claims/consistency.py " + " ".join(flags)
@@ -1439,8 +1456,9 @@ def _add_args(ap):
                        "intervals ict.s1 (0: the config's); its own record. "
                        "quality_mnist_adam: 80 or 160 (required)")
   ap.add_argument("--tag", default="",
-                  help="quality_toy: lowercase letters and digits appended "
-                       "to the record's name (another budget's record)")
+                  help="quality_toy, quality_mnist_cosine: lowercase "
+                       "letters and digits appended to the record's name "
+                       "(another budget's record and run cache)")
   ap.add_argument("--cost_only", action="store_true",
                   help="gc_only: write what the run needs, train nothing")
 
@@ -1479,9 +1497,10 @@ def main():
   if args.curriculum_steps and args.claim != "quality_toy":
     raise SystemExit("--curriculum_steps applies to --claim=quality_toy "
                      "only")
-  if V.check_tag(args.tag) and args.claim != "quality_toy":
-    raise SystemExit(f"--tag={args.tag!r} applies to --claim=quality_toy "
-                     "only")
+  tag_claims = ("quality_toy", "quality_mnist_cosine")
+  if V.check_tag(args.tag) and args.claim not in tag_claims:
+    raise SystemExit(f"--tag={args.tag!r} applies to --claim= one of "
+                     f"{tag_claims} (not {args.claim!r})")
   CLAIMS[args.claim](args.seeds, args)
 
 
