@@ -85,6 +85,12 @@ CLAIM_COLUMNS = (("paper", "paper"), ("claim", "claim"),
                  ("verdict", "verdict"))
 
 
+
+def _python(cmd: str) -> str:
+  """The command line as run: records name the script, some with `python`."""
+  cmd = cmd.strip()
+  return cmd if cmd.split(" ", 1)[0].startswith("python") else f"python {cmd}"
+
 def _fmt(v) -> str:
   if isinstance(v, bool):
     return str(v)
@@ -140,10 +146,10 @@ def _section(path: str) -> list:
   date = (d.get("machine", {}) or {}).get("date") or d.get("time") or "?"
   out = [f"### {name}", ""]
   cmd = d.get("command")
-  out.append(f"* Command: `python {cmd}`" if cmd else
+  out.append(f"* Command: `{_python(cmd)}`" if cmd else
              f"* Command: `python benchmarks/{name}.py`")
   for earlier in d.get("earlier_commands") or []:
-    out.append(f"* Rows kept from an earlier run: `python {earlier}`")
+    out.append(f"* Rows kept from an earlier run: `{_python(earlier)}`")
   out.append(f"* Machine: {_machine(d)}")
   out.append(f"* Date: {date}")
   out.append(f"* Data: [`{rel}`](../{rel})")
@@ -210,7 +216,7 @@ def _claims_section(paths) -> list:
         f"{_fmt(c.get('verdict'))}.** {reason}. "
         f"Metric: {_fmt(c.get('metric'))}. Seeds: "
         f"{_fmt(', '.join(map(str, c.get('seeds') or [])))}. "
-        + (f"Command: `python {cmd}`; " if cmd else "")
+        + (f"Command: `{_python(cmd)}`; " if cmd else "")
         + f"{_machine(d)}, {date}; data [`{rel}`](../{rel})"
         + _samples_link(d, rel) + ".")
   return out + ["", "Reasons and sources:", ""] + details + [""]

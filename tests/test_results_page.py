@@ -32,3 +32,22 @@ def test_page_carries_command_machine_and_numbers(tmp_path):
   assert "gpu (H100)" in text and "2026-01-02T03:04:05" in text
   assert "| checkerboard | 2.4 |" in text
   assert "order of magnitude faster" in text     # the paper's claim beside
+
+
+def test_commands_are_prefixed_with_python_once(tmp_path):
+  # Some records name the script, others the whole `python …` line; the
+  # page shows each as one runnable line, never `python python …`.
+  res = tmp_path / "results"
+  res.mkdir()
+  for name, cmd in (("a_bench", "benchmarks/a.py --x=1"),
+                    ("b_bench", "python benchmarks/b.py --y=2")):
+    (res / f"{name}.json").write_text(json.dumps({
+        "benchmark": name, "command": cmd,
+        "earlier_commands": [cmd + " --z=3"],
+        "machine": {"date": "2026-01-02T03:04:05+00:00"},
+        "rows": [{"k": 1}]}))
+  text = _script().render(str(res))
+  assert "python python" not in text
+  assert "`python benchmarks/a.py --x=1`" in text
+  assert "`python benchmarks/b.py --y=2`" in text
+  assert "`python benchmarks/b.py --y=2 --z=3`" in text
