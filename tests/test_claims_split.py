@@ -540,3 +540,91 @@ def test_tag_gives_the_mnist_cosine_runs_their_own_record_and_cache(
   with pytest.raises(SystemExit, match="--tag='x' applies to --claim= one "
                      "of .*not 'gc_only_mnist'"):
     C.main()
+
+
+def test_transport_mnist_trains_the_mnist_cosine_gc_arm_split_by_seed(
+    tmp_path, monkeypatch):
+  """(a) on MNIST (PROTOCOL.md change 51): the runs are change 47's GC arm
+  (same resolved config as the (c) run), evaluated every 1/10; with
+  --cores each seed is its own process, which trains and caches that seed
+  and writes no record; the parent then writes it from the cache, with
+  c_IC and the minibatch-OT cost of the same pairs."""
+  C = _consistency()
+  cfg, ident = C._transport_run("transport_mnist", 1, 16000)
+  qcfg, qident = C._quality_images_run("mnist_adam_s80_cosine", "gc", 1,
+                                       16000)
+  assert ident["config_digest"] == qident["config_digest"]
+  assert ident["overrides"] == qident["overrides"]
+  assert ident["eval_every"] == 1600 and len(ident["sigmas"]) == 12
+  assert (cfg.ict.coupling, cfg.ict.gc_mu, cfg.ict.s1) == ("gc", 0.5, 80)
+  # The digits claim keeps its change-17 runs: GC at μ = 0.5 of the config
+  # unchanged, c(σ) every 1/5.
+  assert C._transport_run("transport_digits", 0, 2000)[1]["overrides"] == {
+      "ict.coupling": "gc", "ict.gc_mu": 0.5}
+  assert C._transport_run("transport_digits", 0, 2000)[1]["eval_every"] == 400
+
+  monkeypatch.setenv("GCFLOW_BENCH_DIR", str(tmp_path))
+  monkeypatch.setattr(C, "HELD_OUT", 48)   # a fast stand-in for 4,096
+  import numpy as np  # pylint: disable=g-import-not-at-top
+  from gcflow_jax import data as data_lib  # pylint: disable=g-import-not-at-top
+  cfg0 = C.load(C.DIGITS_CONFIG, C._transport_over("transport_mnist"))
+  # The same images and noise for every seed (the config's default seed).
+  x = np.asarray(data_lib.make_dataset(cfg0.data, cfg0.seed).reference(48),
+                 np.float64)
+  m2_x = float(np.mean(np.sum(x.reshape(48, -1) ** 2, 1)))
+  trained = []
+
+  def fake(cfg, eval_every, on_eval):
+    del on_eval
+    trained.append(cfg.seed)
+    return [{"step": st, "train_sec": 0.0, "c_gc": [1.0 + 0.01 * cfg.seed]
+             * 12, "m2_f": [m2_x] * 12}
+            for st in range(0, cfg.train.steps + 1, eval_every)], None, None
+  monkeypatch.setattr(C, "train_with_evals", fake)
+
+  def args(**kw):
+    return argparse.Namespace(**{
+        "claim": "transport_mnist", "steps": 100, "train_seeds": None,
+        "cores": (), "cache_dir": str(tmp_path / "cache"), "tag": "",
+        "ict_s1": 0, "curriculum_steps": 0, **kw})
+  launched = []
+
+  def fake_run_on_cores(jobs, cores, finished):
+    assert cores == (0, 1)
+    for job in jobs:      # as the children would: train and cache
+      launched.append(job)
+      flags = dict(a[2:].split("=", 1) for a in job.argv[1:])
+      assert C.claim_transport_mnist(
+          [int(v) for v in flags["seeds"].split(",")],
+          args(train_seeds=flags["train_seeds"])) is None
+      assert finished(job)
+    return []
+  monkeypatch.setattr(C.split, "run_on_cores", fake_run_on_cores)
+  # Seed 1 is cached already; --cores launches the other two.
+  assert C.claim_transport_mnist([0, 1, 2], args(train_seeds="1")) is None
+  assert not list(tmp_path.glob("claims_*.json"))
+  path = C.claim_transport_mnist([0, 1, 2], args(cores=(0, 1)))
+  assert [j.name for j in launched] == ["gc seed 0", "gc seed 2"]
+  assert launched[0].argv[1:4] == ["--claim=transport_mnist",
+                                   "--seeds=0,1,2", "--train_seeds=0"]
+  assert sorted(trained) == [0, 1, 2]          # each seed trained once
+  assert os.path.basename(path) == \
+      "claims_001_a_transport_cost_mnist_mlp.json"
+  with open(path) as f:
+    rec = json.load(f)
+  z = np.asarray(C.jax.random.normal(C.jax.random.key(C.TRANSPORT_NOISE_KEY),
+                                     x.shape), np.float64)
+  c_ic = float(np.mean(np.sum((x - z).reshape(48, -1) ** 2, 1)))
+  row = rec["rows"][0]
+  assert row["c_ic"] == pytest.approx(c_ic, rel=1e-4)
+  assert row["c_ot_full"] <= row["c_ot"] + 1e-3 < c_ic
+  assert row["m2_x"] == pytest.approx(m2_x, rel=1e-4)
+  assert len(rec["rows"]) == 3 * 11 * 12      # seeds × evaluations × σ's
+  claim = rec["claim"]
+  assert claim["verdict"] == "reproduced"     # 1 < c_OT < c_IC, flat
+  assert "MLP (1024, 1024, 1024)" in claim["budget"]
+  assert "Adam lr 0.0001 cosine to 0" in claim["budget"]
+  assert "784-d" in claim["verdict_reason"]
+  assert rec["reproduce_command"] == (
+      "benchmarks/claims/consistency.py --claim=transport_mnist "
+      f"--steps=100 --cache_dir={tmp_path / 'cache'}")

@@ -4,7 +4,7 @@ claims of benchmarks/claims/PROTOCOL.md, one section per claim.
 python benchmarks/claims/consistency.py
     --claim=toy_diagnostics|quality|quality_toy|quality_digits|
             quality_mnist|quality_mnist_adam|quality_mnist_cosine|
-            gc_only|gc_only_mnist|transport_digits
+            gc_only|gc_only_mnist|transport_digits|transport_mnist
     [--seeds=0,1,2] [--steps=3000] [--denoiser_steps=2000]
 
 * toy_diagnostics — (a) transport cost c(σ) (Fig. 3) and (b) the CT-vs-CD
@@ -83,7 +83,7 @@ python benchmarks/claims/consistency.py
 
 Runs are cached (quality_toy, quality_digits, quality_mnist,
 quality_mnist_adam, quality_mnist_cosine, gc_only_mnist, transport_digits,
-gc_only):
+transport_mnist, gc_only):
 each (arm, seed)'s rows in <--cache_dir>/<record>_<steps>/<arm>_s<seed>.json
 (benchmarks/claims/split.py's RunCache, with the run's config, overrides
 and the resolved config's digest), so a killed command resumes and a
@@ -108,6 +108,16 @@ training, waits for them, and both end by writing the same record.
   σ ≥ 1 (else the pairs are no coupling of data and noise: a network that
   shrinks its outputs lowers c). On the checkerboard, batch OT is ≈ exact OT, so
   c_GC < c_OT cannot hold there (PROTOCOL.md change 17).
+  A process given some of the seeds (`--train_seeds=0`) only trains and
+  caches them; the record is written by a run over every seed, or
+  `--train_seeds=` (none: read the cache). `--cores=0,1` runs each seed as
+  its own pinned process, as the (c) claims do.
+* transport_mnist — (a) in 784 dimensions, on MNIST (PROTOCOL.md change
+  51): `python benchmarks/claims/consistency.py --claim=transport_mnist
+  --steps=16000 --cores=0,1`: the GC arm of change 47's MNIST stand-in
+  (MLP (1024, 1024, 1024) on mnist5k, Adam 1e-4 cosine to 0, s1 = 80),
+  c_GC(σ) on the first 4,096 training images every 1/10 of the budget;
+  the same rule as transport_digits.
 * gc_only — (d) GC-only (μ = 1) divergence vs the fixed discretisation,
   on the checkerboard:
   `python benchmarks/claims/consistency.py --claim=gc_only --steps=3000`
@@ -557,16 +567,18 @@ def _arms_arg(args, all_arms) -> List[str]:
 _CHILD_FLAGS = ("steps", "cache_dir", "ict_s1", "curriculum_steps", "tag")
 
 
-def _split_runs(args, runs, cache: split.RunCache) -> None:
+def _split_runs(args, runs, cache: split.RunCache,
+                which: Callable[[str, int], List[str]] = None) -> None:
   """`--cores`: each (arm, seed) of `runs` not yet in `cache` as its own
-  process of this script (`--arms=<arm> --seeds=<seed>`: it trains and
-  caches that run only), at most one per listed core at a time, pinned,
-  one XLA thread; logs beside the cache (`split.train_missing`)."""
+  process of this script (`which(arm, seed)`'s flags, by default
+  `--arms=<arm> --seeds=<seed>`: it trains and caches that run only, and
+  writes no record), at most one per listed core at a time, pinned, one
+  XLA thread; logs beside the cache (`split.train_missing`)."""
+  which = which or (lambda arm, seed: [f"--arms={arm}", f"--seeds={seed}"])
   split.train_missing(cache, runs, lambda arm, seed: [
-      os.path.abspath(__file__), f"--claim={args.claim}", f"--arms={arm}",
-      f"--seeds={seed}"] + [f"--{k}={getattr(args, k)}" for k in _CHILD_FLAGS
-                            if getattr(args, k, None) not in (None, "", 0)],
-                      args.cores)
+      os.path.abspath(__file__), f"--claim={args.claim}", *which(arm, seed)]
+      + [f"--{k}={getattr(args, k)}" for k in _CHILD_FLAGS
+         if getattr(args, k, None) not in (None, "", 0)], args.cores)
 
 
 def _quality_toy_record(args) -> str:
@@ -949,18 +961,11 @@ def _quality_images_record(name: str, rows: List[dict], seeds, steps: int,
   setup = QUALITY_IMAGES[name]
   verdict, reason, our = quality_images_verdict(setup, rows, steps)
   cfg = load(DIGITS_CONFIG, setup["over"])
+  net = _network_text(cfg)
   if name == "digits":
-    net = (f"UNet {cfg.model.unet.model_channels} channels, mult "
-           f"{tuple(cfg.model.unet.channel_mult)} (configs/digits_gc.py)")
     extra = {}
   else:
-    net = (f"MLP {tuple(cfg.model.mlp.hidden)} on the flattened 28×28 image "
-           f"(a CPU stand-in for the tiny UNet), configs/digits_gc.py's "
-           f"iCT recipe ({cfg.optim.name.capitalize()} lr {cfg.optim.lr:g}"
-           + (" cosine to 0 over the run" if cfg.optim.schedule == "cosine"
-              else "") +
-           f", s0 {cfg.ict.s0} → s1 {cfg.ict.s1}, warm-up EMA), trained on "
-           f"{cfg.data.name}, scored against all of {setup['reference']}")
+    net += f", scored against all of {setup['reference']}"
     extra = {"floor": _quality_floor(setup, cfg)}
     if setup.get("stage1"):
       extra["stage1"] = mnist_adam_stage1(argparse.Namespace(
@@ -1147,93 +1152,168 @@ def batch_ot_cost(x: jax.Array, z: jax.Array, batch: int) -> float:
   return tot / x.shape[0]
 
 
+# (a) on images: GC (μ = 0.5) runs of a (c) setup (its "quality" entry's
+# overrides) with c_GC(σ) of the EMA endpoint evaluated `evals` times over
+# the run (PROTOCOL.md change 17: digits; change 51: MNIST).
+TRANSPORT_ARM = {"ict.coupling": "gc", "ict.gc_mu": 0.5}
+TRANSPORT_NOISE_KEY = 10_001
+TRANSPORT_IMAGES = {
+    "transport_digits": {"record": "a_transport_cost_digits",
+                         "quality": "digits", "evals": 5,
+                         "data": "sklearn digits (8×8, 64-d)",
+                         "scale": "64-d"},
+    "transport_mnist": {"record": "a_transport_cost_mnist_mlp",
+                        "quality": "mnist_adam_s80_cosine", "evals": 10,
+                        "data": "MNIST (28×28, 784-d)", "scale": "784-d"},
+}
+
+
+def _transport_over(name: str) -> dict:
+  return {**QUALITY_IMAGES[TRANSPORT_IMAGES[name]["quality"]]["over"],
+          **TRANSPORT_ARM}
+
+
+def _transport_run(name: str, seed: int, steps: int):
+  """(config, RunCache identity) of one (a) run on `name`'s images."""
+  over = _transport_over(name)
+  cfg = load(DIGITS_CONFIG, {**over, "seed": seed, "train.steps": steps})
+  return cfg, _run_identity(
+      DIGITS_CONFIG, cfg, over,
+      max(1, steps // TRANSPORT_IMAGES[name]["evals"]),
+      sigmas=[float(v) for v in _sigmas(cfg)],
+      noise_key=TRANSPORT_NOISE_KEY, points=HELD_OUT)
+
+
+def _network_text(cfg) -> str:
+  """The network and recipe of an images setup, for a record's budget."""
+  if cfg.model.name != "mlp":
+    return (f"UNet {cfg.model.unet.model_channels} channels, mult "
+            f"{tuple(cfg.model.unet.channel_mult)} (configs/digits_gc.py)")
+  return (f"MLP {tuple(cfg.model.mlp.hidden)} on the flattened 28×28 image "
+          f"(a CPU stand-in for the tiny UNet), configs/digits_gc.py's "
+          f"iCT recipe ({cfg.optim.name.capitalize()} lr {cfg.optim.lr:g}"
+          + (" cosine to 0 over the run" if cfg.optim.schedule == "cosine"
+             else "") +
+          f", s0 {cfg.ict.s0} → s1 {cfg.ict.s1}, warm-up EMA), trained on "
+          f"{cfg.data.name}")
+
+
 def claim_transport_digits(seeds, args):
   """(a) on sklearn digits (64-d, PROTOCOL.md change 17): GC (μ = 0.5) of
   configs/digits_gc.py as in (c) (2,000 steps × batch 128 unless
-  `--steps`); c_GC(σ) of the EMA endpoint on all of the dataset's images
-  with one fixed noise draw at the 12 σ's, at step 0 and every 1/5 of the
-  budget; c_IC on the same pairs; c_OT the minibatch-OT cost at the
-  training batch (exact OT within consecutive chunks of train.batch_size
-  pairs), the full-set exact OT beside it. Per-seed rows are cached in
-  `--cache_dir`; this process trains `--train_seeds` (default: all of
-  `--seeds`) and writes the record once every seed is cached. Holds if
-  c_GC(σ) < c_OT < c_IC at every σ ≥ 1 for every seed, curves flattened."""
-  cfg0 = load(DIGITS_CONFIG, {"ict.coupling": "gc", "ict.gc_mu": 0.5})
+  `--steps`), c(σ) every 1/5 of the budget; see `claim_transport`."""
+  return claim_transport("transport_digits", seeds, args)
+
+
+def claim_transport_mnist(seeds, args):
+  """(a) on MNIST (784-d, PROTOCOL.md change 51): the GC arm of change 47's
+  stand-in (MLP on mnist5k, Adam 1e-4 cosine, s1 = 80), c(σ) every 1/10 of
+  the budget; see `claim_transport`."""
+  return claim_transport("transport_mnist", seeds, args)
+
+
+def claim_transport(name: str, seeds, args):
+  """(a) on images: c_GC(σ) of the EMA endpoint on the dataset's first
+  HELD_OUT reference images (all of them if fewer) with one fixed noise
+  draw at the 12 σ's, at step 0 and along training; c_IC on the same
+  pairs; c_OT the minibatch-OT cost at the training batch (exact OT within
+  consecutive chunks of train.batch_size pairs), the full-set exact OT
+  beside it. Per-seed rows are cached in `--cache_dir`; this process
+  trains `--train_seeds` (default: all of `--seeds`; with `--cores`, each
+  as its own pinned process) and writes the record if it was given every
+  seed (or '' = none: only read the cache) and every seed is cached.
+  Holds if c_GC(σ) < c_OT < c_IC at every σ ≥ 1 for every seed,
+  E‖f‖² within MARGINAL_TOL of E‖x‖², curves flattened."""
+  setup = TRANSPORT_IMAGES[name]
+  cfg0 = load(DIGITS_CONFIG, _transport_over(name))
   steps, bs = args.steps, cfg0.train.batch_size
   sigmas = _sigmas(cfg0)
-  cache = _cache(args, "a_transport_cost_digits")
-  over = {"ict.coupling": "gc", "ict.gc_mu": 0.5}
-
-  def config(seed):
-    cfg = load(DIGITS_CONFIG, {**over, "seed": seed, "train.steps": steps})
-    return cfg, _run_identity(DIGITS_CONFIG, cfg, over, max(1, steps // 5),
-                              sigmas=[float(v) for v in sigmas],
-                              noise_key=10_001, points=HELD_OUT)
+  cache = _cache(args, setup["record"])
   train_seeds = (seeds if args.train_seeds is None else
                  [int(v) for v in args.train_seeds.split(",") if v])
-  from gcflow_jax import data as gcdata  # pylint: disable=g-import-not-at-top
-  dataset = gcdata.make_dataset(cfg0.data, cfg0.seed)
+  bad = sorted(set(train_seeds) - set(seeds))
+  if bad:
+    raise SystemExit(f"--train_seeds: {bad} not in --seeds={seeds}")
+  if args.cores:
+    _split_runs(args, [("gc", sd) for sd in train_seeds], cache,
+                lambda arm, seed: [f"--seeds={','.join(map(str, seeds))}",
+                                   f"--train_seeds={seed}"])
+  dataset = data_lib.make_dataset(cfg0.data, cfg0.seed)
   data_shape = dataset.shape
   x = jnp.asarray(dataset.reference(HELD_OUT))
-  z = jax.random.normal(jax.random.key(10_001), x.shape)
+  z = jax.random.normal(jax.random.key(TRANSPORT_NOISE_KEY), x.shape)
   for seed in train_seeds:
-    cfg, ident = config(seed)
-    if cache.get("gc", seed, ident) is not None:
-      continue
-    print(f"== (a) digits gc seed={seed}", flush=True)
+    cfg, ident = _transport_run(name, seed, steps)
 
-    apply = make_network(cfg.model, data_shape, 1)[1]
+    def run(cfg=cfg, seed=seed):
+      print(f"== (a) {name} gc seed={seed}", flush=True)
+      apply = make_network(cfg.model, data_shape, 1)[1]
 
-    @jax.jit
-    def costs(params, sigma, cfg=cfg, apply=apply):
-      f = D.make_endpoint_fn(apply, params, sigma_min=cfg.ict.sigma_min,
-                             sigma_data=cfg.ict.sigma_data)(x + sigma * z,
-                                                            sigma)
-      return _mean_sq_norm(f - z), _mean_sq_norm(f)
+      @jax.jit
+      def costs(params, sigma):
+        f = D.make_endpoint_fn(apply, params, sigma_min=cfg.ict.sigma_min,
+                               sigma_data=cfg.ict.sigma_data)(x + sigma * z,
+                                                              sigma)
+        return _mean_sq_norm(f - z), _mean_sq_norm(f)
 
-    def on_eval(step, state, run, costs=costs):
-      del step, run
-      out = [costs(state.ema_params, jnp.float32(sg)) for sg in sigmas]
-      return {"c_gc": [float(c) for c, _ in out],
-              "m2_f": [float(m) for _, m in out]}
+      def on_eval(step, state, run):
+        del step, run
+        out = [costs(state.ema_params, jnp.float32(sg)) for sg in sigmas]
+        return {"c_gc": [float(c) for c, _ in out],
+                "m2_f": [float(m) for _, m in out]}
 
-    curve, _, _ = train_with_evals(cfg, max(1, steps // 5), on_eval)
-    cache.put("gc", seed, ident, curve, **_machine_meta())
-  cached = {sd: cache.get("gc", sd, config(sd)[1]) for sd in seeds}
-  missing = [sd for sd, got in cached.items() if got is None]
-  if missing:
-    print(f"seeds {missing} not cached yet: no record written", flush=True)
+      return train_with_evals(cfg, max(1, steps // setup["evals"]),
+                              on_eval)[0]
+
+    cache.get_or_run("gc", seed, ident, run, _machine_meta)
+  if sorted(train_seeds) not in (sorted(seeds), []):
+    print(f"trained seeds {train_seeds}; the record is written by a run "
+          f"over every seed (--train_seeds={','.join(map(str, seeds))}) or "
+          "--train_seeds=", flush=True)
     return None
+  cached, missing = cache.collect(
+      [("gc", sd) for sd in seeds],
+      lambda a, sd: _transport_run(name, sd, steps)[1])
+  if missing:
+    print(f"seeds {[sd for _, sd in missing]} not cached yet: no record "
+          "written", flush=True)
+    return None
+  del cached
   base = D.transport_costs(x, z, sigmas, None, ot_solver="exact")
   c_ic, c_full = float(base["ic"]), float(base["ot"])
   c_ot = batch_ot_cost(x, z, bs)
   m2_x = float(_mean_sq_norm(x))
   rows = []
   for seed in seeds:
-    for r in cached[seed]:
+    for r in cache.get("gc", seed, _transport_run(name, seed, steps)[1]):
       for sg, c, m2 in zip(sigmas, r["c_gc"], r["m2_f"]):
         rows.append({"arm": "gc", "seed": seed, "step": r["step"],
                      "sigma": float(sg), "c": c, "c_ic": c_ic,
                      "c_ot": c_ot, "c_ot_full": c_full, "m2_f": m2,
                      "m2_x": m2_x, "train_sec": r["train_sec"]})
   n = int(x.shape[0])
-  budget = (f"GC (μ = 0.5) iCT of configs/digits_gc.py, {steps} steps × "
-            f"batch {bs}, UNet {cfg0.model.unet.model_channels} channels, "
-            f"sklearn digits (8×8, 64-d), CPU; all {n} images")
+  if name == "transport_digits":   # the change-17 record's words
+    budget = (f"GC (μ = 0.5) iCT of configs/digits_gc.py, {steps} steps × "
+              f"batch {bs}, UNet {cfg0.model.unet.model_channels} channels, "
+              f"sklearn digits (8×8, 64-d), CPU; all {n} images")
+  else:
+    budget = (f"GC (μ = 0.5) iCT, {steps} steps × batch {bs}, "
+              f"{_network_text(cfg0)}, {setup['data']}, CPU; the first {n} "
+              f"of its {dataset.size} training images")
+  command = (f"benchmarks/claims/consistency.py --claim={name} "
+             f"--steps={steps} --cache_dir={args.cache_dir}")
   return _verdict_transport(
       rows, sigmas, seeds, steps, c_ic, c_ot, budget,
-      claim="a_transport_cost_digits",
+      claim=setup["record"],
       ot_note=(f"minibatch OT at the training batch ({bs}, exact within "
                f"each chunk of the {n} pairs; full-set exact OT "
                f"{c_full:.4g})"),
-      scale_note=("Paper scale: CIFAR-10 (3,072-d, batch 512); here 64-d, "
-                  f"batch {bs}"),
+      scale_note=(f"Paper scale: CIFAR-10 (3,072-d, batch 512); here "
+                  f"{setup['scale']}, batch {bs}"),
       extra={"c_ot_full_exact": c_full, "num_pairs": n,
              # The one command that trains every seed and writes this
              # record (`command` may be a cache-only run, --train_seeds=).
-             "reproduce_command": (
-                 "benchmarks/claims/consistency.py --claim=transport_digits "
-                 f"--steps={steps} --cache_dir={args.cache_dir}")},
+             "reproduce_command": command},
       marginal_tol=MARGINAL_TOL)
 
 
@@ -1416,7 +1496,8 @@ CLAIMS = {"toy_diagnostics": claim_toy_diagnostics, "quality": claim_quality,
           "quality_mnist_cosine": claim_quality_mnist_cosine,
           "gc_only": claim_gc_only,
           "gc_only_mnist": claim_gc_only_mnist,
-          "transport_digits": claim_transport_digits}
+          "transport_digits": claim_transport_digits,
+          "transport_mnist": claim_transport_mnist}
 
 
 def _add_args(ap):
@@ -1429,12 +1510,14 @@ def _add_args(ap):
                        "record from the cache)")
   ap.add_argument("--cache_dir", default="runs/claims001",
                   help="quality_toy, quality_digits, quality_mnist, "
-                       "transport_digits, gc_only: each run's rows, in "
+                       "transport_digits, transport_mnist, gc_only: each "
+                       "run's rows, in "
                        "<dir>/<record>_<steps>/ (a rerun resumes; "
                        "processes can share the work)")
   ap.add_argument("--cores", default="",
                   help="quality_toy, quality_digits, quality_mnist(_adam, "
-                       "_cosine), gc_only_mnist: e.g. 0,1: every missing "
+                       "_cosine), gc_only_mnist, transport_digits, "
+                       "transport_mnist: e.g. 0,1: every missing "
                        "(arm, seed) run as its own process, at most one per "
                        "listed core at a time (pinned, one XLA thread), then "
                        "the record; a second such command on the same cache "
@@ -1448,9 +1531,10 @@ def _add_args(ap):
                   help="quality_toy: the iCT curriculum's length K "
                        "(ict.curriculum_steps; 0: the run's steps)")
   ap.add_argument("--train_seeds", default=None,
-                  help="transport_digits: the seeds this process trains "
-                       "(default: --seeds; '' trains none and only writes "
-                       "the record)")
+                  help="transport_digits, transport_mnist: the seeds this "
+                       "process trains (default: --seeds; '' trains none "
+                       "and only writes the record); the record is written "
+                       "by a process given every seed or none")
   ap.add_argument("--ict_s1", type=int, default=0,
                   help="quality_toy: every arm's final number of iCT "
                        "intervals ict.s1 (0: the config's); its own record. "
@@ -1482,7 +1566,7 @@ def main():
   args.cores = split.parse_cores(args.cores)
   split_claims = ("quality_toy", "quality_digits", "quality_mnist",
                   "quality_mnist_adam", "quality_mnist_cosine",
-                  "gc_only_mnist")
+                  "gc_only_mnist", "transport_digits", "transport_mnist")
   if args.cores and args.claim not in split_claims:
     raise SystemExit(f"--cores applies to --claim= one of {split_claims} "
                      f"(not {args.claim!r})")
