@@ -188,6 +188,8 @@ def test_run_on_cores_shares_claimed_jobs_with_another_parent(tmp_path):
                  claim=str(tmp_path / f"{name}.claim"))
   jobs = [job(n) for n in ("done", "elsewhere", "abandoned", "mine")]
   (tmp_path / "done.out").write_text("done")
+  # A finished job's claim left by a holder that died: removed.
+  (tmp_path / "done.claim").write_text(f"{me} {_dead_pid()}\n")
   holders = {n: subprocess.Popen([sys.executable, "-c",
                                   "import time; time.sleep(30)"])
              for n in ("elsewhere", "abandoned")}
@@ -219,6 +221,23 @@ def test_run_on_cores_shares_claimed_jobs_with_another_parent(tmp_path):
   assert not (tmp_path / "elsewhere.log").exists()   # never run here
   assert not (tmp_path / "done.log").exists()
   assert not list(tmp_path.glob("*.claim"))
+
+
+def test_train_missing_drops_stale_claims_of_finished_runs(tmp_path):
+  """A cached run's claim whose holder died is removed (a stopped parent
+  leaves one behind); one a live process holds stays; nothing runs."""
+  cache = S.RunCache(str(tmp_path))
+  me = os.uname().nodename
+  for arm in ("a", "b"):
+    cache.put(arm, 0, {"x": 1}, [])
+  stale, live = cache.path("a", 0) + ".claim", cache.path("b", 0) + ".claim"
+  with open(stale, "w") as f:
+    f.write(f"{me} {_dead_pid()}\n")
+  with open(live, "w") as f:
+    f.write(f"{me} {os.getpid()}\n")
+  S.train_missing(cache, [("a", 0), ("b", 0)],
+                  lambda arm, seed: ["unused"], [0])
+  assert not os.path.exists(stale) and os.path.exists(live)
 
 
 def test_child_env_keeps_flags_but_one_device_and_one_thread(monkeypatch):

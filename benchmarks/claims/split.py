@@ -17,7 +17,8 @@ over processes, cores and sessions:
   `.claim`), taken atomically when it starts and removed when it ends, so
   several parents can share one cache: each skips the runs another has
   finished or is running, e.g. a second `--cores=0` command started when
-  core 0 frees up, beside a `--cores=1` one.
+  core 0 frees up, beside a `--cores=1` one. A claim whose holder died
+  is stale: taken over if its run is missing, removed if it is cached.
 
 fmm_claims keeps its per-directory records (joined with `merge`), since a
 students run also saves its final state; the consistency claims keep their
@@ -178,6 +179,14 @@ def _release_claim(path: Optional[str]) -> None:
       pass
 
 
+def _drop_stale_claim(path: Optional[str]) -> None:
+  """Removes the claim `path` of a finished run if its holder has died (a
+  parent stopped while its child finished leaves one behind); a live
+  holder's claim stays (its child may have cached the run, not exited)."""
+  if path and os.path.exists(path) and _claim_free(path):
+    _release_claim(path)
+
+
 def run_on_cores(jobs: Sequence[Job], cores: Sequence[int],
                  finished: Callable[[Job], bool] = lambda job: True, *,
                  poll_s: float = 2.0, say: Callable[[str], None] = None
@@ -205,6 +214,7 @@ def run_on_cores(jobs: Sequence[Job], cores: Sequence[int],
     while pending and free:
       job = pending.pop(0)
       if job.claim and finished(job):
+        _drop_stale_claim(job.claim)
         say(f"[split] {job.name}: skipped (already finished)")
         continue
       if job.claim and not take_claim(job.claim):
@@ -254,6 +264,7 @@ def train_missing(cache: "RunCache", runs: Iterable[Tuple[str, int]],
   for arm, seed in runs:
     path = cache.path(arm, seed)
     if os.path.exists(path):
+      _drop_stale_claim(path + ".claim")
       continue
     name = f"{arm} seed {seed}"
     paths[name] = path
